@@ -1,0 +1,104 @@
+"""The public entry point: :class:`LodeCalculator` (SPEC §4)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .features import Features
+from .hypers import LodeHypers
+from .potentials import SmearedPowerLaw
+from .radial import make_basis
+from .reference import ReferenceBackend
+from .systems import as_systems
+
+__all__ = ["LodeCalculator"]
+
+#: backends implemented in this version; "auto" picks the first available of
+#: gpu → numpy → reference
+_IMPLEMENTED = {"reference": ReferenceBackend}
+
+
+def _resolve_backend(name: str):
+    if name == "auto":
+        for candidate in ("gpu", "numpy", "reference"):
+            if candidate in _IMPLEMENTED:
+                return _IMPLEMENTED[candidate]
+    if name not in _IMPLEMENTED:
+        raise NotImplementedError(
+            f"backend={name!r} is not available in this version of gplode; "
+            f"available: {sorted(_IMPLEMENTED)} (or 'auto')"
+        )
+    return _IMPLEMENTED[name]
+
+
+class LodeCalculator:
+    r"""Generalised LODE features: projections of the smeared 1/r^p potential of each
+    neighbour species onto radial functions × real spherical harmonics around each atom.
+
+    All keyword arguments are validated here, when the calculator is built, and stored in
+    :attr:`hypers` (a :class:`gplode.hypers.LodeHypers`, see there for ranges).
+
+    :param exponent: p ≥ 0 (1: Coulomb-like, 6: dispersion-like, 0: Gaussian density)
+    :param smearing: σ in Å
+    :param cutoff: radius r₀ of the radial basis in Å
+    :param max_radial: largest radial index n (inclusive)
+    :param max_angular: largest angular index l (inclusive)
+    :param radial_basis: ``"gto"`` or ``"monomial"``
+    :param center_atom_weight: weight w_c of each atom's own density in its features
+    :param backend: ``"auto"``, ``"reference"``, ``"numpy"`` or ``"gpu"``
+    :param accuracy: target relative RMS error of the coefficients
+    :param dtype: ``"float64"`` or ``"float32"``
+    :param k_cutoff: reference backend only: sum exactly 0 < |k| < k_cutoff (Å⁻¹)
+    :param neighbor_types: atomic numbers of the neighbour species (default: all present)
+
+    >>> import ase.build, gplode
+    >>> calc = gplode.LodeCalculator(exponent=1.0, smearing=1.0, cutoff=3.0,
+    ...                              max_radial=2, max_angular=1, backend="reference")
+    >>> feats = calc.compute(ase.build.bulk("NaCl", "rocksalt", a=5.64))
+    >>> feats.values.shape
+    (2, 2, 4, 3)
+    """
+
+    def __init__(self, **kwargs):
+        self.hypers = LodeHypers(**kwargs)
+        h = self.hypers
+        self.potential = SmearedPowerLaw(h.exponent, h.smearing)
+        self.basis = make_basis(h.radial_basis, h.cutoff, h.max_radial, h.max_angular)
+        self._backend = _resolve_backend(h.backend)(h, self.potential, self.basis)
+
+    @property
+    def backend(self) -> str:
+        """Name of the backend in use (``"auto"`` resolved)."""
+        return self._backend.name
+
+    def __repr__(self):
+        return f"LodeCalculator({', '.join(f'{k}={v!r}' for k, v in self.hypers.to_dict().items())})"
+
+    def compute(self, frames) -> Features:
+        """Compute the features of one ``ase.Atoms`` or a sequence of them.
+
+        :raises ValueError: for invalid structures (see :func:`gplode.systems.as_systems`)
+            or a species missing from ``neighbor_types``
+        """
+        systems = as_systems(frames)
+        present = np.unique(np.concatenate([s.numbers for s in systems]))
+        if self.hypers.neighbor_types is None:
+            species = present
+        else:
+            species = np.array(self.hypers.neighbor_types, dtype=np.int64)
+            missing = np.setdiff1d(present, species)
+            if missing.size:
+                raise ValueError(
+                    f"frames contain atomic numbers {missing.tolist()} that are not in "
+                    f"neighbor_types={species.tolist()}"
+                )
+        values = [self._backend.compute(s, species) for s in systems]
+        return Features(
+            values=np.concatenate(values).astype(self.hypers.dtype, copy=False),
+            neighbor_types=species,
+            center_types=np.concatenate([s.numbers for s in systems]),
+            system=np.concatenate([np.full(s.n_atoms, i) for i, s in enumerate(systems)]),
+            atom=np.concatenate([np.arange(s.n_atoms) for s in systems]),
+            hypers=self.hypers,
+            backend=self.backend,
+        )

@@ -1,0 +1,153 @@
+r"""Free-space (non-periodic) LODE coefficients as a pair sum (SPEC §3).
+
+.. math::
+
+    c^{(i)}_{anlm} = \sum_{j\in a,\,j\ne i} Y_{lm}(\hat d_{ij})\,F_{nl}(d_{ij})
+    + \delta_{l0}\delta_{a a_i} w_c\, c^{\mathrm{center}}_n,\qquad
+    F_{nl}(d) = 2\pi\int_0^\infty r^2\tilde R_{nl}(r)\int_{-1}^{1}P_l(u)\,
+    v_p\big(\sqrt{r^2+d^2-2rdu}\big)\,du\,dr
+
+:class:`PairRadialFunctions` tabulates :math:`F_{nl}` by 2D quadrature on Chebyshev
+panels in d up to ``d_switch`` and uses the multipole series (SPEC §5) beyond.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .multipoles import asymptotic_radial
+from .radial import gauss_legendre_panels
+from .spherical_harmonics import real_spherical_harmonics
+
+__all__ = ["PairRadialFunctions", "free_space_coefficients"]
+
+#: beyond this many σ the smeared potential equals r^-p to ~1e-19 relative
+#: (Γ(p/2, 50)/Γ(p/2) ≈ 50^{p/2-1} e^{-50})
+_SMEARING_RANGE = 10.0
+_CHEB_DEGREE = 20
+_INNER_PANELS, _INNER_ORDER = 12, 12
+
+
+def _legendre_table(u: np.ndarray, max_l: int) -> np.ndarray:
+    """P_l(u) for l = 0..max_l, shape ``(max_l + 1,) + u.shape``, by the stable recurrence."""
+    out = np.empty((max_l + 1,) + u.shape)
+    out[0] = 1.0
+    if max_l > 0:
+        out[1] = u
+    for l in range(2, max_l + 1):
+        out[l] = ((2 * l - 1) * u * out[l - 1] - (l - 1) * out[l - 2]) / l
+    return out
+
+
+class PairRadialFunctions:
+    r"""The pair functions :math:`F_{nl}(d)` of one (potential, basis) pair.
+
+    Quadrature (near field, ``d < d_switch``): the inner integral is taken over
+    :math:`q = |r-d|^2` with the substitution :math:`w = \ln(q + \sigma^2)`, which
+    resolves both the smearing scale σ² near q = 0 and the power-law scale q far away
+    with a fixed composite Gauss–Legendre rule; the outer r rule has panels no wider
+    than σ. F is then interpolated on Chebyshev panels of width ≤ 2σ (degree 20).
+    Far field (``d >= d_switch = support_radius + 10σ``): the multipole series.
+
+    :param potential: a :class:`gplode.potentials.SmearedPowerLaw`
+    :param basis: a :class:`gplode.radial.RadialBasis`
+    """
+
+    def __init__(self, potential, basis):
+        self.potential = potential
+        self.basis = basis
+        self.max_angular = basis.max_angular
+        sigma = potential.smearing
+        self.d_switch = basis.support_radius + _SMEARING_RANGE * sigma
+        n_panels = max(2, int(np.ceil(self.d_switch / min(2.0 * sigma, basis.length_scale * 2.0))))
+        self.edges = np.linspace(0.0, self.d_switch, n_panels + 1)
+        nodes = np.cos(np.pi * (np.arange(_CHEB_DEGREE) + 0.5) / _CHEB_DEGREE)  # in (-1, 1)
+        half = 0.5 * np.diff(self.edges)
+        mid = 0.5 * (self.edges[1:] + self.edges[:-1])
+        d_nodes = mid[:, None] + half[:, None] * nodes[None, :]
+        values = self._quadrature(d_nodes.ravel())  # (n_d, L+1, n_radial)
+        values = values.reshape(n_panels, _CHEB_DEGREE, *values.shape[1:])
+        # Chebyshev coefficients per panel (discrete cosine transform of the node values)
+        k = np.arange(_CHEB_DEGREE)
+        cosines = np.cos(np.pi * k[:, None] * (np.arange(_CHEB_DEGREE) + 0.5)[None, :] / _CHEB_DEGREE)
+        coefficients = (2.0 / _CHEB_DEGREE) * np.einsum("ki,pi...->pk...", cosines, values)
+        coefficients[:, 0] *= 0.5
+        self._coefficients = coefficients  # (n_panels, degree, L+1, n_radial)
+
+    def _quadrature(self, d: np.ndarray) -> np.ndarray:
+        """F_nl at distances ``d`` (> 0) by direct 2D quadrature, shape ``(n_d, L+1, n_radial)``."""
+        pot, basis = self.potential, self.basis
+        s2 = pot.smearing**2
+        r, wr = basis.radial_quadrature(scale=pot.smearing, order=12)
+        radial = [(wr * r**2)[:, None] * basis.evaluate(r, l) for l in range(self.max_angular + 1)]
+        t, wt = gauss_legendre_panels(np.linspace(0.0, 1.0, _INNER_PANELS + 1), _INNER_ORDER)
+        out = np.empty((d.size, self.max_angular + 1, basis.n_radial))
+        for i, di in enumerate(d):
+            two_rd = 2.0 * r * di  # (n_r,)
+            q_min = (r - di) ** 2
+            base = q_min + s2
+            width = np.log1p(2.0 * two_rd / base)  # w-range: ln(q_max + σ²) - ln(q_min + σ²)
+            w = width[:, None] * t[None, :]
+            delta = base[:, None] * np.expm1(w)  # q - q_min, accurate for small w
+            jac = width[:, None] * wt[None, :] * base[:, None] * np.exp(w)  # dq = (q + σ²) dw
+            f = pot.real_space(np.sqrt(q_min[:, None] + delta)) * jac
+            u = 1.0 - delta / two_rd[:, None]
+            legendre = _legendre_table(u, self.max_angular)
+            inner = np.einsum("lrq,rq->lr", legendre, f) * (2.0 * np.pi / two_rd)[None, :]
+            for l in range(self.max_angular + 1):
+                out[i, l] = inner[l] @ radial[l]
+        return out
+
+    def __call__(self, d: np.ndarray, l: int) -> np.ndarray:
+        """F_nl(d) for distances ``d`` (Å, > 0), shape ``(len(d), n_radial)``, in Å^(3/2-p)."""
+        d = np.asarray(d, dtype=float)
+        out = np.empty((d.size, self.basis.n_radial))
+        near = d < self.d_switch
+        if np.any(near):
+            dn = d[near]
+            panel = np.clip(np.searchsorted(self.edges, dn, side="right") - 1, 0, self.edges.size - 2)
+            a, b = self.edges[panel], self.edges[panel + 1]
+            x = (2.0 * dn - a - b) / (b - a)
+            coefficients = self._coefficients[panel, :, l, :]  # (n_near, degree, n_radial)
+            # Clenshaw recurrence for Σ_k c_k T_k(x)
+            b1 = np.zeros((dn.size, self.basis.n_radial))
+            b2 = np.zeros_like(b1)
+            for k in range(_CHEB_DEGREE - 1, 0, -1):
+                b1, b2 = 2.0 * x[:, None] * b1 - b2 + coefficients[:, k], b1
+            out[near] = x[:, None] * b1 - b2 + coefficients[:, 0]
+        if np.any(~near):
+            out[~near] = asymptotic_radial(d[~near], self.potential.exponent, self.basis, l)
+        return out
+
+
+def free_space_coefficients(system, species, pair_functions, center_term, center_atom_weight, max_angular, chunk=200_000):
+    """Free-space coefficients of every atom of ``system``.
+
+    :param system: a non-periodic :class:`gplode.systems.System`
+    :param species: sorted neighbour atomic numbers (axis 1 of the output)
+    :param pair_functions: :class:`PairRadialFunctions` of the calculator
+    :param center_term: c^center_n, shape ``(n_radial,)``
+    :param center_atom_weight: w_c
+    :param chunk: number of pairs handled at once (bounds memory)
+    :return: shape ``(n_atoms, len(species), (max_angular+1)**2, n_radial)``
+    """
+    n = system.n_atoms
+    n_radial = pair_functions.basis.n_radial
+    species = np.asarray(species)
+    flat = np.zeros((n * species.size, (max_angular + 1) ** 2, n_radial))
+    kind = np.searchsorted(species, system.numbers)
+    known = (kind < species.size) & (species[np.minimum(kind, species.size - 1)] == system.numbers)
+    pairs_i, pairs_j = np.nonzero(~np.eye(n, dtype=bool) & known[None, :])
+    for start in range(0, pairs_i.size, chunk):
+        i, j = pairs_i[start : start + chunk], pairs_j[start : start + chunk]
+        vectors = system.positions[j] - system.positions[i]
+        d = np.linalg.norm(vectors, axis=1)
+        ylm = real_spherical_harmonics(vectors, max_angular)
+        target = i * species.size + kind[j]
+        for l in range(max_angular + 1):
+            block = ylm[:, l * l : (l + 1) ** 2, None] * pair_functions(d, l)[:, None, :]
+            np.add.at(flat[:, l * l : (l + 1) ** 2, :], target, block)
+    out = flat.reshape(n, species.size, (max_angular + 1) ** 2, n_radial)
+    own = np.flatnonzero(known)
+    out[own, kind[own], 0, :] += center_atom_weight * center_term
+    return out

@@ -1,0 +1,68 @@
+r"""Real spherical harmonics in the SPEC §3 convention.
+
+Orthonormal on the unit sphere, no Condon–Shortley phase, ``m = -l..l`` with
+``m > 0`` ∝ cos(mφ) and ``m < 0`` ∝ sin(|m|φ):
+:math:`Y_{00} = 1/\sqrt{4\pi}`, :math:`(Y_{1,-1}, Y_{10}, Y_{11}) = \sqrt{3/4\pi}\,(y, z, x)/r`.
+The flattened (l, m) axis is ordered (0,0), (1,-1), (1,0), (1,1), (2,-2), …, i.e. the
+index of (l, m) is ``l*l + l + m``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import special as sp
+
+__all__ = ["lm_index", "real_spherical_harmonics"]
+
+
+def lm_index(l: int, m: int) -> int:
+    """Position of (l, m) on the flattened ``(max_angular+1)**2`` axis."""
+    return l * l + l + m
+
+
+def real_spherical_harmonics(vectors: np.ndarray, max_angular: int) -> np.ndarray:
+    r"""Evaluate :math:`Y_{lm}(\hat x)` for all ``l <= max_angular``.
+
+    Built from Cartesian recurrences: :math:`Y_{lm} = N_{lm} Q_l^{|m|}(z/r)\,
+    \{\Re,\Im\}[(x+iy)^{|m|}]/r^{|m|}` with :math:`Q_l^m = P_l^m/\sin^m\theta` a polynomial,
+    so the poles need no special care. Accurate to round-off for ``max_angular <= 60``.
+
+    :param vectors: direction vectors, shape ``(n, 3)``, any non-zero length (Å or Å^-1);
+        a zero vector is treated as pointing along +z
+    :param max_angular: largest l, ``>= 0``
+    :return: array of shape ``(n, (max_angular + 1)**2)``
+    """
+    vectors = np.asarray(vectors, dtype=float).reshape(-1, 3)
+    n = vectors.shape[0]
+    L = int(max_angular)
+    r = np.linalg.norm(vectors, axis=1)
+    safe = np.where(r > 0, r, 1.0)
+    x = np.where(r > 0, vectors[:, 0] / safe, 0.0)
+    y = np.where(r > 0, vectors[:, 1] / safe, 0.0)
+    z = np.where(r > 0, vectors[:, 2] / safe, 1.0)
+
+    # cos(mφ) sin^m θ = Re (x + iy)^m, sin(mφ) sin^m θ = Im (x + iy)^m
+    c = np.empty((L + 1, n))
+    s = np.empty((L + 1, n))
+    c[0], s[0] = 1.0, 0.0
+    for m in range(1, L + 1):
+        c[m] = x * c[m - 1] - y * s[m - 1]
+        s[m] = x * s[m - 1] + y * c[m - 1]
+
+    out = np.empty((n, (L + 1) ** 2))
+    for m in range(L + 1):
+        # Q_m^m = (2m-1)!!, Q_{m+1}^m = (2m+1) z Q_m^m,
+        # Q_l^m = ((2l-1) z Q_{l-1}^m - (l+m-1) Q_{l-2}^m) / (l - m)
+        q_prev = np.zeros(n)
+        q = np.full(n, sp.factorial2(2 * m - 1) if m > 0 else 1.0)
+        for l in range(m, L + 1):
+            if l > m:
+                q, q_prev = ((2 * l - 1) * z * q - (l + m - 1) * q_prev) / (l - m), q
+            norm = np.sqrt((2 * l + 1) / (4 * np.pi) * np.exp(sp.gammaln(l - m + 1) - sp.gammaln(l + m + 1)))
+            if m == 0:
+                out[:, lm_index(l, 0)] = norm * q
+            else:
+                norm *= np.sqrt(2.0)
+                out[:, lm_index(l, m)] = norm * q * c[m]
+                out[:, lm_index(l, -m)] = norm * q * s[m]
+    return out

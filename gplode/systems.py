@@ -1,0 +1,99 @@
+"""Turn user structures (``ase.Atoms``) into validated arrays, once, at the entry point.
+
+Everything downstream assumes a :class:`System`: finite positions, a non-singular cell
+when periodic, positions wrapped into the cell.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["System", "as_systems"]
+
+#: a cell whose volume is below this fraction of the product of its edge lengths is
+#: treated as singular (nearly coplanar lattice vectors)
+_SINGULAR_CELL_RATIO = 1e-8
+
+
+@dataclasses.dataclass(frozen=True)
+class System:
+    """One structure as plain arrays.
+
+    :param positions: Cartesian positions in Å, shape ``(n_atoms, 3)``; wrapped into the
+        cell when periodic
+    :param numbers: atomic numbers, shape ``(n_atoms,)``
+    :param cell: lattice vectors as rows in Å, shape ``(3, 3)`` (zeros when not periodic)
+    :param periodic: ``True`` for pbc on all three axes, ``False`` for free space
+    """
+
+    positions: np.ndarray
+    numbers: np.ndarray
+    cell: np.ndarray
+    periodic: bool
+
+    @property
+    def n_atoms(self) -> int:
+        """Number of atoms."""
+        return self.numbers.shape[0]
+
+    @property
+    def volume(self) -> float:
+        """Cell volume Ω in Å³ (periodic systems only)."""
+        return float(abs(np.linalg.det(self.cell)))
+
+
+def _convert(frame, index: int) -> System:
+    where = f"frame {index}"
+    for attribute in ("get_positions", "get_atomic_numbers", "get_pbc", "get_cell"):
+        if not hasattr(frame, attribute):
+            raise TypeError(f"{where}: expected an ase.Atoms, got {type(frame).__name__}")
+    positions = np.array(frame.get_positions(), dtype=float)
+    numbers = np.array(frame.get_atomic_numbers(), dtype=np.int64)
+    if numbers.size == 0:
+        raise ValueError(f"{where}: structure has no atoms")
+    if not np.all(np.isfinite(positions)):
+        bad = int(np.flatnonzero(~np.all(np.isfinite(positions), axis=1))[0])
+        raise ValueError(f"{where}: position of atom {bad} is not finite ({positions[bad].tolist()})")
+    if np.any(numbers < 1) or np.any(numbers > 118):
+        raise ValueError(f"{where}: atomic numbers must be in 1..118, got {sorted(set(numbers.tolist()))}")
+    pbc = np.asarray(frame.get_pbc(), dtype=bool)
+    if pbc.all():
+        cell = np.array(frame.get_cell()[:], dtype=float)
+        if not np.all(np.isfinite(cell)):
+            raise ValueError(f"{where}: cell is not finite")
+        lengths = np.linalg.norm(cell, axis=1)
+        volume = abs(np.linalg.det(cell))
+        if np.any(lengths == 0) or volume <= _SINGULAR_CELL_RATIO * np.prod(lengths):
+            raise ValueError(
+                f"{where}: periodic structure needs a non-singular cell, got lattice vectors "
+                f"{cell.tolist()} (volume {volume:.3g} Å³)"
+            )
+        fractional = np.linalg.solve(cell.T, positions.T).T
+        positions = (fractional - np.floor(fractional)) @ cell
+        return System(positions, numbers, cell, True)
+    if not pbc.any():
+        return System(positions, numbers, np.zeros((3, 3)), False)
+    raise ValueError(
+        f"{where}: mixed periodic boundary conditions pbc={pbc.tolist()} are not supported; "
+        "use pbc all True (bulk) or all False (free space)"
+    )
+
+
+def as_systems(frames) -> list[System]:
+    """Validate and convert one ``ase.Atoms`` or a sequence of them.
+
+    :raises TypeError: for objects that are not ``ase.Atoms``
+    :raises ValueError: for an empty list, empty structures, non-finite positions,
+        singular cells, or mixed periodic boundary conditions
+    """
+    if hasattr(frames, "get_positions"):
+        frames = [frames]
+    if not isinstance(frames, Sequence) and not hasattr(frames, "__iter__"):
+        raise TypeError(f"frames must be an ase.Atoms or a sequence of them, got {type(frames).__name__}")
+    systems = [_convert(frame, i) for i, frame in enumerate(frames)]
+    if not systems:
+        raise ValueError("frames is empty: give at least one structure")
+    return systems
