@@ -1,0 +1,1 @@
+"""Shared pytest configuration (the tests directory is on ``sys.path``, see pyproject)."""
