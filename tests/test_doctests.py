@@ -1,0 +1,17 @@
+"""Run the docstring examples of every gplode module (the installed package)."""
+
+import doctest
+import importlib
+import pkgutil
+
+import pytest
+
+import gplode
+
+MODULES = ["gplode"] + [f"gplode.{m.name}" for m in pkgutil.iter_modules(gplode.__path__)]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0

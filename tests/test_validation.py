@@ -1,0 +1,92 @@
+"""Bad input gets a clear error naming the problem."""
+
+import ase
+import ase.build
+import numpy as np
+import pytest
+
+import gplode
+from gplode.hypers import LodeHypers
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(exponent=-1.0), ValueError, "exponent must be a finite real >= 0"),
+        (dict(exponent=float("nan")), ValueError, "exponent"),
+        (dict(exponent=25.0), ValueError, "exponent must be <= 20"),
+        (dict(exponent="1"), TypeError, "exponent must be a real number"),
+        (dict(smearing=0.0), ValueError, r"smearing must be > 0"),
+        (dict(smearing=-1.0), ValueError, "smearing"),
+        (dict(cutoff=0.0), ValueError, "cutoff must be > 0"),
+        (dict(max_angular=-1), ValueError, r"max_angular must be an integer in \[0, 30\]"),
+        (dict(max_radial=2.5), TypeError, "max_radial must be an integer"),
+        (dict(max_radial=True), TypeError, "max_radial must be an integer"),
+        (dict(radial_basis="bessel"), ValueError, "radial_basis must be one of 'gto', 'monomial'"),
+        (dict(backend="cuda"), ValueError, "backend must be one of"),
+        (dict(accuracy=0.0), ValueError, "accuracy"),
+        (dict(accuracy=0.5), ValueError, r"accuracy must be in \(0, 0.1\]"),
+        (dict(dtype="float16"), ValueError, "dtype must be one of"),
+        (dict(k_cutoff=-2.0), ValueError, "k_cutoff"),
+        (dict(center_atom_weight=float("inf")), ValueError, "center_atom_weight"),
+        (dict(neighbor_types=[]), ValueError, "neighbor_types must list at least one"),
+        (dict(neighbor_types=[0]), ValueError, "neighbor_types must be an integer in"),
+    ],
+)
+def test_invalid_options(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        gplode.LodeCalculator(**kwargs)
+
+
+def test_unknown_option():
+    with pytest.raises(TypeError, match="unexpected keyword argument 'exponnet'"):
+        gplode.LodeCalculator(exponnet=1.0)
+    with pytest.raises(ValueError, match=r"unknown hyper-parameter\(s\) \['exponnet'\]"):
+        LodeHypers.from_dict({"exponnet": 1.0})
+
+
+def test_hypers_round_trip():
+    hypers = LodeHypers(exponent=4.5, neighbor_types=(8, 1), k_cutoff=3.0)
+    assert hypers.neighbor_types == (1, 8)
+    assert LodeHypers.from_dict(hypers.to_dict()) == hypers
+
+
+def test_unavailable_backend_is_an_error_not_a_fallback():
+    with pytest.raises(NotImplementedError, match="backend='gpu' is not available"):
+        gplode.LodeCalculator(backend="gpu")
+
+
+CALC = gplode.LodeCalculator(exponent=1.0, max_radial=1, max_angular=1, backend="reference")
+
+
+def test_empty_structure():
+    with pytest.raises(ValueError, match="frame 0: structure has no atoms"):
+        CALC.compute(ase.Atoms())
+    with pytest.raises(ValueError, match="frames is empty"):
+        CALC.compute([])
+
+
+def test_non_finite_positions():
+    atoms = ase.build.molecule("H2O")
+    atoms.positions[1, 2] = np.nan
+    with pytest.raises(ValueError, match="frame 1: position of atom 1 is not finite"):
+        CALC.compute([ase.build.molecule("H2O"), atoms])
+
+
+def test_singular_and_missing_cells():
+    flat = ase.Atoms("Na", cell=[[3, 0, 0], [0, 3, 0], [3, 3, 0]], pbc=True)
+    with pytest.raises(ValueError, match="non-singular cell"):
+        CALC.compute(flat)
+    with pytest.raises(ValueError, match="non-singular cell"):
+        CALC.compute(ase.Atoms("Na", pbc=True))  # pbc without a cell
+
+
+def test_mixed_pbc():
+    slab = ase.Atoms("Na", cell=np.eye(3) * 4, pbc=[True, True, False])
+    with pytest.raises(ValueError, match=r"mixed periodic boundary conditions pbc=\[True, True, False\]"):
+        CALC.compute(slab)
+
+
+def test_wrong_type():
+    with pytest.raises(TypeError, match="expected an ase.Atoms, got ndarray"):
+        CALC.compute([np.zeros((3, 3))])
