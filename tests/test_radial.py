@@ -107,3 +107,19 @@ def test_center_term_against_fine_quadrature(basis, p):
 def test_make_basis_rejects_unknown_name():
     with pytest.raises(ValueError, match="radial_basis must be one of"):
         make_basis("bessel", 3.0, 2, 2)
+
+
+@pytest.mark.parametrize("basis", BASES[:2], ids=IDS[:2])
+def test_kspace_spline_better_than_1e10(basis):
+    from gplode.splines import RadialIntegralSpline
+
+    spline = RadialIntegralSpline(basis, k_max=12.0)
+    assert spline.max_error <= 1e-11
+    # independent random points, not the mid-points the construction checked
+    k = np.random.default_rng(2).uniform(0, 12.0, 500)
+    for l in range(basis.max_angular + 1):
+        exact = basis.kspace_integral(k, l)
+        scale = np.abs(basis.kspace_integral(spline.grid, l)).max(axis=0)
+        assert np.all(np.abs(spline(k, l) - exact) <= 1e-10 * scale)
+    with pytest.raises(ValueError, match="k must lie in"):
+        spline(np.array([13.0]), 0)
