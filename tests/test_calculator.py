@@ -119,3 +119,29 @@ def test_repr_and_backend_name():
     assert calc.backend == "reference"
     assert "exponent=1.0" in repr(calc)
     assert "Features(n_atoms=2" in repr(calc.compute(ase.build.bulk("NaCl", "rocksalt", a=5.64)))
+
+
+def test_features_continuous_across_p3():
+    """k ≠ 0 part and free-space features are continuous at p = 3; only the k = 0 term
+    (kept for p > 3) jumps, as 1/(p − 3), because the lattice sum itself diverges there."""
+    eps = 1e-7
+    crystal, molecule = _rattled_triclinic(), ase.build.molecule("H2O")
+    values = {}
+    for p in (3 - eps, 3.0, 3 + eps):
+        calc = gplode.LodeCalculator(exponent=p, accuracy=1e-10, **SMALL)
+        values[p] = (calc.compute(crystal).values, calc.compute(molecule).values, calc)
+    for p in (3 - eps, 3 + eps):
+        free, free3 = values[p][1], values[3.0][1]
+        # first order in ε = 1e-7 with |∂c/∂p| = O(1): 1e-6 of the scale
+        np.testing.assert_allclose(free, free3, atol=1e-6 * np.abs(free3).max())
+    below, at = values[3 - eps][0], values[3.0][0]
+    np.testing.assert_allclose(below, at, atol=1e-6 * np.abs(at).max())
+    above, calc = values[3 + eps][0], values[3 + eps][2]
+    counts = np.array([np.sum(crystal.numbers == z) for z in (11, 17, 19)])
+    radial0 = calc.basis.kspace_integral(np.zeros(1), 0)[0]
+    k0 = 4 * np.pi / crystal.get_volume() * calc.potential.k0_value() / np.sqrt(4 * np.pi)
+    jump = k0 * counts[None, :, None] * radial0[None, None, :]
+    assert np.abs(jump).max() > 1e5 * np.abs(at).max()  # the 1/(p − 3) divergence
+    expected = at.copy()
+    expected[:, :, 0, :] += jump
+    np.testing.assert_allclose(above, expected, atol=1e-6 * np.abs(at).max(), rtol=1e-12)
