@@ -59,11 +59,12 @@ def _demo(args) -> int:
     for z, name in ((11, "Na"), (17, "Cl")):
         row = np.flatnonzero(feats.center_types == z)[0]
         c = feats.values[row, :, 0, 0]
-        print(f"  {name} centre, l=0 n=0 coefficient per neighbour type {feats.neighbor_types.tolist()}: {np.round(c, 6).tolist()}")
+        types = feats.neighbor_types.tolist()
+        print(f"  {name} centre, l=0 n=0 coefficient per neighbour type {types}: {np.round(c, 6).tolist()}")
 
     print("\nS22x5 water dimer (free space): |c_l| of the first O atom in the O-neighbour channel")
     print("(its own density included), against the dimer's scaled separation:")
-    print("  scale  E_int(CCSD(T), eV)  " + "  ".join(f"|c_{l}|" .rjust(10) for l in range(args.max_angular + 1)))
+    print("  scale  E_int(CCSD(T), eV)  " + "  ".join(f"|c_{l}|".rjust(10) for l in range(args.max_angular + 1)))
     for scale in (0.9, 1.0, 1.2, 1.5, 2.0):
         dimer = create_s22_system("Water_dimer", dist=scale)
         feats = calc.compute(dimer)

@@ -78,7 +78,9 @@ class Features:
         for l in range(self.max_angular + 1):
             for center in np.unique(self.center_types):
                 rows = np.flatnonzero(self.center_types == center)
-                samples = Labels(["system", "atom"], np.stack([self.system[rows], self.atom[rows]], axis=1).astype(np.int32))
+                samples = Labels(
+                    ["system", "atom"], np.stack([self.system[rows], self.atom[rows]], axis=1).astype(np.int32)
+                )
                 components = [Labels(["o3_mu"], np.arange(-l, l + 1, dtype=np.int32).reshape(-1, 1))]
                 properties = Labels(["n"], np.arange(n_radial, dtype=np.int32).reshape(-1, 1))
                 for a, neighbor in enumerate(self.neighbor_types):

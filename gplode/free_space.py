@@ -120,7 +120,9 @@ class PairRadialFunctions:
         return out
 
 
-def free_space_coefficients(system, species, pair_functions, center_term, center_atom_weight, max_angular, chunk=200_000):
+def free_space_coefficients(
+    system, species, pair_functions, center_term, center_atom_weight, max_angular, chunk=200_000
+):
     """Free-space coefficients of every atom of ``system``.
 
     :param system: a non-periodic :class:`gplode.systems.System`

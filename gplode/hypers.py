@@ -99,7 +99,11 @@ class LodeHypers:
         set_(self, "accuracy", accuracy)
         _choice("dtype", self.dtype, DTYPES)
         if self.k_cutoff is not None:
-            set_(self, "k_cutoff", _real("k_cutoff", self.k_cutoff, low=0.0, low_inclusive=False, what="> 0 (Å⁻¹) or None"))
+            set_(
+                self,
+                "k_cutoff",
+                _real("k_cutoff", self.k_cutoff, low=0.0, low_inclusive=False, what="> 0 (Å⁻¹) or None"),
+            )
         if self.neighbor_types is not None:
             types = tuple(sorted({_integer("neighbor_types", z, low=1, high=118) for z in self.neighbor_types}))
             if not types:

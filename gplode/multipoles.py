@@ -52,7 +52,9 @@ def asymptotic_radial(distances: np.ndarray, exponent: float, basis, l: int, n_t
     return 4.0 * np.pi * terms @ (a[:, None] * moments.T)
 
 
-def asymptotic_coefficients(vectors: np.ndarray, exponent: float, basis, max_angular: int, n_terms: int = 40) -> np.ndarray:
+def asymptotic_coefficients(
+    vectors: np.ndarray, exponent: float, basis, max_angular: int, n_terms: int = 40
+) -> np.ndarray:
     r"""Multipole-series coefficients of single atoms at positions ``vectors`` (Å).
 
     .. math::

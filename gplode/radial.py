@@ -122,7 +122,7 @@ class GtoBasis(RadialBasis):
 
     @staticmethod
     def _primitive_moment(power, alpha):
-        r""":math:`\int_0^\infty r^{\mathrm{power}} e^{-\alpha r^2} dr = \Gamma((power+1)/2)/(2\alpha^{(power+1)/2})`."""
+        r""":math:`\int_0^\infty r^{P} e^{-\alpha r^2} dr = \Gamma((P+1)/2)/(2\alpha^{(P+1)/2})`, P = ``power``."""
         return 0.5 * np.exp(sp.gammaln(0.5 * (power + 1)) - 0.5 * (power + 1) * np.log(alpha))
 
     def evaluate(self, r, l):
@@ -194,7 +194,9 @@ class MonomialBasis(RadialBasis):
         # the basis ends at r₀ with a jump: panels must end exactly there
         width = 0.5 * min(self.length_scale, scale if scale is not None else np.inf)
         n_panels = max(4, int(np.ceil(self.cutoff / width)))
-        return gauss_legendre_panels(np.linspace(0.0, self.cutoff, n_panels + 1), max(order, self._exact_rule(0)[0].size))
+        return gauss_legendre_panels(
+            np.linspace(0.0, self.cutoff, n_panels + 1), max(order, self._exact_rule(0)[0].size)
+        )
 
     def kspace_integral(self, k, l):
         r""":math:`\tilde I_{nl}(k)` by Gauss–Legendre quadrature on :math:`[0, r_0]`.

@@ -4,11 +4,9 @@ import ase
 import ase.build
 import numpy as np
 import pytest
-
 from peers import import_peer
 
 import gplode
-from gplode.spherical_harmonics import real_spherical_harmonics
 
 SMALL = dict(smearing=1.0, cutoff=2.5, max_radial=2, max_angular=2, backend="reference")
 

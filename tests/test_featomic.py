@@ -10,7 +10,6 @@ import ase
 import ase.build
 import numpy as np
 import pytest
-
 from peers import import_peer
 
 import gplode

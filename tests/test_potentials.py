@@ -19,7 +19,10 @@ def _exact_kspace(p, k, sigma):
         return float((4 * mpmath.pi * sigma**2) ** 0.75 * mpmath.exp(-0.5 * (sigma * k) ** 2))
     s = mpmath.mpf(3 - p) / 2
     return float(
-        mpmath.pi**1.5 * 2 ** (3 - p) * mpmath.mpf(k) ** (p - 3) * mpmath.gammainc(s, 0.5 * (sigma * k) ** 2)
+        mpmath.pi**1.5
+        * 2 ** (3 - p)
+        * mpmath.mpf(k) ** (p - 3)
+        * mpmath.gammainc(s, 0.5 * (sigma * k) ** 2)
         / mpmath.gamma(mpmath.mpf(p) / 2)
     )
 
@@ -70,7 +73,7 @@ def test_numerical_inverse_fourier_transform(p):
     k_max = 12.0 / SIGMA  # v̂ ∝ e^{-σ²k²/2} < e^{-72} beyond
     for r in [0.3, 1.0, 2.7]:
         # substitute k = t² to remove the k^{p-2} endpoint singularity for small p
-        def integrand(t):
+        def integrand(t, r=r):
             k = t * t
             return 2 * t * k * pot.kspace(np.array([k]))[0] * np.sin(k * r)
 

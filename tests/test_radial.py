@@ -42,7 +42,9 @@ def test_monomial_first_function_is_normalised_multipole_weight():
     r0, basis = 2.5, MonomialBasis(2.5, 3, 4)
     r = np.linspace(0.1, 2.4, 7)
     for l in range(5):
-        np.testing.assert_allclose(basis.evaluate(r, l)[:, 0], np.sqrt((2 * l + 3) / r0 ** (2 * l + 3)) * r**l, rtol=1e-13)
+        np.testing.assert_allclose(
+            basis.evaluate(r, l)[:, 0], np.sqrt((2 * l + 3) / r0 ** (2 * l + 3)) * r**l, rtol=1e-13
+        )
     assert np.all(basis.evaluate(np.array([2.5001, 4.0]), 1) == 0)
 
 
@@ -78,9 +80,11 @@ def test_gto_kspace_integral_against_mpmath():
             for n in range(4):
                 b, a = mpmath.mpf(basis.alphas[n]), mpmath.mpf(n + l + 3) / 2
                 primitives.append(
-                    mpmath.sqrt(mpmath.pi) * mpmath.mpf(k) ** l * mpmath.gamma(a)
+                    mpmath.sqrt(mpmath.pi)
+                    * mpmath.mpf(k) ** l
+                    * mpmath.gamma(a)
                     / (2 ** (l + 2) * mpmath.gamma(l + 1.5) * b**a)
-                    * mpmath.hyp1f1(a, l + 1.5, -mpmath.mpf(k) ** 2 / (4 * b))
+                    * mpmath.hyp1f1(a, l + 1.5, -(mpmath.mpf(k) ** 2) / (4 * b))
                 )
             expected = basis.coefficients @ np.array([float(x) for x in primitives])
             np.testing.assert_allclose(basis.kspace_integral(np.array([k]), l)[0], expected, rtol=1e-12)
