@@ -6,6 +6,7 @@ import numpy as np
 
 from .features import Features
 from .hypers import LodeHypers
+from .mesh_backend import NumpyBackend
 from .potentials import SmearedPowerLaw
 from .radial import make_basis
 from .reference import ReferenceBackend
@@ -15,7 +16,7 @@ __all__ = ["LodeCalculator"]
 
 #: backends implemented in this version; "auto" picks the first available of
 #: gpu → numpy → reference
-_IMPLEMENTED = {"reference": ReferenceBackend}
+_IMPLEMENTED = {"reference": ReferenceBackend, "numpy": NumpyBackend}
 
 
 def _resolve_backend(name: str):
@@ -50,6 +51,8 @@ class LodeCalculator:
     :param dtype: ``"float64"`` or ``"float32"``
     :param k_cutoff: reference backend only: sum exactly 0 < |k| < k_cutoff (Å⁻¹)
     :param neighbor_types: atomic numbers of the neighbour species (default: all present)
+    :param mesh_spacing: mesh backends: override the mesh spacing in Å
+    :param interpolation_order: mesh backends: override the B-spline order (4, 6, 8, 10)
 
     >>> import ase.build, gplode
     >>> calc = gplode.LodeCalculator(exponent=1.0, smearing=1.0, cutoff=3.0,

@@ -10,6 +10,8 @@ import dataclasses
 import math
 import numbers
 
+from .bspline import ORDERS
+
 __all__ = ["BACKENDS", "DTYPES", "RADIAL_BASES", "LodeHypers"]
 
 BACKENDS = ("auto", "reference", "numpy", "gpu")
@@ -62,6 +64,9 @@ class LodeHypers:
     :param k_cutoff: if given, the reference backend sums exactly 0 < |k| < k_cutoff (Å⁻¹)
     :param neighbor_types: atomic numbers of the neighbour species (axis 1 of the
         features); ``None`` uses all species present in the frames of each call
+    :param mesh_spacing: mesh backends only: override the mesh spacing (Å) chosen from
+        ``accuracy``
+    :param interpolation_order: mesh backends only: override the B-spline order (4, 6, 8 or 10)
     """
 
     exponent: float = 1.0
@@ -76,6 +81,8 @@ class LodeHypers:
     dtype: str = "float64"
     k_cutoff: float | None = None
     neighbor_types: tuple[int, ...] | None = None
+    mesh_spacing: float | None = None
+    interpolation_order: int | None = None
 
     def __post_init__(self):
         set_ = object.__setattr__
@@ -109,6 +116,12 @@ class LodeHypers:
             if not types:
                 raise ValueError("neighbor_types must list at least one atomic number, or be None")
             set_(self, "neighbor_types", types)
+
+        if self.mesh_spacing is not None:
+            spacing = _real("mesh_spacing", self.mesh_spacing, low=0.0, low_inclusive=False, what="> 0 (Å) or None")
+            set_(self, "mesh_spacing", spacing)
+        if self.interpolation_order is not None and self.interpolation_order not in ORDERS:
+            raise ValueError(f"interpolation_order must be one of {ORDERS} or None, got {self.interpolation_order!r}")
 
     def to_dict(self) -> dict:
         """Plain-dict form (JSON/TOML serialisable)."""

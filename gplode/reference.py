@@ -18,26 +18,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from .corrections import add_periodic_corrections
 from .free_space import PairRadialFunctions, free_space_coefficients
-from .kvectors import half_sphere_kvectors
+from .kvectors import default_k_cutoff, half_sphere_kvectors
 from .spherical_harmonics import real_spherical_harmonics
 
-__all__ = ["ReferenceBackend", "default_k_cutoff"]
+__all__ = ["ReferenceBackend"]
 
 #: k-vectors handled at once: bounds the (n_atoms, n_k) phase arrays
 _K_CHUNK = 4096
-
-
-def default_k_cutoff(smearing: float, accuracy: float) -> float:
-    r"""Radius (Å⁻¹) of the k-sphere giving relative RMS error ≲ ``accuracy``.
-
-    The summand decays like :math:`e^{-\sigma^2k^2/2}` (times at most a power of k from
-    the basis integrals), and the truncated tail measured relative to the whole sum is a
-    fraction 0.03–0.4 of :math:`e^{-\sigma^2k_c^2/2}` (featomic's 1.2π/σ, 1.6π/σ and 2π/σ
-    give 3e-4, 1e-7 and 1e-10). We take :math:`\sigma^2k_c^2/2 = \ln(1/\mathrm{accuracy}) + 3`,
-    i.e. a margin of e³ ≈ 20, checked in the tests against a converged sum.
-    """
-    return float(np.sqrt(2.0 * (np.log(1.0 / accuracy) + 3.0)) / smearing)
 
 
 class ReferenceBackend:
@@ -102,15 +91,5 @@ class ReferenceBackend:
                     n_atoms * n_species, 2 * l + 1, n_radial
                 )
         out = out.reshape(n_atoms, n_species, (L + 1) ** 2, n_radial)
-        if pot.has_k0_term:
-            counts = onehot.sum(axis=1)  # N_a
-            radial0 = basis.kspace_integral(np.zeros(1), 0)[0]  # Ĩ_n0(0)
-            out[:, :, 0, :] += (4.0 * np.pi / volume * pot.k0_value() / np.sqrt(4.0 * np.pi)) * (
-                counts[None, :, None] * radial0[None, None, :]
-            )
-        own = np.searchsorted(species, system.numbers)
-        present = own < n_species
-        present[present] &= np.asarray(species)[own[present]] == system.numbers[present]
-        rows = np.flatnonzero(present)
-        out[rows, own[rows], 0, :] -= (1.0 - h.center_atom_weight) * self.center_term
+        add_periodic_corrections(out, system, species, pot, basis, self.center_term, h.center_atom_weight)
         return out

@@ -1,0 +1,54 @@
+r"""Centred cardinal B-splines: the assignment kernel of the mesh backends.
+
+:math:`K_P(x) = M_P(x + P/2)` with :math:`M_P` the cardinal B-spline of order P (degree
+P − 1, support [0, P]). A point at mesh coordinate u (mesh spacing 1) touches the P mesh
+points :math:`g = \lfloor u\rfloor - P/2 + 1 + t`, ``t = 0..P-1``, with weights
+:math:`K_P(u - g)`. Its Fourier transform is
+:math:`\hat K_P(\omega) = [\sin(\omega/2)/(\omega/2)]^P`, the factor the mesh pipeline
+divides out (once for spreading, once for interpolation).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["ORDERS", "bspline_stencil", "bspline_fourier"]
+
+#: supported (even) orders: the centred kernel is then symmetric and K̂ has no zeros
+ORDERS = (4, 6, 8, 10)
+
+
+def bspline_stencil(u: np.ndarray, order: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    r"""Mesh indices and weights of the points at mesh coordinates ``u`` on a periodic axis.
+
+    Uses the stable recursion
+    :math:`M_n(x) = [x M_{n-1}(x) + (n - x) M_{n-1}(x - 1)] / (n - 1)` at the P arguments
+    ``w + j`` (``w`` the fractional part of ``u``), so no cancellation for any order.
+
+    :param u: mesh coordinates (fractional coordinate × ``size``), shape ``(n,)``
+    :param order: P, one of :data:`ORDERS`
+    :param size: number of mesh points along the axis
+    :return: ``indices`` (int64, wrapped into [0, size)) and ``weights``, both ``(n, order)``;
+        weights sum to 1 for every point
+    """
+    u = np.asarray(u, dtype=float)
+    floor = np.floor(u)
+    w = u - floor
+    j = np.arange(order, dtype=float)
+    x = w[:, None] + j[None, :]  # arguments w + j, j = 0..P-1
+    values = np.zeros_like(x)
+    values[:, 0] = 1.0  # M_1(w + j) = 1 for j = 0 only
+    for n in range(2, order + 1):
+        shifted = np.concatenate([np.zeros((u.size, 1)), values[:, :-1]], axis=1)  # M_{n-1}(w + j - 1)
+        values = (x * values + (n - x) * shifted) / (n - 1)
+    # weight of stencil point t is M_P(w + P - 1 - t): reverse the j axis
+    weights = values[:, ::-1]
+    start = floor.astype(np.int64) - order // 2 + 1
+    indices = np.mod(start[:, None] + np.arange(order)[None, :], size)
+    return indices, weights
+
+
+def bspline_fourier(frequencies: np.ndarray, order: int, size: int) -> np.ndarray:
+    r""":math:`\hat K_P(2\pi m / M)` for integer mesh frequencies ``m`` on an axis of ``size`` M points."""
+    x = np.pi * np.asarray(frequencies, dtype=float) / size
+    return np.sinc(x / np.pi) ** order
