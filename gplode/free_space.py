@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .corrections import species_index
 from .multipoles import asymptotic_radial
 from .radial import gauss_legendre_panels
 from .spherical_harmonics import real_spherical_harmonics
@@ -121,35 +122,43 @@ class PairRadialFunctions:
 
 
 def free_space_coefficients(
-    system, species, pair_functions, center_term, center_atom_weight, max_angular, chunk=200_000
+    system, species, pair_functions, center_term, center_atom_weight, max_angular, chunk=2_000_000
 ):
     """Free-space coefficients of every atom of ``system``.
+
+    Centres are processed in blocks of about ``chunk / n_atoms`` so that memory stays
+    bounded (~``chunk`` × (L+1)² × n_radial floats) whatever the cluster size.
 
     :param system: a non-periodic :class:`gplode.systems.System`
     :param species: sorted neighbour atomic numbers (axis 1 of the output)
     :param pair_functions: :class:`PairRadialFunctions` of the calculator
     :param center_term: c^center_n, shape ``(n_radial,)``
     :param center_atom_weight: w_c
-    :param chunk: number of pairs handled at once (bounds memory)
+    :param chunk: number of (centre, neighbour) pairs handled at once
     :return: shape ``(n_atoms, len(species), (max_angular+1)**2, n_radial)``
     """
-    n = system.n_atoms
+    n, n_lm = system.n_atoms, (max_angular + 1) ** 2
     n_radial = pair_functions.basis.n_radial
-    species = np.asarray(species)
-    flat = np.zeros((n * species.size, (max_angular + 1) ** 2, n_radial))
-    kind = np.searchsorted(species, system.numbers)
-    known = (kind < species.size) & (species[np.minimum(kind, species.size - 1)] == system.numbers)
-    pairs_i, pairs_j = np.nonzero(~np.eye(n, dtype=bool) & known[None, :])
-    for start in range(0, pairs_i.size, chunk):
-        i, j = pairs_i[start : start + chunk], pairs_j[start : start + chunk]
-        vectors = system.positions[j] - system.positions[i]
+    kind, present = species_index(system.numbers, species)
+    onehot = np.zeros((n, len(species)))
+    onehot[np.flatnonzero(present), kind[present]] = 1.0
+    out = np.zeros((n, len(species), n_lm, n_radial))
+    block = max(1, chunk // n)
+    for start in range(0, n, block):
+        centres = np.arange(start, min(start + block, n))
+        vectors = (system.positions[None, :, :] - system.positions[centres, None, :]).reshape(-1, 3)
         d = np.linalg.norm(vectors, axis=1)
+        self_pair = d == 0.0  # the centre itself
+        if np.count_nonzero(self_pair) != centres.size:
+            i, j = np.argwhere((d == 0.0).reshape(centres.size, n) & (centres[:, None] != np.arange(n)))[0]
+            raise ValueError(f"atoms {centres[i]} and {j} are at the same position")
+        d_safe = np.where(self_pair, 1.0, d)
         ylm = real_spherical_harmonics(vectors, max_angular)
-        target = i * species.size + kind[j]
+        ylm[self_pair] = 0.0
         for l in range(max_angular + 1):
-            block = ylm[:, l * l : (l + 1) ** 2, None] * pair_functions(d, l)[:, None, :]
-            np.add.at(flat[:, l * l : (l + 1) ** 2, :], target, block)
-    out = flat.reshape(n, species.size, (max_angular + 1) ** 2, n_radial)
-    own = np.flatnonzero(known)
-    out[own, kind[own], 0, :] += center_atom_weight * center_term
+            radial = pair_functions(d_safe, l).reshape(centres.size, n, n_radial)
+            angular = ylm[:, l * l : (l + 1) ** 2].reshape(centres.size, n, 2 * l + 1)
+            out[centres, :, l * l : (l + 1) ** 2, :] = np.einsum("cjm,cjn,ja->camn", angular, radial, onehot)
+    rows = np.flatnonzero(present)
+    out[rows, kind[rows], 0, :] += center_atom_weight * center_term
     return out

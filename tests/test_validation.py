@@ -90,3 +90,9 @@ def test_mixed_pbc():
 def test_wrong_type():
     with pytest.raises(TypeError, match="expected an ase.Atoms, got ndarray"):
         CALC.compute([np.zeros((3, 3))])
+
+
+def test_coincident_atoms_in_free_space():
+    atoms = ase.Atoms("H3", positions=[[0, 0, 0], [1, 0, 0], [0, 0, 0]])
+    with pytest.raises(ValueError, match="atoms 0 and 2 are at the same position"):
+        CALC.compute(atoms)

@@ -1,0 +1,104 @@
+"""The NumPy mesh backend against the exact reference (issue 3's accuracy contract)."""
+
+import functools
+
+import ase
+import ase.build
+import numpy as np
+import pytest
+
+import gplode
+
+ACCURACIES = [1e-3, 1e-5, 1e-7]
+EXPONENTS = [0.0, 1.0, 2.0, 3.0, 4.5, 6.0]
+BASES = ["gto", "monomial"]
+HYPERS = dict(smearing=0.8, cutoff=3.0, max_radial=3, max_angular=3)
+
+
+def _triclinic():
+    rng = np.random.default_rng(5)
+    cell = np.array([[5.1, 0.4, 0.0], [0.7, 4.8, 0.3], [-0.2, 0.5, 5.4]])
+    atoms = ase.Atoms("NaClClKNa", scaled_positions=rng.uniform(size=(5, 3)), cell=cell, pbc=True)
+    atoms.rattle(0.05, seed=1)
+    return atoms
+
+
+def _water_box():
+    box = ase.Atoms(cell=np.eye(3) * 7.0, pbc=True)
+    for i, corner in enumerate([[1, 1, 1], [4.5, 1.2, 1.5], [1.3, 4.4, 4.1], [4.0, 4.6, 4.2]]):
+        water = ase.build.molecule("H2O")
+        water.rotate(37 * i + 10, (1, i, 2))
+        water.translate(corner)
+        box += water
+    return box
+
+
+SYSTEMS = {
+    "NaCl-2x2x2": ase.build.bulk("NaCl", "rocksalt", a=5.64, cubic=True).repeat(2),
+    "triclinic-3-species": _triclinic(),
+    "water-box": _water_box(),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _exact(name, p, basis):
+    calc = gplode.LodeCalculator(backend="reference", accuracy=1e-13, exponent=p, radial_basis=basis, **HYPERS)
+    return calc.compute(SYSTEMS[name]).values
+
+
+@pytest.mark.parametrize("name", list(SYSTEMS))
+@pytest.mark.parametrize("p", EXPONENTS)
+@pytest.mark.parametrize("basis", BASES)
+def test_accuracy_against_reference(name, p, basis):
+    exact = _exact(name, p, basis)
+    rms = np.sqrt(np.mean(exact**2))
+    for accuracy in ACCURACIES:
+        calc = gplode.LodeCalculator(backend="numpy", accuracy=accuracy, exponent=p, radial_basis=basis, **HYPERS)
+        values = calc.compute(SYSTEMS[name]).values
+        error = np.sqrt(np.mean((values - exact) ** 2)) / rms
+        assert error <= accuracy, (accuracy, error)
+        assert np.abs(values - exact).max() <= 10 * accuracy * rms
+
+
+@pytest.mark.parametrize("p", [1.0, 6.0])
+def test_supercell_gives_same_per_atom_features(p):
+    small = _triclinic()
+    big = small.repeat((2, 1, 2))
+    calc = gplode.LodeCalculator(backend="numpy", accuracy=1e-7, exponent=p, **HYPERS)
+    a, b = calc.compute(small).values, calc.compute(big).values
+    # ase.repeat lists the copies one after another: every copy must equal the small cell
+    # (the two meshes differ, so agreement is at the accuracy level, not round-off)
+    for copy in range(4):
+        np.testing.assert_allclose(b[copy * len(small) : (copy + 1) * len(small)], a, atol=1e-6 * np.abs(a).max())
+
+
+@pytest.mark.parametrize("p", [1.0, 6.0])
+def test_rotation_equivariance(p):
+    atoms = _triclinic()
+    rotated = atoms.copy()
+    rotated.rotate(41, (0.3, -1, 2), rotate_cell=True)
+    calc = gplode.LodeCalculator(backend="numpy", accuracy=1e-8, exponent=p, **HYPERS)
+    ps, ps_rotated = calc.compute(atoms).power_spectrum(), calc.compute(rotated).power_spectrum()
+    np.testing.assert_allclose(ps_rotated, ps, atol=1e-6 * np.abs(ps).max())
+
+
+def test_free_space_uses_the_pair_sum():
+    molecule = ase.build.molecule("CH3CH2OH")
+    hypers = dict(exponent=1.0, **HYPERS)
+    fast = gplode.LodeCalculator(backend="numpy", **hypers).compute(molecule).values
+    exact = gplode.LodeCalculator(backend="reference", **hypers).compute(molecule).values
+    np.testing.assert_allclose(fast, exact, rtol=1e-13, atol=1e-15)
+
+
+def test_overrides_and_memory_error():
+    atoms = SYSTEMS["NaCl-2x2x2"]
+    calc = gplode.LodeCalculator(backend="numpy", mesh_spacing=0.5, interpolation_order=8, exponent=1.0, **HYPERS)
+    params = calc._backend.mesh_parameters(atoms.cell.array, len(atoms))
+    assert params.order == 8 and all(n >= 22 for n in params.shape)  # 11.28 Å / 0.5 Å
+    huge = gplode.LodeCalculator(backend="numpy", mesh_spacing=1e-3, exponent=1.0, **HYPERS)
+    with pytest.raises(MemoryError, match=r"needs about .* GiB"):
+        huge.compute(atoms)
+
+
+def test_auto_backend_is_numpy_without_gpu():
+    assert gplode.LodeCalculator().backend == "numpy"

@@ -1,0 +1,77 @@
+"""Mesh-pipeline stages: B-spline kernel, spreading, interpolation, mesh choice."""
+
+import numpy as np
+import pytest
+
+from gplode import stages
+from gplode.bspline import ORDERS, bspline_fourier, bspline_stencil
+from gplode.mesh import choose_mesh, kspace_grid
+
+RNG = np.random.default_rng(4)
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_bspline_partition_of_unity_and_centre(order):
+    u = RNG.uniform(0, 17, 200)
+    indices, weights = bspline_stencil(u, order, 17)
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, atol=1e-14)
+    assert np.all(weights >= 0) and np.all((indices >= 0) & (indices < 17))
+    # the centred kernel reproduces linear functions: Σ_t w_t g_t = u (unwrapped)
+    start = np.floor(u).astype(int) - order // 2 + 1
+    g = start[:, None] + np.arange(order)[None, :]
+    np.testing.assert_allclose((weights * g).sum(axis=1), u, atol=1e-12)
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_bspline_fourier_matches_discrete_transform(order):
+    """Σ_g K(u - g) e^{-2πi m g/M} = K̂(2πm/M) e^{-2πi m u/M} + aliases (small for m ≪ M)."""
+    size, u = 64, 10.3
+    indices, weights = bspline_stencil(np.array([u]), order, size)
+    m = np.arange(4)
+    transform = (weights[0][None, :] * np.exp(-2j * np.pi * m[:, None] * indices[0][None, :] / size)).sum(1)
+    expected = bspline_fourier(m, order, size) * np.exp(-2j * np.pi * m * u / size)
+    aliasing = 2 * (m / size / (1 - m / size)) ** order  # relative bound of the q = ±1 images
+    assert np.all(np.abs(transform - expected) <= 1.5 * aliasing + 1e-15)
+
+
+def test_spread_and_interpolate_are_adjoint():
+    shape, order = (9, 10, 12), 6
+    frac = RNG.uniform(size=(7, 3))
+    indices, weights = stages.stencil(frac, shape, order)
+    kind = np.array([0, 1, 0, 2, 1, 0, 5])  # type 5 is not a neighbour type: ignored
+    meshes = stages.spread(indices, weights, kind, 3, shape)
+    assert meshes.shape == (3, *shape)
+    np.testing.assert_allclose(meshes.reshape(3, -1).sum(1), [3, 2, 1], rtol=1e-14)
+    field = RNG.normal(size=(2, *shape))
+    values = stages.interpolate(field, indices, weights)  # (2, 7)
+    # <spread(δ_atom), field> = interpolate(field)[atom]
+    for atom in range(7):
+        single = stages.spread(indices[atom : atom + 1], weights[atom : atom + 1], np.zeros(1, int), 1, shape)
+        np.testing.assert_allclose((single[0] * field).sum(axis=(1, 2, 3)), values[:, atom], rtol=1e-13)
+
+
+def test_interpolation_of_a_plane_wave():
+    """A band-limited field is interpolated to the accuracy the aliasing estimate gives."""
+    shape, order = (32, 32, 32), 8
+    m = np.array([2, -3, 1])
+    g = np.stack(np.meshgrid(*(np.arange(n) for n in shape), indexing="ij"), -1)
+    field = np.cos(2 * np.pi * (g / np.array(shape)) @ m)
+    frac = RNG.uniform(size=(50, 3))
+    indices, weights = stages.stencil(frac, shape, order)
+    khat = np.prod([bspline_fourier(mi, order, n) for mi, n in zip(m, shape)])
+    values = stages.interpolate(field[None], indices, weights)[0] / khat
+    np.testing.assert_allclose(values, np.cos(2 * np.pi * frac @ m), atol=1e-7)
+
+
+def test_kspace_grid_and_mesh_choice():
+    cell = np.array([[6.0, 0.5, 0.0], [0.0, 5.0, 0.3], [0.4, 0.0, 7.0]])
+    params = choose_mesh(cell, smearing=0.8, accuracy=1e-6, n_atoms=100)
+    k, m = kspace_grid(cell, params.shape)
+    assert k.shape == (params.shape[0], params.shape[1], params.shape[2] // 2 + 1, 3)
+    # every k-vector of the sphere is on the mesh below the Nyquist frequency
+    nyquist = np.array(params.shape) / 2
+    bound = params.k_cutoff * np.linalg.norm(cell, axis=1) / (2 * np.pi)
+    assert np.all(bound < nyquist)
+    # a tighter accuracy never gives a coarser mesh
+    finer = choose_mesh(cell, smearing=0.8, accuracy=1e-9, n_atoms=100)
+    assert finer.n_points >= params.n_points
