@@ -97,6 +97,7 @@ class NumpyBackend:
         indices, weights = stages.stencil(fractional, shape, params.order)
         kind, _ = species_index(system.numbers, species)
         density = stages.spread(indices, weights, kind, n_species, shape)
+        matrix, order = stages.interpolation_matrix(indices, weights, params.n_points)
         spectra = fft.rfftn(density, axes=(1, 2, 3), workers=-1)  # ≈ K̂ ρ_a(k)*
 
         k, m = kspace_grid(system.cell, shape)
@@ -122,6 +123,6 @@ class NumpyBackend:
                 for lm in range(l * l, (l + 1) ** 2):
                     batch[:, selected] = stages.channel_spectra(prefactors[a], radial, ylm[:, lm], l)
                     fields = fft.irfftn(batch.reshape(n_radial, *half_shape), s=shape, axes=(1, 2, 3), workers=-1)
-                    out[:, a, lm, :] = stages.interpolate(fields, indices, weights).T
+                    out[:, a, lm, :] = stages.interpolate(fields, matrix, order).T
         add_periodic_corrections(out, system, species, pot, basis, self.center_term, h.center_atom_weight)
         return out

@@ -19,7 +19,9 @@ __all__ = [
     "CATION",
     "ANION",
     "define_crystal",
+    "MADELUNG",
     "ewald_site_potentials",
+    "lattice_translations",
     "rattled_triclinic",
     "water",
     "water_box",
@@ -86,8 +88,9 @@ def define_crystal(name: str, nearest_neighbor: float = 2.5):
     return atoms, charges, d, MADELUNG[name]
 
 
-def _lattice_translations(cell: np.ndarray, radius: float) -> np.ndarray:
-    """All lattice vectors n·cell with |n·cell| ≤ radius + (a bound on the cell's diameter)."""
+def lattice_translations(cell: np.ndarray, radius: float) -> np.ndarray:
+    """Lattice vectors n·cell (rows of ``cell`` in Å) covering the ball of ``radius`` plus a
+    cell diameter, so that r_j + T − r_i spans the ball for any atoms i, j of the cell."""
     # |n_i| ≤ (radius + diameter) |b_i| / 2π, b_i the reciprocal vectors
     reach = radius + np.sum(np.linalg.norm(cell, axis=1))
     bounds = np.ceil(reach * np.linalg.norm(np.linalg.inv(cell).T, axis=1)).astype(int)
@@ -98,7 +101,7 @@ def _lattice_translations(cell: np.ndarray, radius: float) -> np.ndarray:
 
 def _shortest_unlike_distance(atoms) -> float:
     cell, pos = atoms.cell[:], atoms.positions
-    shifts = _lattice_translations(cell, 0.0)
+    shifts = lattice_translations(cell, 0.0)
     best = np.inf
     for i in range(len(atoms)):
         for j in range(len(atoms)):
@@ -128,9 +131,9 @@ def ewald_site_potentials(atoms, charges, tolerance_exponent: float = 7.0) -> np
     alpha = np.sqrt(np.pi) / volume ** (1.0 / 3.0)
     x = tolerance_exponent
     r_cut, k_cut = x / alpha, 2.0 * x * alpha
-    shifts = _lattice_translations(cell, r_cut)
+    shifts = lattice_translations(cell, r_cut)
     recip = 2.0 * np.pi * np.linalg.inv(cell).T
-    kvec = _lattice_translations(recip, k_cut)
+    kvec = lattice_translations(recip, k_cut)
     k2 = np.einsum("ij,ij->i", kvec, kvec)
     kvec, k2 = kvec[(k2 > 0) & (k2 < k_cut**2)], k2[(k2 > 0) & (k2 < k_cut**2)]
     phi = np.zeros(len(atoms))
@@ -172,7 +175,7 @@ def rattled_triclinic(seed: int = 7, n_atoms: int = 5):
     rng = np.random.default_rng(seed)
     cell = np.array([[4.6, 0.3, -0.2], [0.9, 4.3, 0.4], [-0.5, 0.7, 5.0]])
     numbers = ([1, 8, 11] * n_atoms)[:n_atoms]
-    shifts = _lattice_translations(cell, 0.0)
+    shifts = lattice_translations(cell, 0.0)
     positions = []
     while len(positions) < n_atoms:
         trial = rng.uniform(size=3) @ cell

@@ -40,7 +40,7 @@ SYSTEMS = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _exact(name, p, basis):
     calc = gplode.LodeCalculator(backend="reference", accuracy=1e-13, exponent=p, radial_basis=basis, **HYPERS)
     return calc.compute(SYSTEMS[name]).values
