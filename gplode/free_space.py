@@ -101,28 +101,40 @@ class PairRadialFunctions:
 
     def __call__(self, d: np.ndarray, l: int) -> np.ndarray:
         """F_nl(d) for distances ``d`` (Å, > 0), shape ``(len(d), n_radial)``, in Å^(3/2-p)."""
+        return self.evaluate(d)[:, l]
+
+    def evaluate(self, d: np.ndarray) -> np.ndarray:
+        """F_nl(d) for every l at once, shape ``(len(d), max_angular+1, n_radial)``."""
         d = np.asarray(d, dtype=float)
-        out = np.empty((d.size, self.basis.n_radial))
+        out = np.empty((d.size, self.max_angular + 1, self.basis.n_radial))
         near = d < self.d_switch
         if np.any(near):
             dn = d[near]
             panel = np.clip(np.searchsorted(self.edges, dn, side="right") - 1, 0, self.edges.size - 2)
             a, b = self.edges[panel], self.edges[panel + 1]
             x = (2.0 * dn - a - b) / (b - a)
-            coefficients = self._coefficients[panel, :, l, :]  # (n_near, degree, n_radial)
-            # Clenshaw recurrence for Σ_k c_k T_k(x)
-            b1 = np.zeros((dn.size, self.basis.n_radial))
-            b2 = np.zeros_like(b1)
-            for k in range(_CHEB_DEGREE - 1, 0, -1):
-                b1, b2 = 2.0 * x[:, None] * b1 - b2 + coefficients[:, k], b1
-            out[near] = x[:, None] * b1 - b2 + coefficients[:, 0]
+            # Chebyshev polynomials T_k(x) of every distance, then one matrix product per
+            # panel with that panel's coefficients (BLAS instead of a gather per term)
+            chebyshev = np.empty((dn.size, _CHEB_DEGREE))
+            chebyshev[:, 0], chebyshev[:, 1] = 1.0, x
+            for k in range(2, _CHEB_DEGREE):
+                chebyshev[:, k] = 2.0 * x * chebyshev[:, k - 1] - chebyshev[:, k - 2]
+            values = np.empty((dn.size, out.shape[1] * out.shape[2]))
+            order = np.argsort(panel, kind="stable")
+            bounds = np.searchsorted(panel[order], np.arange(self.edges.size))
+            for p in np.unique(panel):
+                rows = order[bounds[p] : bounds[p + 1]]
+                values[rows] = chebyshev[rows] @ self._coefficients[p].reshape(_CHEB_DEGREE, -1)
+            out[near] = values.reshape(dn.size, *out.shape[1:])
         if np.any(~near):
-            out[~near] = asymptotic_radial(d[~near], self.potential.exponent, self.basis, l)
+            far = d[~near]
+            for l in range(self.max_angular + 1):
+                out[~near, l] = asymptotic_radial(far, self.potential.exponent, self.basis, l)
         return out
 
 
 def free_space_coefficients(
-    system, species, pair_functions, center_term, center_atom_weight, max_angular, chunk=2_000_000
+    system, species, pair_functions, center_term, center_atom_weight, max_angular, chunk=250_000
 ):
     """Free-space coefficients of every atom of ``system``.
 
@@ -155,8 +167,9 @@ def free_space_coefficients(
         d_safe = np.where(self_pair, 1.0, d)
         ylm = real_spherical_harmonics(vectors, max_angular)
         ylm[self_pair] = 0.0
+        radial_all = pair_functions.evaluate(d_safe).reshape(centres.size, n, max_angular + 1, n_radial)
         for l in range(max_angular + 1):
-            radial = pair_functions(d_safe, l).reshape(centres.size, n, n_radial)
+            radial = radial_all[:, :, l]
             angular = ylm[:, l * l : (l + 1) ** 2].reshape(centres.size, n, 2 * l + 1)
             out[centres, :, l * l : (l + 1) ** 2, :] = np.einsum("cjm,cjn,ja->camn", angular, radial, onehot)
     rows = np.flatnonzero(present)
