@@ -61,12 +61,12 @@ def run_isolated(module: str, function: str, kwargs: dict, timeout: float = 3600
     The function must return a JSON-serialisable dict.
     """
     code = (
-        "import json, resource, sys; sys.path.insert(0, %r)\n"
-        "from %s import %s as f\n"
+        f"import json, resource, sys; sys.path.insert(0, {str(ROOT / 'benchmarks')!r})\n"
+        f"from {module} import {function} as f\n"
         "out = f(**json.loads(sys.argv[1]))\n"
         "out['peak_rss_gib'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20\n"
         "print('@@RESULT@@' + json.dumps(out))\n"
-    ) % (str(ROOT / "benchmarks"), module, function)
+    )
     proc = subprocess.run(
         [sys.executable, "-c", code, json.dumps(kwargs)], capture_output=True, text=True, timeout=timeout
     )

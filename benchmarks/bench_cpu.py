@@ -23,7 +23,6 @@ import os
 import tempfile
 
 import numpy as np
-
 from _common import machine, relative_errors, run_isolated, timed, write_results
 
 HYPERS = dict(smearing=1.0, cutoff=4.0, max_radial=5, max_angular=4)
