@@ -130,17 +130,20 @@ def _expint_continued_fraction(nu: float, y: np.ndarray) -> np.ndarray:
     c = np.full_like(y, 1.0 / tiny)
     d = 1.0 / b
     h = d.copy()
+    active = np.arange(y.size)  # elements not yet converged: the loop works on these only
     for i in range(1, _CF_MAX_ITER + 1):
         an = -i * (nu - 1.0 + i)
-        b = b + 2.0
-        d = an * d + b
-        d = np.where(np.abs(d) < tiny, tiny, d)
-        c = b + an / c
-        c = np.where(np.abs(c) < tiny, tiny, c)
-        d = 1.0 / d
-        delta = c * d
-        h = h * delta
-        if np.all(np.abs(delta - 1.0) < 1e-16):
+        b[active] += 2.0
+        dd = an * d[active] + b[active]
+        dd = np.where(np.abs(dd) < tiny, tiny, dd)
+        cc = b[active] + an / c[active]
+        cc = np.where(np.abs(cc) < tiny, tiny, cc)
+        dd = 1.0 / dd
+        delta = cc * dd
+        d[active], c[active] = dd, cc
+        h[active] *= delta
+        active = active[np.abs(delta - 1.0) >= 1e-16]
+        if active.size == 0:
             break
     return h * np.exp(-y)
 

@@ -97,5 +97,6 @@ def interpolate(meshes: np.ndarray, matrix, order: np.ndarray) -> np.ndarray:
     :param order: from :func:`interpolation_matrix`
     """
     values = np.empty((meshes.shape[0], order.size))
-    values[:, order] = (matrix @ meshes.reshape(meshes.shape[0], -1).T).T
+    for i, mesh in enumerate(meshes):  # one sparse mat-vec per mesh: no transposed copy
+        values[i, order] = matrix @ mesh.ravel()
     return values
