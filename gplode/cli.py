@@ -7,8 +7,10 @@ dimer at several separations) and prints a short summary.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -18,35 +20,60 @@ from .calculator import LodeCalculator
 __all__ = ["main"]
 
 
+_HYPER_FLAGS = {
+    # flag: (hyper-parameter, type, help)
+    "--exponent": ("exponent", float, "p of the 1/r^p potential (default 1)"),
+    "--smearing": ("smearing", float, "Gaussian width σ in Å (default 1)"),
+    "--cutoff": ("cutoff", float, "radial basis radius r0 in Å (default 3)"),
+    "--max-radial": ("max_radial", int, "largest n, inclusive (default 5)"),
+    "--max-angular": ("max_angular", int, "largest l, inclusive (default 4)"),
+    "--basis": ("radial_basis", str, "radial basis: gto or monomial (default gto)"),
+    "--backend": ("backend", str, "auto, reference, numpy or gpu (default auto)"),
+    "--accuracy": ("accuracy", float, "target relative RMS error (default 1e-6)"),
+    "--dtype": ("dtype", str, "float64 or float32 (default float64)"),
+}
+
+
 def _add_hyper_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--exponent", type=float, default=1.0, help="p of the 1/r^p potential (default 1)")
-    parser.add_argument("--smearing", type=float, default=1.0, help="Gaussian width σ in Å (default 1)")
-    parser.add_argument("--cutoff", type=float, default=3.0, help="radial basis radius r0 in Å (default 3)")
-    parser.add_argument("--max-radial", type=int, default=4, help="largest n, inclusive (default 4)")
-    parser.add_argument("--max-angular", type=int, default=3, help="largest l, inclusive (default 3)")
-    parser.add_argument("--basis", choices=["gto", "monomial"], default="gto", help="radial basis (default gto)")
-    parser.add_argument("--backend", default="auto", help="auto, reference, numpy or gpu (default auto)")
-    parser.add_argument("--accuracy", type=float, default=1e-6, help="target relative RMS error (default 1e-6)")
+    for flag, (name, kind, text) in _HYPER_FLAGS.items():
+        parser.add_argument(flag, dest=name, type=kind, default=None, help=text)
+    parser.add_argument("--config", help="TOML or JSON file of hyper-parameters (flags override it)")
 
 
-def _calculator(args, exponent=None) -> LodeCalculator:
-    return LodeCalculator(
-        exponent=args.exponent if exponent is None else exponent,
-        smearing=args.smearing,
-        cutoff=args.cutoff,
-        max_radial=args.max_radial,
-        max_angular=args.max_angular,
-        radial_basis=args.basis,
-        backend=args.backend,
-        accuracy=args.accuracy,
+def _load_config(path: str) -> dict:
+    text = Path(path).read_text()
+    if path.endswith(".toml"):
+        try:
+            import tomllib
+        except ImportError:  # Python 3.10
+            raise OSError(f"{path}: TOML configs need Python >= 3.11; use a .json config") from None
+        return tomllib.loads(text)
+    return json.loads(text)
+
+
+def _hypers(args, **defaults) -> dict:
+    """Hyper-parameters from ``defaults`` < ``--config`` < command-line flags."""
+    hypers = dict(defaults)
+    if getattr(args, "config", None):
+        hypers.update(_load_config(args.config))
+    hypers.update(
+        {name: getattr(args, name) for name, _, _ in _HYPER_FLAGS.values() if getattr(args, name) is not None}
     )
+    if getattr(args, "neighbor_types", None):
+        hypers["neighbor_types"] = args.neighbor_types
+    return hypers
+
+
+def _calculator(args, **defaults) -> LodeCalculator:
+    return LodeCalculator(**_hypers(args, **defaults))
 
 
 def _demo(args) -> int:
     import ase.build
     from ase.data.s22 import create_s22_system, get_interaction_energy_s22x5
 
-    calc = _calculator(args)
+    calc = _calculator(args, cutoff=3.0, max_radial=4, max_angular=3)
+    max_angular = calc.hypers.max_angular
     print(f"gplode {__version__} demo — {calc!r}")
     print(f"backend in use: {calc.backend}\n")
 
@@ -64,15 +91,66 @@ def _demo(args) -> int:
 
     print("\nS22x5 water dimer (free space): |c_l| of the first O atom in the O-neighbour channel")
     print("(its own density included), against the dimer's scaled separation:")
-    print("  scale  E_int(CCSD(T), eV)  " + "  ".join(f"|c_{l}|".rjust(10) for l in range(args.max_angular + 1)))
+    print("  scale  E_int(CCSD(T), eV)  " + "  ".join(f"|c_{l}|".rjust(10) for l in range(max_angular + 1)))
     for scale in (0.9, 1.0, 1.2, 1.5, 2.0):
         dimer = create_s22_system("Water_dimer", dist=scale)
         feats = calc.compute(dimer)
         oxygen = feats.neighbor_types.tolist().index(8)
-        norms = [np.linalg.norm(feats.block(l)[0, oxygen]) for l in range(args.max_angular + 1)]
+        norms = [np.linalg.norm(feats.block(l)[0, oxygen]) for l in range(max_angular + 1)]
         energy = get_interaction_energy_s22x5("Water_dimer", dist=scale)
         print(f"  {scale:5.1f}  {energy:18.4f}  " + "  ".join(f"{v:10.3e}" for v in norms))
     return 0
+
+
+def _featurize(args) -> int:
+    from .dataset import featurize_dataset
+
+    calc = _calculator(args)
+    client = None
+    if args.dask or args.dask_local:
+        from dask.distributed import Client, LocalCluster
+
+        if args.dask:
+            client = Client(args.dask)
+        else:
+            client = Client(LocalCluster(n_workers=args.dask_local, threads_per_worker=1, processes=True))
+    try:
+        summary = featurize_dataset(
+            args.inputs,
+            calc,
+            args.output,
+            batch_size=args.batch_size,
+            invariants=args.invariants,
+            skip_bad=args.skip_bad,
+            client=client,
+            quiet=args.quiet,
+        )
+    finally:
+        if client is not None:
+            client.close()
+    if not args.quiet:
+        print(
+            f"{summary['structures']} structures, {summary['atoms']} atoms → {args.output} "
+            f"({summary['chunks_written']} chunks written, {summary['chunks_resumed']} already complete, "
+            f"{summary['seconds']:.1f} s, backend {calc.backend})"
+        )
+    return 0
+
+
+def _explore(args) -> int:
+    from .app import serve
+
+    serve(port=args.port, open_browser=not args.no_browser)
+    return 0
+
+
+def _bench(args) -> int:
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_cpu.py"
+    if not script.is_file():
+        raise OSError("gplode bench runs benchmarks/bench_cpu.py from a source checkout (pip install -e .)")
+    import subprocess
+
+    return subprocess.call([sys.executable, str(script)] + (["--quick"] if args.quick else []))
 
 
 def main(argv=None) -> int:
@@ -83,10 +161,27 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="featurise a NaCl crystal and the S22x5 water dimer, print a summary")
     _add_hyper_arguments(demo)
+    feat = sub.add_parser("featurize", help="featurise ASE-readable files into a .zarr store, .npz or .mts file")
+    feat.add_argument("inputs", nargs="+", help="input files (extxyz, ASE db, …), read lazily")
+    feat.add_argument("-o", "--output", required=True, help="output: DIR.zarr (resumable), FILE.npz or FILE.mts")
+    _add_hyper_arguments(feat)
+    feat.add_argument("--neighbor-types", type=int, nargs="+", help="atomic numbers (default: all in the inputs)")
+    feat.add_argument("--invariants", action="store_true", help="also store per-atom power spectra")
+    feat.add_argument("--batch-size", type=int, default=100, help="structures per chunk (default 100)")
+    feat.add_argument("--skip-bad", action="store_true", help="record invalid structures and go on")
+    feat.add_argument("--quiet", action="store_true", help="no progress line")
+    feat.add_argument("--dask", metavar="ADDRESS", help="run chunks on this dask.distributed scheduler")
+    feat.add_argument("--dask-local", metavar="N", type=int, help="start a local Dask cluster of N processes")
+    explore = sub.add_parser("explore", help="serve the browser app on 127.0.0.1")
+    explore.add_argument("--port", type=int, default=5006)
+    explore.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    bench = sub.add_parser("bench", help="run the CPU benchmark against featomic (source checkout)")
+    bench.add_argument("--quick", action="store_true", help="64 and 512 atoms only")
     args = parser.parse_args(argv)
+    commands = {"demo": _demo, "featurize": _featurize, "explore": _explore, "bench": _bench}
     try:
-        return {"demo": _demo}[args.command](args)
-    except (ValueError, TypeError, NotImplementedError, OSError) as error:
+        return commands[args.command](args)
+    except (ValueError, TypeError, NotImplementedError, OSError, MemoryError, ImportError) as error:
         if args.debug:
             raise
         print(f"gplode: error: {error}", file=sys.stderr)

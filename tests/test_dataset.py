@@ -1,0 +1,246 @@
+"""Dataset featurisation: stores, resume after a kill, bad input, Dask."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import ase
+import ase.build
+import ase.io
+import numpy as np
+import pytest
+from peers import import_peer
+
+import gplode
+from gplode.dataset import DatasetError, FeatureStore, featurize_dataset, load_features
+
+import_peer("zarr")
+HYPERS = dict(smearing=1.0, cutoff=3.0, max_radial=2, max_angular=2, backend="numpy", accuracy=1e-5)
+
+
+def _frames(n, seed=0):
+    rng = np.random.default_rng(seed)
+    frames = []
+    for i in range(n):
+        atoms = ase.build.bulk("NaCl", "rocksalt", a=5.5 + 0.3 * rng.uniform(), cubic=bool(i % 2))
+        atoms.rattle(0.05, seed=i)
+        frames.append(atoms)
+    return frames
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    path = tmp_path / "data.extxyz"
+    frames = _frames(23)
+    ase.io.write(path, frames)
+    return path, ase.io.read(path, ":")  # frames as read back (positions rounded by extxyz)
+
+
+def _same_store(a, b):
+    fa, sa = load_features(a)
+    fb, sb = load_features(b)
+    np.testing.assert_array_equal(fa.values, fb.values)
+    for name in ("system", "atom", "center_types", "neighbor_types"):
+        np.testing.assert_array_equal(getattr(fa, name), getattr(fb, name))
+    assert sa == sb
+    assert FeatureStore(a).metadata == FeatureStore(b).metadata
+
+
+def test_zarr_store_matches_direct_computation(dataset, tmp_path):
+    path, frames = dataset
+    calc = gplode.LodeCalculator(**HYPERS)
+    summary = featurize_dataset(path, calc, tmp_path / "out.zarr", batch_size=5, invariants=True)
+    assert summary["structures"] == 23 and summary["chunks_written"] == 5
+    features, skipped = load_features(tmp_path / "out.zarr")
+    direct = calc.compute(frames)
+    np.testing.assert_array_equal(features.values, direct.values)
+    np.testing.assert_array_equal(features.system, direct.system)
+    np.testing.assert_array_equal(features.atom, direct.atom)
+    assert skipped == []
+    meta = FeatureStore(tmp_path / "out.zarr").metadata
+    assert meta["hypers"]["neighbor_types"] == [11, 17] and meta["backend"] == "numpy"
+    assert meta["gplode_version"] == gplode.__version__
+    # re-running the same command finds every chunk complete
+    again = featurize_dataset(path, calc, tmp_path / "out.zarr", batch_size=5, invariants=True)
+    assert again["chunks_written"] == 0 and again["chunks_resumed"] == 5
+
+
+def test_mismatched_settings_are_refused(dataset, tmp_path):
+    path, _ = dataset
+    featurize_dataset(path, gplode.LodeCalculator(**HYPERS), tmp_path / "out.zarr", batch_size=5)
+    other = gplode.LodeCalculator(**dict(HYPERS, exponent=6.0))
+    with pytest.raises(DatasetError, match=r"different settings \(hypers\)"):
+        featurize_dataset(path, other, tmp_path / "out.zarr", batch_size=5)
+    with pytest.raises(DatasetError, match="batch_size"):
+        featurize_dataset(path, gplode.LodeCalculator(**HYPERS), tmp_path / "out.zarr", batch_size=4)
+
+
+def test_npz_and_metatensor_outputs(dataset, tmp_path):
+    path, frames = dataset
+    calc = gplode.LodeCalculator(**HYPERS)
+    featurize_dataset(path, calc, tmp_path / "out.npz", batch_size=10)
+    data = np.load(tmp_path / "out.npz")
+    np.testing.assert_array_equal(data["values"], calc.compute(frames).values)
+    assert json.loads(str(data["metadata"]))["hypers"]["exponent"] == 1.0
+    metatensor = import_peer("metatensor")
+    featurize_dataset(path, calc, tmp_path / "out.mts", batch_size=10)
+    tensor = metatensor.load(tmp_path / "out.mts")
+    assert tensor.keys.names == ["o3_lambda", "o3_sigma", "center_type", "neighbor_type"]
+
+
+def test_resume_after_kill_gives_identical_store(tmp_path):
+    frames = _frames(240, seed=3)
+    path = tmp_path / "big.extxyz"
+    ase.io.write(path, frames)
+    command = [
+        sys.executable,
+        "-m",
+        "gplode.cli",
+        "featurize",
+        str(path),
+        "--batch-size",
+        "8",
+        "--quiet",
+        "--max-radial",
+        "3",
+        "--max-angular",
+        "3",
+        "--accuracy",
+        "1e-6",
+    ]
+    reference = tmp_path / "reference.zarr"
+    subprocess.run(command + ["-o", str(reference)], check=True)
+    interrupted = tmp_path / "interrupted.zarr"
+    process = subprocess.Popen(command + ["-o", str(interrupted)])
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:  # wait until a few chunks are complete, then kill hard
+            try:
+                if len(FeatureStore(interrupted).completed()) >= 3:
+                    break
+            except DatasetError:  # the store is not created yet
+                pass
+            time.sleep(0.02)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    done = len(FeatureStore(interrupted).completed())
+    assert 3 <= done < 30, done  # really interrupted mid-run
+    subprocess.run(command + ["-o", str(interrupted)], check=True)
+    _same_store(reference, interrupted)
+
+
+def test_dask_local_cluster_gives_identical_store(dataset, tmp_path):
+    distributed = import_peer("distributed")
+    path, _ = dataset
+    calc = gplode.LodeCalculator(**HYPERS)
+    featurize_dataset(path, calc, tmp_path / "serial.zarr", batch_size=4)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with distributed.Client(cluster) as client:
+            summary = featurize_dataset(path, calc, tmp_path / "dask.zarr", batch_size=4, client=client)
+    assert summary["chunks_written"] == 6
+    _same_store(tmp_path / "serial.zarr", tmp_path / "dask.zarr")
+
+
+def _bad_frames():
+    good = _frames(3)
+    nan = good[0].copy()
+    nan.positions[1, 0] = np.nan
+    singular = ase.Atoms("Na", cell=[[3, 0, 0], [0, 3, 0], [3, 3, 0]], pbc=True)
+    mixed = ase.Atoms("Na", cell=np.eye(3) * 4, pbc=[True, True, False])
+    return [good[0], nan, good[1], singular, mixed, ase.Atoms(cell=np.eye(3) * 4, pbc=True), good[2]]
+
+
+@pytest.mark.parametrize(
+    "index, message", [(1, "not finite"), (3, "non-singular cell"), (4, "mixed periodic"), (5, "no atoms")]
+)
+def test_bad_structures_stop_with_file_and_index(tmp_path, index, message):
+    frames = _bad_frames()
+    keep = [0, 2, 6, index]
+    with pytest.raises(DatasetError, match=rf"frame {keep.index(index)}: frame 0: .*{message}"):
+        featurize_dataset([frames[i] for i in keep], gplode.LodeCalculator(**HYPERS), tmp_path / "o.zarr")
+
+
+def test_skip_bad_records_skipped_structures(tmp_path):
+    frames = _bad_frames()
+    calc = gplode.LodeCalculator(**HYPERS)
+    featurize_dataset(frames, calc, tmp_path / "o.zarr", batch_size=3, skip_bad=True)
+    features, skipped = load_features(tmp_path / "o.zarr")
+    assert [index for index, _ in skipped] == [1, 3, 4, 5]
+    assert "not finite" in skipped[0][1]
+    np.testing.assert_array_equal(np.unique(features.system), [0, 2, 6])
+    good = calc.compute([frames[0], frames[2], frames[6]])
+    np.testing.assert_allclose(features.values, good.values, rtol=1e-12, atol=1e-15)
+
+
+def test_unreadable_inputs(tmp_path):
+    calc = gplode.LodeCalculator(**HYPERS)
+    empty = tmp_path / "empty.extxyz"
+    empty.write_text("")
+    with pytest.raises(
+        DatasetError, match=r"empty.extxyz: (no structures in file|structure 0: cannot be read \(Empty file)"
+    ):
+        featurize_dataset(empty, calc, tmp_path / "o.zarr")
+    with pytest.raises(DatasetError, match="missing.extxyz: no such file"):
+        featurize_dataset(tmp_path / "missing.extxyz", calc, tmp_path / "o.zarr")
+    truncated = tmp_path / "truncated.extxyz"
+    ase.io.write(truncated, _frames(3))
+    lines = truncated.read_text().splitlines()
+    truncated.write_text("\n".join(lines[:-3]) + "\n")
+    with pytest.raises(DatasetError, match=r"truncated.extxyz: structure 2: cannot be read"):
+        featurize_dataset(truncated, calc, tmp_path / "o.zarr")
+    with pytest.raises(DatasetError, match="output must end in"):
+        featurize_dataset(_frames(2), calc, tmp_path / "o.txt")
+
+
+def test_species_absent_from_neighbor_types(tmp_path):
+    frames = _frames(2) + [ase.build.bulk("KCl", "rocksalt", a=6.3)]
+    calc = gplode.LodeCalculator(neighbor_types=[11, 17], **HYPERS)
+    with pytest.raises(DatasetError, match=r"atomic numbers \[19\] that are not in neighbor_types"):
+        featurize_dataset(frames, calc, tmp_path / "o.zarr", batch_size=5)
+
+
+def test_unwritable_output(tmp_path):
+    """An output under a regular file cannot be created, even by root."""
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    calc = gplode.LodeCalculator(**HYPERS)
+    with pytest.raises(DatasetError, match="not-a-directory/o.npz: cannot write"):
+        featurize_dataset(_frames(2), calc, blocker / "o.npz")
+    with pytest.raises(DatasetError, match="not-a-directory/o.zarr: cannot open feature store"):
+        featurize_dataset(_frames(2), calc, blocker / "o.zarr")
+
+
+def test_cli_featurize_with_config_and_exit_codes(dataset, tmp_path, capsys):
+    from gplode.cli import main
+
+    path, frames = dataset
+    config = tmp_path / "hypers.json"
+    config.write_text(json.dumps({"exponent": 6.0, "max_radial": 2, "max_angular": 2, "smearing": 1.0}))
+    out = tmp_path / "cli.zarr"
+    assert (
+        main(
+            [
+                "featurize",
+                str(path),
+                "-o",
+                str(out),
+                "--config",
+                str(config),
+                "--cutoff",
+                "3.0",
+                "--batch-size",
+                "10",
+                "--invariants",
+            ]
+        )
+        == 0
+    )
+    assert "23 structures, 112 atoms" in capsys.readouterr().out
+    meta = FeatureStore(out).metadata
+    assert meta["hypers"]["exponent"] == 6.0 and meta["hypers"]["cutoff"] == 3.0 and meta["invariants"]
+    assert main(["featurize", str(tmp_path / "nope.xyz"), "-o", str(tmp_path / "x.zarr")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gplode: error: ") and "nope.xyz: no such file" in err and err.count("\n") == 1
