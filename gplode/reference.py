@@ -23,7 +23,7 @@ from .free_space import PairRadialFunctions, free_space_coefficients
 from .kvectors import default_k_cutoff, half_sphere_kvectors
 from .spherical_harmonics import real_spherical_harmonics
 
-__all__ = ["ReferenceBackend"]
+__all__ = ["ReferenceBackend", "kspace_sum"]
 
 #: k-vectors handled at once: bounds the (n_atoms, n_k) phase arrays
 _K_CHUNK = 4096
@@ -64,32 +64,52 @@ class ReferenceBackend:
         return self._periodic(system, species)
 
     def _periodic(self, system, species):
-        h, basis, pot = self.hypers, self.basis, self.potential
-        L, n_radial = h.max_angular, basis.n_radial
-        n_atoms, n_species = system.n_atoms, len(species)
-        volume = system.volume
-        onehot = (system.numbers[None, :] == np.asarray(species)[:, None]).astype(float)  # (n_species, n_atoms)
-        out = np.zeros((n_atoms * n_species, (L + 1) ** 2, n_radial))
-        kvectors = half_sphere_kvectors(system.cell, self.k_cutoff)
-        for start in range(0, kvectors.shape[0], _K_CHUNK):
-            k = kvectors[start : start + _K_CHUNK]
-            knorm = np.linalg.norm(k, axis=1)
-            # factor 2: the half sphere stands for ±k, whose summands are equal
-            weight = 2.0 * 4.0 * np.pi / volume * pot.kspace(knorm)
-            ylm = real_spherical_harmonics(k, L)
-            phase = np.exp(1j * (system.positions @ k.T))  # (n_atoms, n_k): e^{ik·r_i}
-            structure = onehot @ phase  # (n_species, n_k): ρ_a(k) = Σ_{j∈a} e^{ik·r_j}
-            s = (phase[:, None, :] * structure.conj()[None, :, :]).reshape(n_atoms * n_species, -1)
-            parts = (s.real, s.imag)
-            for l in range(L + 1):
-                # Re[i^l s] = cos(lπ/2) Re s − sin(lπ/2) Im s
-                sign = (1.0, -1.0, -1.0, 1.0)[l % 4]
-                part = parts[l % 2]
-                radial = basis.kspace_integral(knorm, l)  # (n_k, n_radial)
-                kernel = (weight[:, None, None] * ylm[:, l * l : (l + 1) ** 2, None]) * radial[:, None, :]
-                out[:, l * l : (l + 1) ** 2, :] += sign * (part @ kernel.reshape(k.shape[0], -1)).reshape(
-                    n_atoms * n_species, 2 * l + 1, n_radial
-                )
-        out = out.reshape(n_atoms, n_species, (L + 1) ** 2, n_radial)
-        add_periodic_corrections(out, system, species, pot, basis, self.center_term, h.center_atom_weight)
+        h = self.hypers
+        out = kspace_sum(
+            system,
+            species,
+            self.potential,
+            self.basis.kspace_integral,
+            self.k_cutoff,
+            h.max_angular,
+            self.basis.n_radial,
+        )
+        add_periodic_corrections(
+            out, system, species, self.potential, self.basis, self.center_term, h.center_atom_weight
+        )
         return out
+
+
+def kspace_sum(system, species, potential, radial_integral, k_cutoff, max_angular, n_radial) -> np.ndarray:
+    r"""The k ≠ 0 part of the periodic coefficients by a direct sum over the half k-sphere.
+
+    Cost O(N N_k) with per-species structure factors; memory bounded by chunks of k.
+
+    :param radial_integral: callable ``(k, l) -> (n_k, n_radial)`` giving :math:`\tilde I_{nl}(k)`
+        (exact for the reference backend, splined for the fast one)
+    :return: ``(n_atoms, len(species), (max_angular+1)**2, n_radial)``
+    """
+    L = max_angular
+    n_atoms, n_species = system.n_atoms, len(species)
+    onehot = (system.numbers[None, :] == np.asarray(species)[:, None]).astype(float)  # (n_species, n_atoms)
+    out = np.zeros((n_atoms * n_species, (L + 1) ** 2, n_radial))
+    kvectors = half_sphere_kvectors(system.cell, k_cutoff)
+    for start in range(0, kvectors.shape[0], _K_CHUNK):
+        k = kvectors[start : start + _K_CHUNK]
+        knorm = np.linalg.norm(k, axis=1)
+        # factor 2: the half sphere stands for ±k, whose summands are equal
+        weight = 2.0 * 4.0 * np.pi / system.volume * potential.kspace(knorm)
+        ylm = real_spherical_harmonics(k, L)
+        phase = np.exp(1j * (system.positions @ k.T))  # (n_atoms, n_k): e^{ik·r_i}
+        structure = onehot @ phase  # (n_species, n_k): ρ_a(k) = Σ_{j∈a} e^{ik·r_j}
+        s = (phase[:, None, :] * structure.conj()[None, :, :]).reshape(n_atoms * n_species, -1)
+        parts = (s.real, s.imag)
+        for l in range(L + 1):
+            # Re[i^l s] = cos(lπ/2) Re s − sin(lπ/2) Im s
+            sign = (1.0, -1.0, -1.0, 1.0)[l % 4]
+            radial = radial_integral(knorm, l)  # (n_k, n_radial)
+            kernel = (weight[:, None, None] * ylm[:, l * l : (l + 1) ** 2, None]) * radial[:, None, :]
+            out[:, l * l : (l + 1) ** 2, :] += sign * (parts[l % 2] @ kernel.reshape(k.shape[0], -1)).reshape(
+                n_atoms * n_species, 2 * l + 1, n_radial
+            )
+    return out.reshape(n_atoms, n_species, (L + 1) ** 2, n_radial)

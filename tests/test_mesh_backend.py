@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import gplode
+import gplode.systems
 
 ACCURACIES = [1e-3, 1e-5, 1e-7]
 EXPONENTS = [0.0, 1.0, 2.0, 3.0, 4.5, 6.0]
@@ -46,14 +47,22 @@ def _exact(name, p, basis):
     return calc.compute(SYSTEMS[name]).values
 
 
+def _calculator(route, **kwargs):
+    """A numpy-backend calculator forced onto one periodic route ("mesh" or "direct" k-sum)."""
+    calc = gplode.LodeCalculator(backend="numpy", **kwargs)
+    calc._backend.uses_mesh = lambda *args: route == "mesh"
+    return calc
+
+
+@pytest.mark.parametrize("route", ["mesh", "direct"])
 @pytest.mark.parametrize("name", list(SYSTEMS))
 @pytest.mark.parametrize("p", EXPONENTS)
 @pytest.mark.parametrize("basis", BASES)
-def test_accuracy_against_reference(name, p, basis):
+def test_accuracy_against_reference(route, name, p, basis):
     exact = _exact(name, p, basis)
     rms = np.sqrt(np.mean(exact**2))
     for accuracy in ACCURACIES:
-        calc = gplode.LodeCalculator(backend="numpy", accuracy=accuracy, exponent=p, radial_basis=basis, **HYPERS)
+        calc = _calculator(route, accuracy=accuracy, exponent=p, radial_basis=basis, **HYPERS)
         values = calc.compute(SYSTEMS[name]).values
         error = np.sqrt(np.mean((values - exact) ** 2)) / rms
         assert error <= accuracy, (accuracy, error)
@@ -64,7 +73,7 @@ def test_accuracy_against_reference(name, p, basis):
 def test_supercell_gives_same_per_atom_features(p):
     small = _triclinic()
     big = small.repeat((2, 1, 2))
-    calc = gplode.LodeCalculator(backend="numpy", accuracy=1e-7, exponent=p, **HYPERS)
+    calc = _calculator("mesh", accuracy=1e-7, exponent=p, **HYPERS)
     a, b = calc.compute(small).values, calc.compute(big).values
     # ase.repeat lists the copies one after another: every copy must equal the small cell
     # (the two meshes differ, so agreement is at the accuracy level, not round-off)
@@ -77,7 +86,7 @@ def test_rotation_equivariance(p):
     atoms = _triclinic()
     rotated = atoms.copy()
     rotated.rotate(41, (0.3, -1, 2), rotate_cell=True)
-    calc = gplode.LodeCalculator(backend="numpy", accuracy=1e-8, exponent=p, **HYPERS)
+    calc = _calculator("mesh", accuracy=1e-8, exponent=p, **HYPERS)
     ps, ps_rotated = calc.compute(atoms).power_spectrum(), calc.compute(rotated).power_spectrum()
     np.testing.assert_allclose(ps_rotated, ps, atol=1e-6 * np.abs(ps).max())
 
@@ -98,6 +107,16 @@ def test_overrides_and_memory_error():
     huge = gplode.LodeCalculator(backend="numpy", mesh_spacing=1e-3, exponent=1.0, **HYPERS)
     with pytest.raises(MemoryError, match=r"needs about .* GiB"):
         huge.compute(atoms)
+
+
+def test_route_choice():
+    """Small cells take the direct k-sum, large ones the mesh."""
+    calc = gplode.LodeCalculator(backend="numpy", exponent=1.0, smearing=1.0, cutoff=4.0, max_radial=5, max_angular=4)
+    backend = calc._backend
+    for repeat, mesh in ((1, False), (4, True)):
+        atoms = ase.build.bulk("NaCl", "rocksalt", a=5.64, cubic=True).repeat(repeat)
+        system = gplode.systems.as_systems(atoms)[0]
+        assert backend.uses_mesh(system, 2, backend.mesh_parameters(system.cell, system.n_atoms)) is mesh
 
 
 def test_auto_backend_is_numpy_without_gpu():
