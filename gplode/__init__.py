@@ -1,16 +1,26 @@
 """gplode: generalised long-distance equivariant (LODE) features for any exponent p, on GPUs.
 
 >>> import gplode
->>> sorted(gplode.__all__)
-['Features', 'LodeCalculator', 'LodeHypers', 'SmearedPowerLaw', '__version__', 'asymptotic_coefficients']
+>>> sorted(gplode.__all__)  # doctest: +NORMALIZE_WHITESPACE
+['Features', 'LodeCalculator', 'LodeHypers', 'SmearedPowerLaw', '__version__',
+ 'asymptotic_coefficients', 'featurize_dataset', 'load_features']
 """
 
+from ._version import __version__
 from .calculator import LodeCalculator
+from .dataset import featurize_dataset, load_features
 from .features import Features
 from .hypers import LodeHypers
 from .multipoles import asymptotic_coefficients
 from .potentials import SmearedPowerLaw
 
-__version__ = "0.1.0"
-
-__all__ = ["Features", "LodeCalculator", "LodeHypers", "SmearedPowerLaw", "__version__", "asymptotic_coefficients"]
+__all__ = [
+    "Features",
+    "LodeCalculator",
+    "LodeHypers",
+    "SmearedPowerLaw",
+    "__version__",
+    "asymptotic_coefficients",
+    "featurize_dataset",
+    "load_features",
+]

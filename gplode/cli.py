@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
+from ._version import __version__
 from .calculator import LodeCalculator
 
 __all__ = ["main"]

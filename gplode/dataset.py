@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
+from ._version import __version__
 from .calculator import LodeCalculator
 from .features import Features
 from .systems import as_systems
