@@ -37,6 +37,42 @@ def available_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
+class NumpyStages:
+    """The mesh stages on the CPU: :mod:`gplode.stages` and ``scipy.fft`` (all cores)."""
+
+    xp = np
+
+    stencil = staticmethod(stages.stencil)
+
+    @staticmethod
+    def spread(stencil, kind, n_species, shape):
+        return stages.spread(*stencil, kind, n_species, shape)
+
+    @staticmethod
+    def prepare_interpolation(stencil, n_points):
+        return stages.interpolation_matrix(*stencil, n_points)
+
+    @staticmethod
+    def rfftn(meshes):
+        return fft.rfftn(meshes, axes=(1, 2, 3), workers=-1)
+
+    @staticmethod
+    def irfftn(spectra, shape):
+        return fft.irfftn(spectra, s=shape, axes=(1, 2, 3), workers=-1)
+
+    @staticmethod
+    def channel_spectra_into(batch, selected, prefactor, radial, ylm, l):
+        batch[:, selected] = stages.channel_spectra(prefactor, radial, ylm, l)
+
+    @staticmethod
+    def interpolate(fields, interpolation):
+        return stages.interpolate(fields, *interpolation)
+
+    @staticmethod
+    def to_host(array):
+        return array
+
+
 class NumpyBackend:
     """Mesh backend on the CPU (NumPy + ``scipy.fft`` with all cores).
 
@@ -46,6 +82,7 @@ class NumpyBackend:
     """
 
     name = "numpy"
+    stages = NumpyStages
 
     def __init__(self, hypers, potential, basis):
         self.hypers = hypers
@@ -84,6 +121,50 @@ class NumpyBackend:
             )
         return self._periodic(system, species)
 
+    def _mesh_route(self, system, species, params: MeshParameters) -> np.ndarray:
+        """The k ≠ 0 coefficients through the stage chain of ``self.stages`` (see :mod:`gplode.stages`).
+
+        Everything that depends only on the cell (k-grid, B-spline transforms, v̂, Y_lm,
+        splined Ĩ) is built on the host in NumPy; the stages run where ``self.stages``
+        runs them (NumPy here, Triton + CuPy for the GPU backend).
+        """
+        ops, xp = self.stages, self.stages.xp
+        L, n_radial, n_species = self.hypers.max_angular, self.basis.n_radial, len(species)
+        shape = params.shape
+        fractional = np.linalg.solve(system.cell.T, system.positions.T).T % 1.0
+        stencil = ops.stencil(xp.asarray(fractional), shape, params.order)
+        kind, _ = species_index(system.numbers, species)
+        density = ops.spread(stencil, xp.asarray(kind), n_species, shape)
+        interpolation = ops.prepare_interpolation(stencil, params.n_points)
+        spectra = ops.rfftn(density)  # ≈ K̂ ρ_a(k)*, (n_species, M1, M2, M3//2+1)
+
+        k, m = kspace_grid(system.cell, shape)
+        knorm = np.linalg.norm(k, axis=-1)
+        selected = np.flatnonzero(((knorm > 0) & (knorm < params.k_cutoff)).ravel())
+        kernel_ft = (
+            bspline_fourier(m[0], params.order, shape[0])[:, None, None]
+            * bspline_fourier(m[1], params.order, shape[1])[None, :, None]
+            * bspline_fourier(m[2], params.order, shape[2])[None, None, :]
+        ).ravel()[selected]
+        k_sel, knorm_sel = k.reshape(-1, 3)[selected], knorm.ravel()[selected]
+        base = params.n_points * 4.0 * np.pi / system.volume * self.potential.kspace(knorm_sel) / kernel_ft**2
+        selected_xp = xp.asarray(selected)
+        prefactors = xp.asarray(base)[None, :] * spectra.reshape(n_species, -1)[:, selected_xp]
+        ylm = xp.asarray(real_spherical_harmonics(k_sel, L))
+        spline = self._radial_spline(params.k_cutoff)
+
+        out = np.empty((system.n_atoms, n_species, (L + 1) ** 2, n_radial))
+        half_shape = spectra.shape[1:]
+        batch = xp.zeros((n_radial, int(np.prod(half_shape))), dtype=spectra.dtype)
+        for l in range(L + 1):
+            radial = xp.asarray(spline(knorm_sel, l))
+            for a in range(n_species):
+                for lm in range(l * l, (l + 1) ** 2):
+                    ops.channel_spectra_into(batch, selected_xp, prefactors[a], radial, ylm[:, lm], l)
+                    fields = ops.irfftn(batch.reshape(n_radial, *half_shape), shape)
+                    out[:, a, lm, :] = ops.to_host(ops.interpolate(fields, interpolation)).T
+        return out
+
     def uses_mesh(self, system, n_species: int, params: MeshParameters) -> bool:
         """Whether the mesh route is cheaper than the direct k-sum for this system.
 
@@ -114,37 +195,6 @@ class NumpyBackend:
                 f"the mesh {params.shape} (order {params.order}) needs about {needed / 2**30:.1f} GiB, "
                 f"more than the {available_memory() / 2**30:.1f} GiB available; raise `accuracy` or `mesh_spacing`"
             )
-        shape = params.shape
-        fractional = np.linalg.solve(system.cell.T, system.positions.T).T % 1.0
-        indices, weights = stages.stencil(fractional, shape, params.order)
-        kind, _ = species_index(system.numbers, species)
-        density = stages.spread(indices, weights, kind, n_species, shape)
-        matrix, order = stages.interpolation_matrix(indices, weights, params.n_points)
-        spectra = fft.rfftn(density, axes=(1, 2, 3), workers=-1)  # ≈ K̂ ρ_a(k)*
-
-        k, m = kspace_grid(system.cell, shape)
-        knorm = np.linalg.norm(k, axis=-1)
-        selected = np.flatnonzero(((knorm > 0) & (knorm < params.k_cutoff)).ravel())
-        kernel_ft = (
-            bspline_fourier(m[0], params.order, shape[0])[:, None, None]
-            * bspline_fourier(m[1], params.order, shape[1])[None, :, None]
-            * bspline_fourier(m[2], params.order, shape[2])[None, None, :]
-        ).ravel()[selected]
-        k_sel, knorm_sel = k.reshape(-1, 3)[selected], knorm.ravel()[selected]
-        base = params.n_points * 4.0 * np.pi / system.volume * pot.kspace(knorm_sel) / kernel_ft**2
-        prefactors = base[None, :] * spectra.reshape(n_species, -1)[:, selected]
-        ylm = real_spherical_harmonics(k_sel, L)
-        spline = self._radial_spline(params.k_cutoff)
-
-        out = np.empty((n_atoms, n_species, (L + 1) ** 2, n_radial))
-        half_shape = spectra.shape[1:]
-        batch = np.zeros((n_radial, int(np.prod(half_shape))), dtype=complex)
-        for l in range(L + 1):
-            radial = spline(knorm_sel, l)
-            for a in range(n_species):
-                for lm in range(l * l, (l + 1) ** 2):
-                    batch[:, selected] = stages.channel_spectra(prefactors[a], radial, ylm[:, lm], l)
-                    fields = fft.irfftn(batch.reshape(n_radial, *half_shape), s=shape, axes=(1, 2, 3), workers=-1)
-                    out[:, a, lm, :] = stages.interpolate(fields, matrix, order).T
+        out = self._mesh_route(system, species, params)
         add_periodic_corrections(out, system, species, pot, basis, self.center_term, h.center_atom_weight)
         return out
