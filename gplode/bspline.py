@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._dispatch import array_module
+
 __all__ = ["ORDERS", "bspline_stencil", "bspline_fourier"]
 
 #: supported (even) orders: the centred kernel is then symmetric and K̂ has no zeros
@@ -25,26 +27,27 @@ def bspline_stencil(u: np.ndarray, order: int, size: int) -> tuple[np.ndarray, n
     :math:`M_n(x) = [x M_{n-1}(x) + (n - x) M_{n-1}(x - 1)] / (n - 1)` at the P arguments
     ``w + j`` (``w`` the fractional part of ``u``), so no cancellation for any order.
 
-    :param u: mesh coordinates (fractional coordinate × ``size``), shape ``(n,)``
+    :param u: mesh coordinates (fractional coordinate × ``size``), float array ``(n,)``
+        (NumPy or CuPy; the result lives on the same device)
     :param order: P, one of :data:`ORDERS`
     :param size: number of mesh points along the axis
     :return: ``indices`` (int64, wrapped into [0, size)) and ``weights``, both ``(n, order)``;
         weights sum to 1 for every point
     """
-    u = np.asarray(u, dtype=float)
-    floor = np.floor(u)
+    xp = array_module(u)
+    floor = xp.floor(u)
     w = u - floor
-    j = np.arange(order, dtype=float)
+    j = xp.arange(order, dtype=u.dtype)
     x = w[:, None] + j[None, :]  # arguments w + j, j = 0..P-1
-    values = np.zeros_like(x)
+    values = xp.zeros_like(x)
     values[:, 0] = 1.0  # M_1(w + j) = 1 for j = 0 only
     for n in range(2, order + 1):
-        shifted = np.concatenate([np.zeros((u.size, 1)), values[:, :-1]], axis=1)  # M_{n-1}(w + j - 1)
+        shifted = xp.concatenate([xp.zeros_like(x[:, :1]), values[:, :-1]], axis=1)  # M_{n-1}(w + j - 1)
         values = (x * values + (n - x) * shifted) / (n - 1)
     # weight of stencil point t is M_P(w + P - 1 - t): reverse the j axis
-    weights = values[:, ::-1]
-    start = floor.astype(np.int64) - order // 2 + 1
-    indices = np.mod(start[:, None] + np.arange(order)[None, :], size)
+    weights = xp.ascontiguousarray(values[:, ::-1])
+    start = floor.astype(xp.int64) - order // 2 + 1
+    indices = xp.mod(start[:, None] + xp.arange(order)[None, :], size)
     return indices, weights
 
 

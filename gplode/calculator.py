@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._dispatch import gpu_available
 from .features import Features
+from .gpu_backend import GpuBackend
 from .hypers import LodeHypers
 from .mesh_backend import NumpyBackend
 from .potentials import SmearedPowerLaw
@@ -14,22 +16,14 @@ from .systems import as_systems
 
 __all__ = ["LodeCalculator"]
 
-#: backends implemented in this version; "auto" picks the first available of
-#: gpu → numpy → reference
-_IMPLEMENTED = {"reference": ReferenceBackend, "numpy": NumpyBackend}
+_BACKENDS = {"reference": ReferenceBackend, "numpy": NumpyBackend, "gpu": GpuBackend}
 
 
 def _resolve_backend(name: str):
+    """The backend class: ``"auto"`` is ``"gpu"`` when a GPU is usable, else ``"numpy"``."""
     if name == "auto":
-        for candidate in ("gpu", "numpy", "reference"):
-            if candidate in _IMPLEMENTED:
-                return _IMPLEMENTED[candidate]
-    if name not in _IMPLEMENTED:
-        raise NotImplementedError(
-            f"backend={name!r} is not available in this version of gplode; "
-            f"available: {sorted(_IMPLEMENTED)} (or 'auto')"
-        )
-    return _IMPLEMENTED[name]
+        return GpuBackend if gpu_available() else NumpyBackend
+    return _BACKENDS[name]
 
 
 class LodeCalculator:

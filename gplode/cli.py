@@ -181,7 +181,7 @@ def main(argv=None) -> int:
     commands = {"demo": _demo, "featurize": _featurize, "explore": _explore, "bench": _bench}
     try:
         return commands[args.command](args)
-    except (ValueError, TypeError, NotImplementedError, OSError, MemoryError, ImportError) as error:
+    except (ValueError, TypeError, RuntimeError, OSError, MemoryError, ImportError) as error:
         if args.debug:
             raise
         print(f"gplode: error: {error}", file=sys.stderr)

@@ -40,7 +40,7 @@ def stencil(fractional: np.ndarray, shape: tuple[int, int, int], order: int) -> 
     indices = (i1[:, :, None, None] * shape[1] + i2[:, None, :, None]) * shape[2] + i3[:, None, None, :]
     weights = w1[:, :, None, None] * w2[:, None, :, None] * w3[:, None, None, :]
     n = fractional.shape[0]
-    return indices.reshape(n, -1), weights.reshape(n, -1)
+    return indices.reshape(n, order**3), weights.reshape(n, order**3)  # same array module as ``fractional``
 
 
 def spread(indices: np.ndarray, weights: np.ndarray, species_index: np.ndarray, n_species: int, shape) -> np.ndarray:

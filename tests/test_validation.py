@@ -51,9 +51,17 @@ def test_hypers_round_trip():
     assert LodeHypers.from_dict(hypers.to_dict()) == hypers
 
 
-def test_unavailable_backend_is_an_error_not_a_fallback():
-    with pytest.raises(NotImplementedError, match="backend='gpu' is not available"):
-        gplode.LodeCalculator(backend="gpu")
+def test_unavailable_gpu_is_an_error_not_a_fallback(monkeypatch):
+    from gplode import _dispatch
+
+    monkeypatch.setenv("GPLODE_GPU", "0")
+    _dispatch._probe.cache_clear()
+    try:
+        with pytest.raises(RuntimeError, match=r'backend="gpu" needs an NVIDIA GPU .* disabled by GPLODE_GPU=0'):
+            gplode.LodeCalculator(backend="gpu")
+        assert gplode.LodeCalculator(backend="auto").backend == "numpy"
+    finally:
+        _dispatch._probe.cache_clear()
 
 
 CALC = gplode.LodeCalculator(exponent=1.0, max_radial=1, max_angular=1, backend="reference")

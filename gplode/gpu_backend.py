@@ -1,0 +1,37 @@
+"""The GPU backend (``backend="gpu"``): the mesh pipeline with Triton kernels and cuFFT.
+
+It reuses :class:`gplode.mesh_backend.NumpyBackend`'s orchestration with the stage
+provider :class:`gplode.kernels.stages.TritonStages` on CuPy arrays: B-spline stencils
+(CuPy), spreading with atomics (Triton), batched real FFTs (cuFFT), per-channel spectra
+(Triton) and interpolation (Triton). Cell-only quantities (k-grid, v̂_p, Y_lm, splined
+Ĩ_nl) are built on the host. Free-space systems use the CPU pair sum.
+
+Asking for it without a usable GPU raises ``RuntimeError`` (no silent fallback);
+``backend="auto"`` uses it only when :func:`gplode._dispatch.gpu_available` is true.
+"""
+
+from __future__ import annotations
+
+from ._dispatch import require_gpu
+from .mesh_backend import NumpyBackend
+
+__all__ = ["GpuBackend"]
+
+
+class GpuBackend(NumpyBackend):
+    """Mesh backend on an NVIDIA GPU (CuPy arrays, Triton kernels, cuFFT)."""
+
+    name = "gpu"
+
+    def __init__(self, hypers, potential, basis):
+        require_gpu()
+        import cupy
+
+        from .kernels.stages import TritonStages
+
+        super().__init__(hypers, potential, basis)
+        self.stages = TritonStages(cupy)
+
+    def uses_mesh(self, system, n_species, params) -> bool:
+        """Always the mesh on the GPU (FFTs are cheap there)."""
+        return True

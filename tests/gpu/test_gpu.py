@@ -1,0 +1,48 @@
+"""End-to-end checks on a real GPU (skipped without one).
+
+Run on a GPU machine with ``GPLODE_TEST_GPU=1 python -m pytest tests/gpu`` (the variable
+keeps Triton out of interpreter mode, see tests/conftest.py).
+"""
+
+import ase
+import ase.build
+import numpy as np
+import pytest
+
+import gplode
+from gplode._dispatch import gpu_available
+
+pytestmark = pytest.mark.skipif(not gpu_available(), reason="needs a CUDA GPU with CuPy and Triton")
+
+HYPERS = dict(smearing=1.0, cutoff=3.0, max_radial=3, max_angular=3)
+
+
+def _triclinic(seed=2, n_atoms=11):
+    rng = np.random.default_rng(seed)
+    cell = np.array([[7.1, 0.4, 0.0], [0.7, 6.8, 0.3], [-0.2, 0.5, 7.4]])
+    symbols = list(rng.choice(["Na", "Cl", "K"], size=n_atoms))
+    return ase.Atoms(symbols=symbols, scaled_positions=rng.uniform(size=(n_atoms, 3)), cell=cell, pbc=True)
+
+
+@pytest.mark.parametrize("p", [0.0, 1.0, 3.0, 4.5, 6.0])
+@pytest.mark.parametrize("dtype, accuracy", [("float64", 1e-7), ("float32", 1e-5)])
+def test_agrees_with_reference(p, dtype, accuracy):
+    frames = [_triclinic(), ase.build.bulk("NaCl", "rocksalt", a=5.64, cubic=True).repeat(2)]
+    exact = gplode.LodeCalculator(backend="reference", accuracy=1e-13, exponent=p, **HYPERS).compute(frames).values
+    calc = gplode.LodeCalculator(backend="gpu", accuracy=accuracy, dtype=dtype, exponent=p, **HYPERS)
+    values = calc.compute(frames).values
+    error = np.sqrt(np.mean((values - exact) ** 2) / np.mean(exact**2))
+    assert error <= max(accuracy, 1e-5 if dtype == "float32" else 0.0)
+
+
+def test_batch_of_mixed_sizes_matches_numpy_backend():
+    frames = [_triclinic(seed, n) for seed, n in ((1, 3), (2, 17), (3, 40))]
+    frames.append(ase.build.bulk("NaCl", "rocksalt", a=5.64, cubic=True).repeat(3))
+    hypers = dict(exponent=1.0, accuracy=1e-6, **HYPERS)
+    expected = gplode.LodeCalculator(backend="numpy", **hypers).compute(frames).values
+    values = gplode.LodeCalculator(backend="gpu", **hypers).compute(frames).values
+    np.testing.assert_allclose(values, expected, atol=1e-5 * np.abs(expected).max())
+
+
+def test_auto_picks_the_gpu():
+    assert gplode.LodeCalculator().backend == "gpu"
