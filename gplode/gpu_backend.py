@@ -32,6 +32,13 @@ class GpuBackend(NumpyBackend):
         super().__init__(hypers, potential, basis)
         self.stages = TritonStages(cupy)
 
+    @staticmethod
+    def available_memory() -> int:
+        """Free memory of the current GPU, in bytes."""
+        import cupy
+
+        return int(cupy.cuda.Device().mem_info[0])
+
     def uses_mesh(self, system, n_species, params) -> bool:
         """Always the mesh on the GPU (FFTs are cheap there)."""
         return True

@@ -92,6 +92,11 @@ class NumpyBackend:
         self._pair_functions = None
         self._splines = {}
 
+    @staticmethod
+    def available_memory() -> int:
+        """Bytes the mesh arrays may use (host memory here)."""
+        return available_memory()
+
     def mesh_parameters(self, cell: np.ndarray, n_atoms: int = 1) -> MeshParameters:
         """Mesh used for ``cell`` (from ``accuracy``, or the user's overrides)."""
         h = self.hypers
@@ -190,10 +195,11 @@ class NumpyBackend:
             add_periodic_corrections(out, system, species, pot, basis, self.center_term, h.center_atom_weight)
             return out
         needed = params.memory_bytes(n_atoms, n_species, n_radial)
-        if needed > available_memory():
+        available = self.available_memory()
+        if needed > available:
             raise MemoryError(
                 f"the mesh {params.shape} (order {params.order}) needs about {needed / 2**30:.1f} GiB, "
-                f"more than the {available_memory() / 2**30:.1f} GiB available; raise `accuracy` or `mesh_spacing`"
+                f"more than the {available / 2**30:.1f} GiB available; raise `accuracy` or `mesh_spacing`"
             )
         out = self._mesh_route(system, species, params)
         add_periodic_corrections(out, system, species, pot, basis, self.center_term, h.center_atom_weight)
