@@ -14,9 +14,9 @@ import numpy as np
 from scipy import fft
 
 from . import stages
+from .backend import Backend
 from .bspline import bspline_fourier
 from .corrections import add_periodic_corrections, species_index
-from .free_space import PairRadialFunctions, free_space_coefficients
 from .mesh import MeshParameters, choose_mesh, kspace_grid
 from .reference import kspace_sum
 from .spherical_harmonics import real_spherical_harmonics
@@ -73,7 +73,7 @@ class NumpyStages:
         return array
 
 
-class NumpyBackend:
+class NumpyBackend(Backend):
     """Mesh backend on the CPU (NumPy + ``scipy.fft`` with all cores).
 
     :param hypers: :class:`gplode.hypers.LodeHypers`
@@ -85,11 +85,7 @@ class NumpyBackend:
     stages = NumpyStages
 
     def __init__(self, hypers, potential, basis):
-        self.hypers = hypers
-        self.potential = potential
-        self.basis = basis
-        self.center_term = potential.center_term(basis)
-        self._pair_functions = None
+        super().__init__(hypers, potential, basis)
         self._splines = {}
 
     @staticmethod
@@ -114,17 +110,6 @@ class NumpyBackend:
         if key not in self._splines:
             self._splines = {key: RadialIntegralSpline(self.basis, k_max)}
         return self._splines[key]
-
-    def compute(self, system, species: np.ndarray) -> np.ndarray:
-        """Coefficients of one system, ``(n_atoms, len(species), (L+1)**2, n_radial)``."""
-        h = self.hypers
-        if not system.periodic:
-            if self._pair_functions is None:
-                self._pair_functions = PairRadialFunctions(self.potential, self.basis)
-            return free_space_coefficients(
-                system, species, self._pair_functions, self.center_term, h.center_atom_weight, h.max_angular
-            )
-        return self._periodic(system, species)
 
     def _mesh_route(self, system, species, params: MeshParameters) -> np.ndarray:
         """The k ≠ 0 coefficients through the stage chain of ``self.stages`` (see :mod:`gplode.stages`).

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .backend import Backend
 from .corrections import add_periodic_corrections
-from .free_space import PairRadialFunctions, free_space_coefficients
 from .kvectors import default_k_cutoff, half_sphere_kvectors
 from .spherical_harmonics import real_spherical_harmonics
 
@@ -29,7 +29,7 @@ __all__ = ["ReferenceBackend", "kspace_sum"]
 _K_CHUNK = 4096
 
 
-class ReferenceBackend:
+class ReferenceBackend(Backend):
     """Exact sums in float64.
 
     :param hypers: :class:`gplode.hypers.LodeHypers`
@@ -39,29 +39,11 @@ class ReferenceBackend:
 
     name = "reference"
 
-    def __init__(self, hypers, potential, basis):
-        self.hypers = hypers
-        self.potential = potential
-        self.basis = basis
-        self.center_term = potential.center_term(basis)
-        self._pair_functions = None
-
     @property
     def k_cutoff(self) -> float:
         """Radius of the summed k-sphere in Å⁻¹ (explicit ``k_cutoff`` or from ``accuracy``)."""
         h = self.hypers
         return h.k_cutoff if h.k_cutoff is not None else default_k_cutoff(h.smearing, h.accuracy)
-
-    def compute(self, system, species: np.ndarray) -> np.ndarray:
-        """Coefficients of one system, shape ``(n_atoms, len(species), (L+1)**2, n_radial)``."""
-        h = self.hypers
-        if not system.periodic:
-            if self._pair_functions is None:
-                self._pair_functions = PairRadialFunctions(self.potential, self.basis)
-            return free_space_coefficients(
-                system, species, self._pair_functions, self.center_term, h.center_atom_weight, h.max_angular
-            )
-        return self._periodic(system, species)
 
     def _periodic(self, system, species):
         h = self.hypers
