@@ -120,9 +120,11 @@ class NumpyBackend(Backend):
         """
         ops, xp = self.stages, self.stages.xp
         L, n_radial, n_species = self.hypers.max_angular, self.basis.n_radial, len(species)
+        # dtype="float32": the whole mesh chain in single precision (FFTs in complex64)
+        real = np.float32 if self.hypers.dtype == "float32" else np.float64
         shape = params.shape
         fractional = np.linalg.solve(system.cell.T, system.positions.T).T % 1.0
-        stencil = ops.stencil(xp.asarray(fractional), shape, params.order)
+        stencil = ops.stencil(xp.asarray(fractional, dtype=real), shape, params.order)
         kind, _ = species_index(system.numbers, species)
         density = ops.spread(stencil, xp.asarray(kind), n_species, shape)
         interpolation = ops.prepare_interpolation(stencil, params.n_points)
@@ -139,15 +141,15 @@ class NumpyBackend(Backend):
         k_sel, knorm_sel = k.reshape(-1, 3)[selected], knorm.ravel()[selected]
         base = params.n_points * 4.0 * np.pi / system.volume * self.potential.kspace(knorm_sel) / kernel_ft**2
         selected_xp = xp.asarray(selected)
-        prefactors = xp.asarray(base)[None, :] * spectra.reshape(n_species, -1)[:, selected_xp]
-        ylm = xp.asarray(real_spherical_harmonics(k_sel, L))
+        prefactors = xp.asarray(base, dtype=real)[None, :] * spectra.reshape(n_species, -1)[:, selected_xp]
+        ylm = xp.asarray(real_spherical_harmonics(k_sel, L), dtype=real)
         spline = self._radial_spline(params.k_cutoff)
 
         out = np.empty((system.n_atoms, n_species, (L + 1) ** 2, n_radial))
         half_shape = spectra.shape[1:]
         batch = xp.zeros((n_radial, int(np.prod(half_shape))), dtype=spectra.dtype)
         for l in range(L + 1):
-            radial = xp.asarray(spline(knorm_sel, l))
+            radial = xp.asarray(spline(knorm_sel, l), dtype=real)
             for a in range(n_species):
                 for lm in range(l * l, (l + 1) ** 2):
                     ops.channel_spectra_into(batch, selected_xp, prefactors[a], radial, ylm[:, lm], l)

@@ -90,3 +90,15 @@ def test_gpu_orchestration_with_interpreted_kernels(p, n_atoms):
     triton_calc._backend.stages = TritonStages(np)
     expected = numpy_calc.compute(atoms).values
     np.testing.assert_allclose(triton_calc.compute(atoms).values, expected, atol=1e-13 * np.abs(expected).max())
+
+
+def test_float32_chain_with_interpreted_kernels():
+    atoms = _triclinic(4, 5)
+    hypers = dict(exponent=1.0, smearing=1.0, cutoff=3.0, max_radial=2, max_angular=2, accuracy=1e-4)
+    exact = gplode.LodeCalculator(backend="reference", **dict(hypers, accuracy=1e-12)).compute(atoms).values
+    calc = gplode.LodeCalculator(backend="numpy", dtype="float32", **hypers)
+    calc._backend.uses_mesh = lambda *args: True
+    calc._backend.stages = TritonStages(np)
+    values = calc.compute(atoms).values
+    assert values.dtype == np.float32
+    assert np.sqrt(np.mean((values - exact) ** 2) / np.mean(exact**2)) <= 1e-4

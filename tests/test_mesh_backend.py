@@ -121,3 +121,16 @@ def test_route_choice():
 
 def test_auto_backend_is_numpy_without_gpu():
     assert gplode.LodeCalculator().backend == "numpy"
+
+
+@pytest.mark.parametrize("route", ["mesh", "direct"])
+@pytest.mark.parametrize("p", [1.0, 6.0])
+def test_float32_within_accuracy_or_1e5(route, p):
+    """dtype="float32" runs the mesh chain in single precision (issue 4's float32 contract)."""
+    exact = _exact("NaCl-2x2x2", p, "gto")
+    for accuracy in (1e-3, 1e-6):
+        calc = _calculator(route, accuracy=accuracy, dtype="float32", exponent=p, radial_basis="gto", **HYPERS)
+        values = calc.compute(SYSTEMS["NaCl-2x2x2"]).values
+        assert values.dtype == np.float32
+        error = np.sqrt(np.mean((values - exact) ** 2) / np.mean(exact**2))
+        assert error <= max(accuracy, 1e-5), (accuracy, error)
