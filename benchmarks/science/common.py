@@ -19,6 +19,7 @@ import datetime
 import json
 import platform
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -180,3 +181,12 @@ def write_json(name: str, payload: dict) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps({"meta": meta, **payload}, indent=2) + "\n")
     return path
+
+
+def finish(name: str, results: dict, start: float, quick: bool, plot) -> None:
+    """Print the run time, write ``<name>[_quick].json`` and its figure (``plot(results, png_path)``)."""
+    seconds = time.perf_counter() - start
+    print(f"({seconds:.1f} s)")
+    path = write_json(name + ("_quick" if quick else ""), {"seconds": seconds, "settings": results})
+    plot(results, path.with_suffix(".png"))
+    print(f"wrote {path} and {path.with_suffix('.png')}")

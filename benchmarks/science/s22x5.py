@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 from ase.data.s22 import create_s22_system, data, get_interaction_energy_s22x5, s22
-from common import SETTINGS, FeatureSet, fit_ridge, format_table, standard_feature_sets, structure_features, write_json
+from common import SETTINGS, FeatureSet, finish, fit_ridge, format_table, standard_feature_sets, structure_features
 
 SPECIES = (1, 6, 7, 8)
 DISTANCES = ("0.9", "1.0", "1.2", "1.5", "2.0")
@@ -152,11 +152,7 @@ def main(argv=None) -> None:
         results[setting] = run(sets, seed=args.seed)
         results[setting]["smearing_cutoff"] = SETTINGS[setting]
         print(f"### setting {setting!r}: sigma, r0 = {SETTINGS[setting]} Å\n\n{tables(results[setting])}\n")
-    seconds = time.perf_counter() - start
-    print(f"({seconds:.1f} s)")
-    path = write_json("s22x5" + ("_quick" if args.quick else ""), {"seconds": seconds, "settings": results})
-    plot(results, path.with_suffix(".png"))
-    print(f"wrote {path} and {path.with_suffix('.png')}")
+    finish("s22x5", results, start, args.quick, plot)
 
 
 if __name__ == "__main__":

@@ -24,13 +24,13 @@ import numpy as np
 from common import (
     SETTINGS,
     FeatureSet,
+    finish,
     fit_ridge,
     format_table,
     random_split,
     relative_rmse,
     standard_feature_sets,
     structure_features,
-    write_json,
 )
 
 SPECIES = (11, 17)
@@ -195,11 +195,7 @@ def main(argv=None) -> None:
         results[setting] = run(standard_feature_sets(setting), n_train, n_test, args.seed)
         results[setting]["smearing_cutoff"] = SETTINGS[setting]
         print(f"### setting {setting!r}: sigma, r0 = {SETTINGS[setting]} Å\n\n{tables(results[setting])}\n")
-    seconds = time.perf_counter() - start
-    print(f"({seconds:.1f} s)")
-    path = write_json("toy_extrapolation" + ("_quick" if args.quick else ""), {"seconds": seconds, "settings": results})
-    plot(results, path.with_suffix(".png"))
-    print(f"wrote {path} and {path.with_suffix('.png')}")
+    finish("toy_extrapolation", results, start, args.quick, plot)
 
 
 if __name__ == "__main__":
