@@ -112,6 +112,10 @@ def _featurize(args) -> int:
 
         if args.dask:
             client = Client(args.dask)
+        elif _dask_cuda_available():
+            from dask_cuda import LocalCUDACluster
+
+            client = Client(LocalCUDACluster(n_workers=args.dask_local))  # one worker per GPU
         else:
             client = Client(LocalCluster(n_workers=args.dask_local, threads_per_worker=1, processes=True))
     try:
@@ -135,6 +139,17 @@ def _featurize(args) -> int:
             f"{summary['seconds']:.1f} s, backend {calc.backend})"
         )
     return 0
+
+
+def _dask_cuda_available() -> bool:
+    """dask-cuda is installed and a GPU is usable: --dask-local then starts one worker per GPU."""
+    from ._dispatch import gpu_available
+
+    try:
+        import dask_cuda  # noqa: F401
+    except ImportError:
+        return False
+    return gpu_available()
 
 
 def _explore(args) -> int:
@@ -171,7 +186,12 @@ def main(argv=None) -> int:
     feat.add_argument("--skip-bad", action="store_true", help="record invalid structures and go on")
     feat.add_argument("--quiet", action="store_true", help="no progress line")
     feat.add_argument("--dask", metavar="ADDRESS", help="run chunks on this dask.distributed scheduler")
-    feat.add_argument("--dask-local", metavar="N", type=int, help="start a local Dask cluster of N processes")
+    feat.add_argument(
+        "--dask-local",
+        metavar="N",
+        type=int,
+        help="start a local Dask cluster of N processes (N GPU workers with dask-cuda)",
+    )
     explore = sub.add_parser("explore", help="serve the browser app on 127.0.0.1")
     explore.add_argument("--port", type=int, default=5006)
     explore.add_argument("--no-browser", action="store_true", help="do not open a browser")
