@@ -17,6 +17,7 @@ import functools
 import json
 import sys
 import time
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -168,6 +169,8 @@ class FeatureStore:
                     f"{self.path}: existing store was written with different settings ({', '.join(changed)}); "
                     "use a new output path or the same settings"
                 )
+        if "gplode" not in dict(self.root.attrs):  # another store, or one being created right now
+            raise DatasetError(f"{self.path}: not a gplode feature store (no 'gplode' metadata)")
         self.metadata = dict(self.root.attrs)["gplode"]
 
     @staticmethod
@@ -180,7 +183,20 @@ class FeatureStore:
         if "chunks" not in self.root:
             return set()
         chunks = self.root["chunks"]
-        return {int(name) for name in chunks.group_keys() if chunks[name].attrs.get("complete", False)}
+        done = set()
+        with warnings.catch_warnings():
+            # files another process is writing right now (temporary ".partial" files, a chunk
+            # group without metadata yet) are not Zarr objects: zarr warns and skips them
+            # while listing, or raises KeyError on access; either way they are not complete
+            warnings.simplefilter("ignore")
+            for name in list(chunks.group_keys()):
+                try:
+                    complete = chunks[name].attrs.get("complete", False)
+                except KeyError:
+                    continue
+                if complete and name.isdigit():
+                    done.add(int(name))
+        return done
 
     def write_chunk(self, index: int, result: dict) -> None:
         """Write one chunk; its ``complete`` flag goes last."""

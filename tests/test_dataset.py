@@ -77,6 +77,13 @@ def test_mismatched_settings_are_refused(dataset, tmp_path):
         featurize_dataset(path, gplode.LodeCalculator(**HYPERS), tmp_path / "out.zarr", batch_size=4)
 
 
+def test_foreign_store_is_refused(tmp_path):
+    zarr = import_peer("zarr")
+    zarr.open_group(str(tmp_path / "other.zarr"), mode="w")
+    with pytest.raises(DatasetError, match="not a gplode feature store"):
+        load_features(tmp_path / "other.zarr")
+
+
 def test_npz_and_metatensor_outputs(dataset, tmp_path):
     path, frames = dataset
     calc = gplode.LodeCalculator(**HYPERS)
@@ -120,7 +127,7 @@ def test_resume_after_kill_gives_identical_store(tmp_path):
             try:
                 if len(FeatureStore(interrupted).completed()) >= 3:
                     break
-            except DatasetError:  # the store is not created yet
+            except DatasetError:  # the store is not created (or its metadata not written) yet
                 pass
             time.sleep(0.02)
     finally:
