@@ -161,7 +161,8 @@ def summarise(rows: list[dict]) -> dict:
             and q["exponent"] == r["exponent"]
             and q["n_atoms"] == r["n_atoms"]
         ]
-        if peer:
+        # "matched" counts only where gplode's measured error really is the smaller one
+        if peer and (r["level"] != "matched" or r["rms_error"] <= peer[0]["rms_error"]):
             summary["speedup"].append(
                 {
                     "exponent": r["exponent"],
