@@ -32,6 +32,7 @@ from ase.data import s22 as _s22
 import gplode
 
 __all__ = [
+    "LodeSettings",
     "DecayCurves",
     "DecayModel",
     "DatasetModel",
@@ -214,7 +215,26 @@ class DecaySnapshot:
     axis: np.ndarray
 
 
-class DecayModel(param.Parameterized):
+class LodeSettings(param.Parameterized):
+    """Hyper-parameters and file input shared by both pages' models."""
+
+    file_data = param.Bytes(default=None, allow_None=True, precedence=-1, doc="Uploaded file content.")
+    file_name = param.String(default="", precedence=-1, doc="Name of the uploaded file (gives the format).")
+
+    exponent = param.Number(default=1.0, bounds=(0.0, 10.0), step=0.1, doc="Exponent p of the 1/r^p potential.")
+    smearing = param.Number(default=1.0, bounds=(0.0, None), softbounds=(0.1, 3.0), step=0.05,
+                            doc="Gaussian width σ in Å.")
+    radial_basis = param.Selector(default="monomial", objects=["gto", "monomial"], doc="""
+        Radial basis. Monomials r^(l+2n) are the generalised multipoles of SPEC §5.""")
+    cutoff = param.Number(default=3.0, bounds=(0.0, None), softbounds=(0.5, 8.0), step=0.1,
+                          doc="Basis radius r0 in Å.")
+    max_radial = param.Integer(default=3, bounds=(0, 20), softbounds=(0, 10), doc="Largest n (inclusive).")
+    max_angular = param.Integer(default=3, bounds=(0, 12), softbounds=(0, 8), doc="Largest l (inclusive).")
+
+    error = param.String(default="", precedence=-1, doc="Output: message of the last error, '' if none.")
+
+
+class DecayModel(LodeSettings):
     """How LODE coefficients decay with the distance between two fragments.
 
     The centre atom is atom 0 of fragment A for two atoms, or the atom of fragment A nearest
@@ -232,19 +252,9 @@ class DecayModel(param.Parameterized):
     center_species = param.Selector(default="O", objects=ELEMENTS, doc="Species of the centre atom (two atoms).")
     neighbor_species = param.Selector(default="H", objects=ELEMENTS, doc="Species of the far atom (two atoms).")
     s22_name = param.Selector(default="Water_dimer", objects=list(_s22.s22), doc="S22 dimer.")
-    file_data = param.Bytes(default=None, allow_None=True, precedence=-1, doc="Uploaded file content.")
-    file_name = param.String(default="", precedence=-1, doc="Name of the uploaded file (gives the format).")
     file_path = param.String(default="", doc="Path of a file with the two fragments (instead of an upload).")
-
-    exponent = param.Number(default=1.0, bounds=(0.0, 10.0), step=0.1, doc="Exponent p of the 1/r^p potential.")
-    smearing = param.Number(default=1.0, bounds=(0.0, None), softbounds=(0.1, 3.0), step=0.05,
-                            doc="Gaussian width σ in Å.")
-    radial_basis = param.Selector(default="monomial", objects=["gto", "monomial"], doc="""
-        Radial basis. Monomials r^(l+2n) are the generalised multipoles of SPEC §5.""")
-    cutoff = param.Number(default=3.0, bounds=(0.0, None), softbounds=(0.5, 8.0), step=0.1,
-                          doc="Basis radius r0 in Å.")
-    max_radial = param.Integer(default=4, bounds=(0, 20), softbounds=(0, 10), doc="Largest n (inclusive).")
-    max_angular = param.Integer(default=4, bounds=(0, 12), softbounds=(0, 8), doc="Largest l (inclusive).")
+    max_radial = 4  # defaults of this page (the parameters are LodeSettings')
+    max_angular = 4
     separation_range = param.Range(default=(3.0, 40.0), bounds=(0.1, 500.0), softbounds=(0.5, 100.0),
                                    doc="Smallest and largest separation d in Å.")
     separation = param.Number(default=8.0, bounds=(0.1, 500.0), softbounds=(3.0, 40.0), step=0.1,
@@ -254,7 +264,6 @@ class DecayModel(param.Parameterized):
     curves = param.ClassSelector(class_=DecayCurves, allow_None=True, precedence=-1, doc="Output: the curves.")
     snapshot = param.ClassSelector(class_=DecaySnapshot, allow_None=True, precedence=-1,
                                    doc="Output: coefficients and geometry at ``separation``.")
-    error = param.String(default="", precedence=-1, doc="Output: message of the last error, '' if none.")
     busy = param.Boolean(default=False, precedence=-1, doc="Output: True while computing.")
 
     _CURVE_INPUTS = (
@@ -447,7 +456,7 @@ def _pca(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return comps, np.r_[explained, np.zeros(2 - len(explained))]
 
 
-class DatasetModel(param.Parameterized):
+class DatasetModel(LodeSettings):
     """LODE invariants of a set of structures, mapped to 2D by PCA.
 
     Each structure is described by the power spectrum (SPEC §6) averaged over its atoms;
@@ -457,17 +466,8 @@ class DatasetModel(param.Parameterized):
 
     source = param.Selector(default="S22x5 (built-in)", objects=["S22x5 (built-in)", "file"],
                             doc="Built-in S22x5 set with CCSD(T) interaction energies, or a file.")
-    file_data = param.Bytes(default=None, allow_None=True, precedence=-1, doc="Uploaded file content.")
-    file_name = param.String(default="", precedence=-1, doc="Name of the uploaded file (gives the format).")
     file_path = param.String(default="", doc="Path of an ASE-readable file (extxyz, …).")
 
-    exponent = param.Number(default=1.0, bounds=(0.0, 10.0), step=0.1, doc="Exponent p of the 1/r^p potential.")
-    smearing = param.Number(default=1.0, bounds=(0.0, None), softbounds=(0.1, 3.0), step=0.05,
-                            doc="Gaussian width σ in Å.")
-    radial_basis = param.Selector(default="monomial", objects=["gto", "monomial"], doc="Radial basis.")
-    cutoff = param.Number(default=3.0, bounds=(0.0, None), softbounds=(0.5, 8.0), step=0.1, doc="Basis radius in Å.")
-    max_radial = param.Integer(default=3, bounds=(0, 20), softbounds=(0, 8), doc="Largest n (inclusive).")
-    max_angular = param.Integer(default=3, bounds=(0, 12), softbounds=(0, 6), doc="Largest l (inclusive).")
     color_by = param.Selector(default="interaction_energy", objects=["interaction_energy"],
                               doc="Per-structure property that colours the map.")
     selected = param.Integer(default=None, allow_None=True, precedence=-1, doc="Index of the selected structure.")
@@ -475,7 +475,6 @@ class DatasetModel(param.Parameterized):
 
     result = param.ClassSelector(class_=DatasetResult, allow_None=True, precedence=-1, doc="Output: the map.")
     progress = param.Number(default=0.0, bounds=(0.0, 1.0), precedence=-1, doc="Output: fraction done.")
-    error = param.String(default="", precedence=-1, doc="Output: message of the last error, '' if none.")
 
     def load(self) -> tuple[list[ase.Atoms], list[str], dict[str, np.ndarray]]:
         """Frames, names and numeric properties of the chosen source."""
