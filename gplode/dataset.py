@@ -223,7 +223,7 @@ class FeatureStore:
 
         features = Features(
             values=gather("values"),
-            neighbor_types=meta["neighbor_types"],
+            neighbor_types=meta["hypers"]["neighbor_types"],
             center_types=gather("center_type"),
             system=gather("system"),
             atom=gather("atom"),
@@ -321,7 +321,6 @@ def featurize_dataset(
     if hypers["neighbor_types"] is None:
         hypers["neighbor_types"] = species
         calculator = LodeCalculator(**hypers)
-    hypers = calculator.hypers.to_dict()
     start = time.perf_counter()
     progress = Progress(total, quiet)
     summary = {"structures": total, "atoms": 0, "chunks_written": 0, "chunks_resumed": 0}
@@ -330,7 +329,7 @@ def featurize_dataset(
             featurize_chunk(batch, calculator, invariants, skip_bad)
             for _, batch in _batches(iter_frames(frames_or_path), batch_size)
         ]
-        _write_single_file(output, kind, results, calculator, invariants)
+        _write_single_file(output, kind, results, calculator)
         summary["atoms"] = int(sum(r["arrays"]["values"].shape[0] for r in results))
         summary["chunks_written"] = len(results)
     else:
@@ -339,32 +338,44 @@ def featurize_dataset(
             "gplode_version": __version__,
             "backend": calculator.backend,
             "hypers": hypers,
-            "neighbor_types": hypers["neighbor_types"],
             "batch_size": batch_size,
             "invariants": invariants,
             "n_structures": total,
         }
         store = FeatureStore(output, metadata)
-        done = store.completed()
-        pending = ((i, b) for i, b in _batches(iter_frames(frames_or_path), batch_size))
+        pending = _skip_completed(
+            _batches(iter_frames(frames_or_path), batch_size), store.completed(), progress, summary
+        )
         if client is None:
             for index, batch in pending:
-                n_atoms = sum(len(atoms) for _, _, atoms in batch)
-                if index in done:
-                    summary["chunks_resumed"] += 1
-                else:
-                    store.write_chunk(index, featurize_chunk(batch, calculator, invariants, skip_bad))
-                    summary["chunks_written"] += 1
-                summary["atoms"] += n_atoms
-                progress.update(len(batch), n_atoms)
+                store.write_chunk(index, featurize_chunk(batch, calculator, invariants, skip_bad))
+                _count_written(len(batch), sum(len(atoms) for _, _, atoms in batch), progress, summary)
         else:
-            _run_on_dask(client, pending, done, hypers, output, invariants, skip_bad, progress, summary)
+            _run_on_dask(client, pending, hypers, output, invariants, skip_bad, progress, summary)
     progress.close()
     summary["seconds"] = time.perf_counter() - start
     return summary
 
 
-def _run_on_dask(client, pending, done, hypers, output, invariants, skip_bad, progress, summary):
+def _skip_completed(batches, done: set[int], progress, summary):
+    """Yield the chunks still to compute; count the complete ones (resume) as they pass."""
+    for index, batch in batches:
+        if index in done:
+            summary["chunks_resumed"] += 1
+            n_atoms = sum(len(atoms) for _, _, atoms in batch)
+            summary["atoms"] += n_atoms
+            progress.update(len(batch), n_atoms)
+        else:
+            yield index, batch
+
+
+def _count_written(n_structures: int, n_atoms: int, progress, summary) -> None:
+    summary["chunks_written"] += 1
+    summary["atoms"] += n_atoms
+    progress.update(n_structures, n_atoms)
+
+
+def _run_on_dask(client, pending, hypers, output, invariants, skip_bad, progress, summary):
     from dask.distributed import as_completed
 
     hypers_json = json.dumps(hypers, sort_keys=True)
@@ -372,29 +383,18 @@ def _run_on_dask(client, pending, done, hypers, output, invariants, skip_bad, pr
     futures = as_completed()
     in_flight = 0
     for index, batch in pending:
-        n_atoms = sum(len(atoms) for _, _, atoms in batch)
-        if index in done:
-            summary["chunks_resumed"] += 1
-            summary["atoms"] += n_atoms
-            progress.update(len(batch), n_atoms)
-            continue
         futures.add(client.submit(_dask_task, index, batch, hypers_json, output, invariants, skip_bad, pure=False))
         in_flight += 1
         while in_flight >= window:
-            _collect(next(futures), progress, summary)
+            _, n_atoms, n_structures = next(futures).result()
+            _count_written(n_structures, n_atoms, progress, summary)
             in_flight -= 1
     for future in futures:
-        _collect(future, progress, summary)
+        _, n_atoms, n_structures = future.result()
+        _count_written(n_structures, n_atoms, progress, summary)
 
 
-def _collect(future, progress, summary):
-    _, n_atoms, n_structures = future.result()
-    summary["chunks_written"] += 1
-    summary["atoms"] += n_atoms
-    progress.update(n_structures, n_atoms)
-
-
-def _write_single_file(output, kind, results, calculator, invariants):
+def _write_single_file(output, kind, results, calculator):
     hypers = calculator.hypers
     arrays = {name: np.concatenate([r["arrays"][name] for r in results]) for name in results[0]["arrays"]}
     skipped = [item for r in results for item in r["skipped"]]

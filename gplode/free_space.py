@@ -152,8 +152,7 @@ def free_space_coefficients(
     n, n_lm = system.n_atoms, (max_angular + 1) ** 2
     n_radial = pair_functions.basis.n_radial
     kind, present = species_index(system.numbers, species)
-    onehot = np.zeros((n, len(species)))
-    onehot[np.flatnonzero(present), kind[present]] = 1.0
+    onehot = (system.numbers[:, None] == np.asarray(species)[None, :]).astype(float)  # (n_atoms, n_species)
     out = np.zeros((n, len(species), n_lm, n_radial))
     block = max(1, chunk // n)
     for start in range(0, n, block):

@@ -15,6 +15,7 @@ cheapest (P, α) whose estimate is below the accuracy; the tests check the real 
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 from scipy import fft
@@ -62,6 +63,20 @@ def _alias_estimate(order: int, oversampling: float, smearing: float, k_cutoff: 
     return float(np.max(np.exp(-0.5 * (smearing * k) ** 2) * 6.0 * (u / (1.0 - u)) ** order))
 
 
+@functools.lru_cache(maxsize=64)
+def _oversampling(order: int, smearing: float, accuracy: float) -> float:
+    """Smallest α (steps of 5 %) whose aliasing estimate is below the accuracy.
+
+    It does not depend on the cell, so it is computed once per (P, σ, accuracy) rather than
+    for every structure of a dataset.
+    """
+    k_cutoff = default_k_cutoff(smearing, accuracy)
+    alpha = 1.0
+    while _alias_estimate(order, alpha, smearing, k_cutoff) > _SAFETY * accuracy and alpha < 8:
+        alpha *= 1.05
+    return alpha
+
+
 def choose_mesh(
     cell: np.ndarray, smearing: float, accuracy: float, n_atoms: int = 1, order: int | None = None
 ) -> MeshParameters:
@@ -78,9 +93,7 @@ def choose_mesh(
     nyquist = k_cutoff * lengths / np.pi  # points per axis at α = 1
     best = None
     for p in ORDERS if order is None else (order,):
-        alpha = 1.0
-        while _alias_estimate(p, alpha, smearing, k_cutoff) > _SAFETY * accuracy and alpha < 8:
-            alpha *= 1.05
+        alpha = _oversampling(p, smearing, accuracy)
         shape = tuple(int(fft.next_fast_len(int(np.ceil(alpha * n)) + 1, real=True)) for n in nyquist)
         # per channel, measured on the 2-core machine (4,096 atoms, 90³ mesh): an inverse
         # real FFT costs ~8 ns per mesh point, the sorted sparse interpolation ~1.1 ns per

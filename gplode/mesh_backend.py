@@ -177,17 +177,16 @@ class NumpyBackend(Backend):
         h, basis, pot = self.hypers, self.basis, self.potential
         L, n_radial, n_species, n_atoms = h.max_angular, basis.n_radial, len(species), system.n_atoms
         params = self.mesh_parameters(system.cell, n_atoms)
-        if not self.uses_mesh(system, n_species, params):
+        if self.uses_mesh(system, n_species, params):
+            needed = params.memory_bytes(n_atoms, n_species, n_radial)
+            available = self.available_memory()
+            if needed > available:
+                raise MemoryError(
+                    f"the mesh {params.shape} (order {params.order}) needs about {needed / 2**30:.1f} GiB, "
+                    f"more than the {available / 2**30:.1f} GiB available; raise `accuracy` or `mesh_spacing`"
+                )
+            out = self._mesh_route(system, species, params)
+        else:
             out = kspace_sum(system, species, pot, self._radial_spline(params.k_cutoff), params.k_cutoff, L, n_radial)
-            add_periodic_corrections(out, system, species, pot, basis, self.center_term, h.center_atom_weight)
-            return out
-        needed = params.memory_bytes(n_atoms, n_species, n_radial)
-        available = self.available_memory()
-        if needed > available:
-            raise MemoryError(
-                f"the mesh {params.shape} (order {params.order}) needs about {needed / 2**30:.1f} GiB, "
-                f"more than the {available / 2**30:.1f} GiB available; raise `accuracy` or `mesh_spacing`"
-            )
-        out = self._mesh_route(system, species, params)
         add_periodic_corrections(out, system, species, pot, basis, self.center_term, h.center_atom_weight)
         return out
