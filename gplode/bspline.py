@@ -52,6 +52,9 @@ def bspline_stencil(u: np.ndarray, order: int, size: int) -> tuple[np.ndarray, n
 
 
 def bspline_fourier(frequencies: np.ndarray, order: int, size: int) -> np.ndarray:
-    r""":math:`\hat K_P(2\pi m / M)` for integer mesh frequencies ``m`` on an axis of ``size`` M points."""
-    x = np.pi * np.asarray(frequencies, dtype=float) / size
-    return np.sinc(x / np.pi) ** order
+    r""":math:`\hat K_P(2\pi m / M)` for integer mesh frequencies ``m`` on an axis of ``size`` M points.
+
+    :param frequencies: NumPy or CuPy array (the result lives on the same device)
+    """
+    xp = array_module(frequencies)
+    return xp.sinc(xp.asarray(frequencies, dtype=float) / size) ** order

@@ -89,7 +89,7 @@ class LodeCalculator:
                     f"frames contain atomic numbers {missing.tolist()} that are not in "
                     f"neighbor_types={species.tolist()}"
                 )
-        values = [self._backend.compute(s, species) for s in systems]
+        values = self._backend.compute(systems, species)
         return Features(
             values=np.concatenate(values).astype(self.hypers.dtype, copy=False),
             neighbor_types=species,

@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import NamedTuple
 
 import numpy as np
 from scipy import fft
 
 from .bspline import ORDERS
-from .kvectors import default_k_cutoff, reciprocal_cell
+from .kvectors import default_k_cutoff
 
-__all__ = ["MeshParameters", "choose_mesh", "kspace_grid"]
+__all__ = ["KPoints", "MeshParameters", "choose_mesh", "round_shape", "selected_kpoints"]
 
 #: the error estimate is applied with this safety factor (calibrated in the tests)
 _SAFETY = 2.0
@@ -47,13 +48,35 @@ class MeshParameters:
         """Total number of mesh points."""
         return int(np.prod(self.shape))
 
-    def memory_bytes(self, n_atoms: int, n_species: int, n_channels_batch: int, itemsize: int = 8) -> int:
-        """Peak memory estimate of the mesh pipeline (bytes)."""
-        n_half = self.shape[0] * self.shape[1] * (self.shape[2] // 2 + 1)
-        meshes = n_species * n_half * 2 * itemsize  # structure-factor meshes (complex)
-        channels = n_channels_batch * (self.n_points * itemsize + n_half * 2 * itemsize)
-        stencils = n_atoms * self.order**3 * (itemsize + 8)
-        return int(meshes + channels + stencils)
+    @property
+    def n_half(self) -> int:
+        """Points of the half spectrum of a real FFT, M1·M2·(M3//2 + 1)."""
+        return self.shape[0] * self.shape[1] * (self.shape[2] // 2 + 1)
+
+    def n_kpoints(self, volume: float) -> float:
+        r"""Expected number of half-sphere points :math:`k_c^3\Omega/12\pi^2` for a cell of ``volume`` Å³."""
+        return self.k_cutoff**3 * volume / (12 * np.pi**2)
+
+    def memory_bytes(
+        self, n_atoms: int, n_species: int, n_radial: int, n_lm: int, volume: float, itemsize: int = 8
+    ) -> int:
+        """Peak memory of one structure in the mesh pipeline (bytes); a batch of
+        structures sharing this mesh needs the sum over its members.
+
+        Counts the density meshes and their spectra, one channel batch of ``n_radial``
+        spectra and meshes (twice, for the FFT work space), the stencils (twice: the
+        interpolation keeps its own copy), the selected k-points' data (|k|² on the whole
+        half mesh; k, Y_lm, one l of Ĩ_nl and its evaluation, the species prefactors) and
+        the output (device and host).
+        """
+        real, complex_ = itemsize, 2 * itemsize
+        meshes = n_species * (self.n_points * real + self.n_half * complex_)
+        channels = 2 * n_radial * (self.n_points * real + self.n_half * complex_)
+        stencils = 2 * n_atoms * self.order**3 * (8 + real)
+        n_k = 1.1 * self.n_kpoints(volume) + 1
+        kdata = 9 * self.n_half + n_k * (8 * (16 + 3 * n_radial) + real * (n_lm + n_radial) + complex_ * n_species)
+        output = n_atoms * n_species * n_lm * n_radial * (real + 8)
+        return int(meshes + channels + stencils + kdata + output)
 
 
 def _alias_estimate(order: int, oversampling: float, smearing: float, k_cutoff: float) -> float:
@@ -104,20 +127,66 @@ def choose_mesh(
     return best[1]
 
 
-def kspace_grid(cell: np.ndarray, shape: tuple[int, int, int]) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Wave vectors of the half-spectrum (``rfftn``) mesh and the integer frequencies per axis.
+@functools.cache
+def _shape_ladder() -> np.ndarray:
+    """Even 7-smooth FFT sizes, each at least 10 % above the previous one."""
+    ladder = [4]
+    for n in range(6, 8193, 2):
+        m = n
+        for prime in (2, 3, 5, 7):
+            while m % prime == 0:
+                m //= prime
+        if m == 1 and n >= 1.1 * ladder[-1]:
+            ladder.append(n)
+    return np.array(ladder)
 
-    :return: ``k`` of shape ``(M1, M2, M3//2 + 1, 3)`` in Å⁻¹, and ``[m1, m2, m3]``
+
+def round_shape(shape: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Round every axis up to the next size of a sparse ladder (ratio ~1.1–1.2).
+
+    Cells of similar size then share a mesh and can be batched, for ~15 % more mesh
+    points on average (a finer mesh is only more accurate).
     """
+    ladder = _shape_ladder()
+    return tuple(int(ladder[np.searchsorted(ladder, n)]) if n <= ladder[-1] else int(n) for n in shape)
+
+
+class KPoints(NamedTuple):
+    """The selected half-spectrum points of a batch of cells (arrays of one module)."""
+
+    #: index of the cell each point belongs to, ``(n_k,)``
+    structure: object
+    #: flat position in that cell's half spectrum ``(M1, M2, M3//2 + 1)``, ``(n_k,)``
+    position: object
+    #: integer mesh frequencies (m1, m2, m3), ``(n_k, 3)``
+    frequencies: object
+    #: wave vectors in Å⁻¹, ``(n_k, 3)``
+    k: object
+
+
+def selected_kpoints(cells: np.ndarray, shape: tuple[int, int, int], k_cutoff: float, xp=np) -> KPoints:
+    r"""The points :math:`0 < |k| < k_c` of the ``rfftn`` half spectra of cells sharing a mesh.
+
+    :math:`k = m_1 b_1 + m_2 b_2 + m_3 b_3` with the FFT frequencies :math:`m_i` and
+    reciprocal vectors :math:`b_i` of each cell; computed where ``xp`` computes (on the
+    device for CuPy), |k|² through the metric :math:`G = B B^T` of each cell.
+
+    :param cells: lattice vectors as rows, Å, ``(n_cells, 3, 3)``
+    :param shape: the common mesh shape (M1, M2, M3)
+    :param k_cutoff: k_c in Å⁻¹
+    :param xp: array module of the results
+    """
+    recip = 2.0 * np.pi * np.linalg.inv(cells).transpose(0, 2, 1)  # rows b_i
+    metric = xp.asarray(recip @ recip.transpose(0, 2, 1))[:, :, :, None, None, None]
     m = [
-        fft.fftfreq(shape[0], 1.0 / shape[0]),
-        fft.fftfreq(shape[1], 1.0 / shape[1]),
-        fft.rfftfreq(shape[2], 1.0 / shape[2]),
+        xp.fft.fftfreq(shape[0], 1.0 / shape[0])[:, None, None],
+        xp.fft.fftfreq(shape[1], 1.0 / shape[1])[None, :, None],
+        xp.fft.rfftfreq(shape[2], 1.0 / shape[2])[None, None, :],
     ]
-    recip = reciprocal_cell(cell)
-    k = (
-        m[0][:, None, None, None] * recip[0]
-        + m[1][None, :, None, None] * recip[1]
-        + m[2][None, None, :, None] * recip[2]
-    )
-    return k, m
+    norm2 = sum(metric[:, i, j] * m[i] * m[j] * (1 if i == j else 2) for i in range(3) for j in range(i, 3))
+    structure, position = xp.nonzero(((norm2 > 0) & (norm2 < k_cutoff**2)).reshape(len(cells), -1))
+    del norm2
+    i1, i2, i3 = xp.unravel_index(position, (shape[0], shape[1], shape[2] // 2 + 1))
+    frequencies = xp.stack([m[0].ravel()[i1], m[1].ravel()[i2], m[2].ravel()[i3]], axis=1)
+    k = xp.einsum("ki,kij->kj", frequencies, xp.asarray(recip)[structure])
+    return KPoints(structure, position, frequencies, k)

@@ -2,8 +2,9 @@
 
 Periodic systems cost O(M log M) per channel batch (M mesh points, chosen from
 ``accuracy``) plus O(N P³) per channel for the interpolation; small cells, where the
-direct k-sum is cheaper, use it instead (with splined radial integrals). Free-space
-systems use the pair sum of :mod:`gplode.free_space`.
+direct k-sum is cheaper, use it instead (with splined radial integrals). Structures
+sharing a mesh go through the stages together. Free-space systems use the pair sum of
+:mod:`gplode.free_space`.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from scipy import fft
 from . import stages
 from .backend import Backend
 from .bspline import bspline_fourier
-from .corrections import add_periodic_corrections, species_index
-from .mesh import MeshParameters, choose_mesh, kspace_grid
+from .corrections import species_index
+from .mesh import MeshParameters, choose_mesh, round_shape, selected_kpoints
 from .reference import kspace_sum
 from .spherical_harmonics import real_spherical_harmonics
-from .splines import RadialIntegralSpline
+from .splines import PotentialSpline, RadialIntegralSpline
 
 __all__ = ["NumpyBackend", "available_memory"]
 
@@ -76,6 +77,11 @@ class NumpyStages:
 class NumpyBackend(Backend):
     """Mesh backend on the CPU (NumPy + ``scipy.fft`` with all cores).
 
+    Periodic structures that share a mesh (same shape and B-spline order) are computed
+    together: one spreading pass, one batched FFT and, per channel, one spectra pass, one
+    batched inverse FFT and one interpolation pass for all of them. Batches are cut to fit
+    in :data:`MEMORY_FRACTION` of :meth:`available_memory`.
+
     :param hypers: :class:`gplode.hypers.LodeHypers`
     :param potential: :class:`gplode.potentials.SmearedPowerLaw`
     :param basis: :class:`gplode.radial.RadialBasis`
@@ -83,10 +89,16 @@ class NumpyBackend(Backend):
 
     name = "numpy"
     stages = NumpyStages
+    #: fraction of the available memory one batch of structures may use
+    MEMORY_FRACTION = 0.5
+    #: round mesh shapes up to a sparse ladder of sizes (:func:`gplode.mesh.round_shape`)
+    #: so that similar cells share a mesh and are batched
+    ROUND_SHAPES = False
 
     def __init__(self, hypers, potential, basis):
         super().__init__(hypers, potential, basis)
-        self._splines = {}
+        self._radial = None
+        self._vhat = None
 
     @staticmethod
     def available_memory() -> int:
@@ -103,59 +115,50 @@ class NumpyBackend(Backend):
                 for n in np.linalg.norm(cell, axis=1)
             )
             params = MeshParameters(shape, params.order, params.k_cutoff)
+        if self.ROUND_SHAPES:
+            params = MeshParameters(round_shape(params.shape), params.order, params.k_cutoff)
         return params
 
     def _radial_spline(self, k_max: float) -> RadialIntegralSpline:
-        key = round(k_max, 6)
-        if key not in self._splines:
-            self._splines = {key: RadialIntegralSpline(self.basis, k_max)}
-        return self._splines[key]
+        """Splined Ĩ_nl on [0, k_max] (rebuilt only when k_max changes)."""
+        if self._radial is None or not np.isclose(self._radial.k_max, k_max, rtol=1e-9):
+            self._radial = RadialIntegralSpline(self.basis, k_max)
+        return self._radial
 
-    def _mesh_route(self, system, species, params: MeshParameters) -> np.ndarray:
-        """The k ≠ 0 coefficients through the stage chain of ``self.stages`` (see :mod:`gplode.stages`).
+    def _potential_spline(self, k_min: float, k_max: float) -> PotentialSpline:
+        """Splined v̂_p covering [k_min, k_max] (k_min rounded down to a power of 2, so
+        that a dataset's cells reuse one spline)."""
+        spline = self._vhat
+        if spline is None or spline.k_min > k_min or not np.isclose(spline.k_max, k_max, rtol=1e-9):
+            self._vhat = PotentialSpline(self.potential, 2.0 ** np.floor(np.log2(k_min)), k_max)
+        return self._vhat
 
-        Everything that depends only on the cell (k-grid, B-spline transforms, v̂, Y_lm,
-        splined Ĩ) is built on the host in NumPy; the stages run where ``self.stages``
-        runs them (NumPy here, Triton + CuPy for the GPU backend).
-        """
-        ops, xp = self.stages, self.stages.xp
-        L, n_radial, n_species = self.hypers.max_angular, self.basis.n_radial, len(species)
-        # dtype="float32": the whole mesh chain in single precision (FFTs in complex64)
-        real = np.float32 if self.hypers.dtype == "float32" else np.float64
-        shape = params.shape
-        fractional = np.linalg.solve(system.cell.T, system.positions.T).T % 1.0
-        stencil = ops.stencil(xp.asarray(fractional, dtype=real), shape, params.order)
-        kind, _ = species_index(system.numbers, species)
-        density = ops.spread(stencil, xp.asarray(kind), n_species, shape)
-        interpolation = ops.prepare_interpolation(stencil, params.n_points)
-        spectra = ops.rfftn(density)  # ≈ K̂ ρ_a(k)*, (n_species, M1, M2, M3//2+1)
+    def _memory_bytes(self, system, n_species: int, params: MeshParameters) -> int:
+        h = self.hypers
+        itemsize = 4 if h.dtype == "float32" else 8
+        n_lm = (h.max_angular + 1) ** 2
+        return params.memory_bytes(system.n_atoms, n_species, self.basis.n_radial, n_lm, system.volume, itemsize)
 
-        k, m = kspace_grid(system.cell, shape)
-        knorm = np.linalg.norm(k, axis=-1)
-        selected = np.flatnonzero(((knorm > 0) & (knorm < params.k_cutoff)).ravel())
-        kernel_ft = (
-            bspline_fourier(m[0], params.order, shape[0])[:, None, None]
-            * bspline_fourier(m[1], params.order, shape[1])[None, :, None]
-            * bspline_fourier(m[2], params.order, shape[2])[None, None, :]
-        ).ravel()[selected]
-        k_sel, knorm_sel = k.reshape(-1, 3)[selected], knorm.ravel()[selected]
-        base = params.n_points * 4.0 * np.pi / system.volume * self.potential.kspace(knorm_sel) / kernel_ft**2
-        selected_xp = xp.asarray(selected)
-        prefactors = xp.asarray(base, dtype=real)[None, :] * spectra.reshape(n_species, -1)[:, selected_xp]
-        ylm = xp.asarray(real_spherical_harmonics(k_sel, L), dtype=real)
-        spline = self._radial_spline(params.k_cutoff)
-
-        out = np.empty((system.n_atoms, n_species, (L + 1) ** 2, n_radial))
-        half_shape = spectra.shape[1:]
-        batch = xp.zeros((n_radial, int(np.prod(half_shape))), dtype=spectra.dtype)
-        for l in range(L + 1):
-            radial = xp.asarray(spline(knorm_sel, l), dtype=real)
-            for a in range(n_species):
-                for lm in range(l * l, (l + 1) ** 2):
-                    ops.channel_spectra_into(batch, selected_xp, prefactors[a], radial, ylm[:, lm], l)
-                    fields = ops.irfftn(batch.reshape(n_radial, *half_shape), shape)
-                    out[:, a, lm, :] = ops.to_host(ops.interpolate(fields, interpolation)).T
-        return out
+    def _batches(self, members: list[int], systems, n_species: int, params: MeshParameters):
+        """Split ``members`` (indices of systems sharing ``params``) into batches that fit."""
+        available = self.available_memory()
+        budget = self.MEMORY_FRACTION * available
+        batch, used = [], 0
+        for i in members:
+            needed = self._memory_bytes(systems[i], n_species, params)
+            if needed > available:
+                raise MemoryError(
+                    f"the mesh {params.shape} (order {params.order}) of structure {i} needs about "
+                    f"{needed / 2**30:.1f} GiB, more than the {available / 2**30:.1f} GiB available; "
+                    "raise `accuracy` or `mesh_spacing`"
+                )
+            if batch and used + needed > budget:
+                yield batch
+                batch, used = [], 0
+            batch.append(i)
+            used += needed
+        if batch:
+            yield batch
 
     def uses_mesh(self, system, n_species: int, params: MeshParameters) -> bool:
         """Whether the mesh route is cheaper than the direct k-sum for this system.
@@ -168,25 +171,77 @@ class NumpyBackend(Backend):
         if self.hypers.mesh_spacing is not None or self.hypers.interpolation_order is not None:
             return True  # the user asked for a mesh
         channels = (self.hypers.max_angular + 1) ** 2 * self.basis.n_radial
-        n_k = params.k_cutoff**3 * system.volume / (12 * np.pi**2)  # half k-sphere
-        direct = system.n_atoms * n_k * (0.5 * n_species * channels + 20.0)
+        direct = system.n_atoms * params.n_kpoints(system.volume) * (0.5 * n_species * channels + 20.0)
         mesh = n_species * channels * (12.0 * params.n_points + 1.1 * system.n_atoms * params.order**3)
         return mesh < direct
 
-    def _periodic(self, system, species):
-        h, basis, pot = self.hypers, self.basis, self.potential
-        L, n_radial, n_species, n_atoms = h.max_angular, basis.n_radial, len(species), system.n_atoms
-        params = self.mesh_parameters(system.cell, n_atoms)
-        if self.uses_mesh(system, n_species, params):
-            needed = params.memory_bytes(n_atoms, n_species, n_radial)
-            available = self.available_memory()
-            if needed > available:
-                raise MemoryError(
-                    f"the mesh {params.shape} (order {params.order}) needs about {needed / 2**30:.1f} GiB, "
-                    f"more than the {available / 2**30:.1f} GiB available; raise `accuracy` or `mesh_spacing`"
-                )
-            out = self._mesh_route(system, species, params)
-        else:
-            out = kspace_sum(system, species, pot, self._radial_spline(params.k_cutoff), params.k_cutoff, L, n_radial)
-        add_periodic_corrections(out, system, species, pot, basis, self.center_term, h.center_atom_weight)
+    def _kspace_part(self, systems, species):
+        h, n_radial = self.hypers, self.basis.n_radial
+        out = [None] * len(systems)
+        groups = {}  # MeshParameters -> indices of the systems using that mesh
+        for i, system in enumerate(systems):
+            params = self.mesh_parameters(system.cell, system.n_atoms)
+            if self.uses_mesh(system, len(species), params):
+                groups.setdefault(params, []).append(i)
+            else:
+                radial = self._radial_spline(params.k_cutoff)
+                out[i] = kspace_sum(system, species, self.potential, radial, params.k_cutoff, h.max_angular, n_radial)
+        for params, members in groups.items():
+            for batch in self._batches(members, systems, len(species), params):
+                values = self._mesh_route([systems[i] for i in batch], species, params)
+                for i, v in zip(batch, values, strict=True):
+                    out[i] = v
         return out
+
+    def _mesh_route(self, systems, species, params: MeshParameters) -> list[np.ndarray]:
+        """The k ≠ 0 coefficients of systems sharing ``params``, through the stages of
+        ``self.stages`` (see :mod:`gplode.stages`), all systems in each stage call.
+
+        Structure b's density meshes and channel meshes are the b-th of a batch: its
+        stencil indices are offset by b·M, its selected k-points by b·(half spectrum).
+        Everything after the atom positions is computed where the stages run (on the GPU
+        for :class:`gplode.gpu_backend.GpuBackend`); the host sends positions and cells
+        and receives the coefficients.
+        """
+        ops, xp = self.stages, self.stages.xp
+        L, n_radial, n_species, n_batch = self.hypers.max_angular, self.basis.n_radial, len(species), len(systems)
+        # dtype="float32": the whole mesh chain in single precision (FFTs in complex64)
+        real = np.float32 if self.hypers.dtype == "float32" else np.float64
+        shape, n_points, n_half = params.shape, params.n_points, params.n_half
+        counts = [system.n_atoms for system in systems]
+        cells = np.stack([system.cell for system in systems])
+        owner = xp.asarray(np.repeat(np.arange(n_batch), counts))
+        positions = xp.asarray(np.concatenate([system.positions for system in systems]))
+        fractional = xp.einsum("ni,nij->nj", positions, xp.asarray(np.linalg.inv(cells))[owner]) % 1.0
+        indices, weights = ops.stencil(fractional.astype(real), shape, params.order)
+        stencil = (indices + (owner * n_points)[:, None], weights)  # into the batch of meshes
+        kind, present = species_index(np.concatenate([system.numbers for system in systems]), species)
+        density = ops.spread(stencil, xp.asarray(np.where(present, kind, n_species)), n_species, (n_batch, *shape))
+        interpolation = ops.prepare_interpolation(stencil, n_batch * n_points)
+        # ≈ K̂ ρ_a(k)*, (n_species, n_batch · half spectrum)
+        spectra = ops.rfftn(density.reshape(n_species * n_batch, *shape)).reshape(n_species, n_batch * n_half)
+
+        kpoints = selected_kpoints(cells, shape, params.k_cutoff, xp)
+        destination = kpoints.structure * n_half + kpoints.position
+        knorm = xp.linalg.norm(kpoints.k, axis=1)
+        khat = 1.0
+        for d in range(3):
+            khat = khat * bspline_fourier(kpoints.frequencies[:, d], params.order, shape[d])
+        volumes = xp.asarray(np.abs(np.linalg.det(cells)))
+        out = xp.zeros((sum(counts), n_species, (L + 1) ** 2, n_radial), dtype=real)
+        if knorm.size:  # else: k_c below the smallest |k|, nothing to sum
+            vhat = self._potential_spline(float(knorm.min()), params.k_cutoff)(knorm)
+            base = (n_points * 4.0 * np.pi / volumes[kpoints.structure] * vhat / khat**2).astype(real)
+            prefactors = base[None, :] * spectra[:, destination]  # (n_species, n_k)
+            ylm = real_spherical_harmonics(kpoints.k, L).astype(real)
+            spline = self._radial_spline(params.k_cutoff)
+            batch = xp.zeros((n_radial, n_batch * n_half), dtype=spectra.dtype)
+            for l in range(L + 1):
+                radial = spline(knorm, l).astype(real)
+                for a in range(n_species):
+                    for lm in range(l * l, (l + 1) ** 2):
+                        ops.channel_spectra_into(batch, destination, prefactors[a], radial, ylm[:, lm], l)
+                        fields = ops.irfftn(batch.reshape(n_radial * n_batch, *shape[:2], -1), shape)
+                        out[:, a, lm, :] = ops.interpolate(fields.reshape(n_radial, -1), interpolation).T
+        values = np.asarray(ops.to_host(out), dtype=np.float64)
+        return np.split(values, np.cumsum(counts)[:-1])

@@ -19,7 +19,6 @@ from __future__ import annotations
 import numpy as np
 
 from .backend import Backend
-from .corrections import add_periodic_corrections
 from .kvectors import default_k_cutoff, half_sphere_kvectors
 from .spherical_harmonics import real_spherical_harmonics
 
@@ -45,21 +44,12 @@ class ReferenceBackend(Backend):
         h = self.hypers
         return h.k_cutoff if h.k_cutoff is not None else default_k_cutoff(h.smearing, h.accuracy)
 
-    def _periodic(self, system, species):
-        h = self.hypers
-        out = kspace_sum(
-            system,
-            species,
-            self.potential,
-            self.basis.kspace_integral,
-            self.k_cutoff,
-            h.max_angular,
-            self.basis.n_radial,
-        )
-        add_periodic_corrections(
-            out, system, species, self.potential, self.basis, self.center_term, h.center_atom_weight
-        )
-        return out
+    def _kspace_part(self, systems, species):
+        L, basis, k_cutoff = self.hypers.max_angular, self.basis, self.k_cutoff
+        return [
+            kspace_sum(system, species, self.potential, basis.kspace_integral, k_cutoff, L, basis.n_radial)
+            for system in systems
+        ]
 
 
 def kspace_sum(system, species, potential, radial_integral, k_cutoff, max_angular, n_radial) -> np.ndarray:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import special as sp
 
+from ._dispatch import array_module
+
 __all__ = ["lm_index", "real_spherical_harmonics"]
 
 
@@ -28,33 +30,35 @@ def real_spherical_harmonics(vectors: np.ndarray, max_angular: int) -> np.ndarra
     so the poles need no special care. Accurate to round-off for ``max_angular <= 60``.
 
     :param vectors: direction vectors, shape ``(n, 3)``, any non-zero length (Å or Å^-1);
-        a zero vector is treated as pointing along +z
+        a zero vector is treated as pointing along +z; NumPy or CuPy (the result lives on
+        the same device)
     :param max_angular: largest l, ``>= 0``
     :return: array of shape ``(n, (max_angular + 1)**2)``
     """
-    vectors = np.asarray(vectors, dtype=float).reshape(-1, 3)
+    xp = array_module(vectors)
+    vectors = xp.asarray(vectors, dtype=float).reshape(-1, 3)
     n = vectors.shape[0]
     L = int(max_angular)
-    r = np.linalg.norm(vectors, axis=1)
-    safe = np.where(r > 0, r, 1.0)
-    x = np.where(r > 0, vectors[:, 0] / safe, 0.0)
-    y = np.where(r > 0, vectors[:, 1] / safe, 0.0)
-    z = np.where(r > 0, vectors[:, 2] / safe, 1.0)
+    r = xp.linalg.norm(vectors, axis=1)
+    safe = xp.where(r > 0, r, 1.0)
+    x = xp.where(r > 0, vectors[:, 0] / safe, 0.0)
+    y = xp.where(r > 0, vectors[:, 1] / safe, 0.0)
+    z = xp.where(r > 0, vectors[:, 2] / safe, 1.0)
 
     # cos(mφ) sin^m θ = Re (x + iy)^m, sin(mφ) sin^m θ = Im (x + iy)^m
-    c = np.empty((L + 1, n))
-    s = np.empty((L + 1, n))
+    c = xp.empty((L + 1, n))
+    s = xp.empty((L + 1, n))
     c[0], s[0] = 1.0, 0.0
     for m in range(1, L + 1):
         c[m] = x * c[m - 1] - y * s[m - 1]
         s[m] = x * s[m - 1] + y * c[m - 1]
 
-    out = np.empty((n, (L + 1) ** 2))
+    out = xp.empty((n, (L + 1) ** 2))
     for m in range(L + 1):
         # Q_m^m = (2m-1)!!, Q_{m+1}^m = (2m+1) z Q_m^m,
         # Q_l^m = ((2l-1) z Q_{l-1}^m - (l+m-1) Q_{l-2}^m) / (l - m)
-        q_prev = np.zeros(n)
-        q = np.full(n, sp.factorial2(2 * m - 1) if m > 0 else 1.0)
+        q_prev = xp.zeros(n)
+        q = xp.full(n, float(sp.factorial2(2 * m - 1)) if m > 0 else 1.0)
         for l in range(m, L + 1):
             if l > m:
                 q, q_prev = ((2 * l - 1) * z * q - (l + m - 1) * q_prev) / (l - m), q

@@ -5,6 +5,8 @@ Same contract as :func:`gplode.stages.spread` (after :func:`gplode.stages.stenci
 
 from __future__ import annotations
 
+import math
+
 import triton
 import triton.language as tl
 
@@ -34,11 +36,11 @@ def _spread_kernel(
 
 
 def spread(indices, weights, species_index, n_species: int, shape, xp, block: int = 1024):
-    """Per-species density meshes ``(n_species, M1, M2, M3)`` (see :func:`gplode.stages.spread`).
+    """Per-species density meshes ``(n_species, *shape)`` (see :func:`gplode.stages.spread`).
 
     :param xp: the array module of the inputs (``cupy`` on a GPU, ``numpy`` in the interpreter)
     """
-    n_points = int(shape[0] * shape[1] * shape[2])
+    n_points = math.prod(shape)
     mesh = xp.zeros(n_species * n_points, dtype=weights.dtype)
     n_entries = indices.size
     if n_entries == 0:

@@ -5,7 +5,8 @@ import pytest
 
 from gplode import stages
 from gplode.bspline import ORDERS, bspline_fourier, bspline_stencil
-from gplode.mesh import choose_mesh, kspace_grid
+from gplode.kvectors import half_sphere_kvectors
+from gplode.mesh import choose_mesh, selected_kpoints
 
 RNG = np.random.default_rng(4)
 
@@ -65,15 +66,27 @@ def test_interpolation_of_a_plane_wave():
     np.testing.assert_allclose(values, np.cos(2 * np.pi * frac @ m), atol=1e-7)
 
 
-def test_kspace_grid_and_mesh_choice():
+def test_selected_kpoints_and_mesh_choice():
     cell = np.array([[6.0, 0.5, 0.0], [0.0, 5.0, 0.3], [0.4, 0.0, 7.0]])
     params = choose_mesh(cell, smearing=0.8, accuracy=1e-6, n_atoms=100)
-    k, m = kspace_grid(cell, params.shape)
-    assert k.shape == (params.shape[0], params.shape[1], params.shape[2] // 2 + 1, 3)
     # every k-vector of the sphere is on the mesh below the Nyquist frequency
     nyquist = np.array(params.shape) / 2
     bound = params.k_cutoff * np.linalg.norm(cell, axis=1) / (2 * np.pi)
     assert np.all(bound < nyquist)
+    # a batch of two cells: each one's points, with the mirror -k of every point off the
+    # m3 = 0 plane (which the half spectrum stands for), are exactly its full k-sphere
+    cells = np.stack([cell, 1.1 * cell[::-1]])
+    points = selected_kpoints(cells, params.shape, params.k_cutoff)
+    for b in range(2):
+        mine = points.structure == b
+        m = points.frequencies[mine].astype(int)
+        np.testing.assert_allclose(points.k[mine], m @ (2 * np.pi * np.linalg.inv(cells[b]).T), atol=1e-12)
+        full = {tuple(v) for v in m} | {tuple(-v) for v in m[m[:, 2] > 0]}
+        exact = np.round(half_sphere_kvectors(cells[b], params.k_cutoff) @ cells[b].T / (2 * np.pi)).astype(int)
+        assert full == {tuple(v) for v in exact} | {tuple(-v) for v in exact}
+        # flat positions index the half spectrum (M1, M2, M3//2 + 1)
+        half = (params.shape[0], params.shape[1], params.shape[2] // 2 + 1)
+        np.testing.assert_array_equal(np.ravel_multi_index(tuple((m % params.shape).T), half), points.position[mine])
     # a tighter accuracy never gives a coarser mesh
     finer = choose_mesh(cell, smearing=0.8, accuracy=1e-9, n_atoms=100)
     assert finer.n_points >= params.n_points
