@@ -137,3 +137,21 @@ def test_rounded_shapes_batch_similar_cells_and_stay_accurate():
     exact = gplode.LodeCalculator(backend="reference", **dict(HYPERS, exponent=1.0, accuracy=1e-13)).compute(frames)
     values = calc.compute(frames).values
     assert np.sqrt(np.mean((values - exact.values) ** 2) / np.mean(exact.values**2)) <= 1e-5
+
+
+def test_gpu_chain_never_mixes_host_and_device_arrays(monkeypatch):
+    """The GPU orchestration on a device module as strict as CuPy about host/device mixing
+    (see tests/strict_device.py), Triton kernels interpreted: runs, and equals NumPy."""
+    import strict_device
+
+    def array_module(array):
+        return strict_device.xp if isinstance(array, strict_device.DeviceArray) else np
+
+    for module in ("gplode.splines", "gplode.bspline", "gplode.spherical_harmonics"):
+        monkeypatch.setattr(f"{module}.array_module", array_module)
+    frames = _family(3, seed=4)
+    expected = _calculator(exponent=6.0, neighbor_types=[11, 17, 19]).compute(frames).values
+    calc = _calculator(exponent=6.0, neighbor_types=[11, 17, 19])
+    calc._backend.stages = TritonStages(strict_device.xp)
+    values = calc.compute(frames).values
+    np.testing.assert_allclose(values, expected, atol=1e-13 * np.abs(expected).max())
