@@ -41,8 +41,8 @@ def machine() -> dict:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
         ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = None
+    except (OSError, subprocess.CalledProcessError):  # e.g. a copy of the tree without .git
+        commit = os.environ.get("GPLODE_COMMIT")
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     return {
         "cpu": cpu,
