@@ -182,7 +182,9 @@ def main(argv=None) -> int:
     _add_hyper_arguments(feat)
     feat.add_argument("--neighbor-types", type=int, nargs="+", help="atomic numbers (default: all in the inputs)")
     feat.add_argument("--invariants", action="store_true", help="also store per-atom power spectra")
-    feat.add_argument("--batch-size", type=int, default=100, help="structures per chunk (default 100)")
+    feat.add_argument(
+        "--batch-size", type=int, default=None, help="structures per chunk (default 100 on a CPU, 2000 on a GPU)"
+    )
     feat.add_argument("--skip-bad", action="store_true", help="record invalid structures and go on")
     feat.add_argument("--quiet", action="store_true", help="no progress line")
     feat.add_argument("--dask", metavar="ADDRESS", help="run chunks on this dask.distributed scheduler")

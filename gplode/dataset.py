@@ -281,12 +281,16 @@ def _dask_task(index: int, batch, hypers_json: str, output: str, invariants: boo
     return index, sum(len(atoms) for _, _, atoms in batch), len(batch)
 
 
+#: structures per chunk when ``batch_size`` is not given, by backend
+DEFAULT_BATCH_SIZE = {"numpy": 100, "reference": 100, "gpu": 2000}
+
+
 def featurize_dataset(
     frames_or_path,
     calculator: LodeCalculator,
     output,
     *,
-    batch_size: int = 100,
+    batch_size: int | None = None,
     invariants: bool = False,
     skip_bad: bool = False,
     client=None,
@@ -300,7 +304,9 @@ def featurize_dataset(
         ``neighbor_types`` is None the species are taken from a first pass over the data
     :param output: where to write; a ``.zarr`` store is resumable: re-running the same call
         skips the chunks already complete and gives the same store as an uninterrupted run
-    :param batch_size: structures per chunk (unit of work, of writing and of resuming)
+    :param batch_size: structures per chunk (unit of work, of writing and of resuming);
+        default :data:`DEFAULT_BATCH_SIZE` of the calculator's backend (larger on a GPU,
+        where a chunk's structures sharing a mesh run as one batch of kernels)
     :param invariants: also store the power spectrum of every atom, flattened
     :param skip_bad: record invalid structures in the store and go on, instead of stopping
     :param client: a ``dask.distributed.Client``: chunks are computed and written by its
@@ -308,6 +314,8 @@ def featurize_dataset(
     :param quiet: no progress line on stderr
     :return: a summary: structures, atoms, chunks written, chunks skipped as complete, seconds
     """
+    if batch_size is None:
+        batch_size = DEFAULT_BATCH_SIZE.get(calculator.backend, DEFAULT_BATCH_SIZE["numpy"])
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     output = str(output)

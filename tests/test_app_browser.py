@@ -23,8 +23,15 @@ if not os.path.exists(CHROMIUM) and not REQUIRE_PEERS:
     pytest.skip(f"no Chromium at {CHROMIUM}", allow_module_level=True)
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def _free_port() -> int:
@@ -195,7 +202,8 @@ def test_panel_serve_on_the_module(chromium_browser):
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "panel", "serve", module_path.__file__, "--port", str(port), "--address", "127.0.0.1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         context = chromium_browser.new_context()

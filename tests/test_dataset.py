@@ -251,3 +251,13 @@ def test_cli_featurize_with_config_and_exit_codes(dataset, tmp_path, capsys):
     assert main(["featurize", str(tmp_path / "nope.xyz"), "-o", str(tmp_path / "x.zarr")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("gplode: error: ") and "nope.xyz: no such file" in err and err.count("\n") == 1
+
+
+def test_default_chunk_size_depends_on_the_backend(tmp_path):
+    frames = _frames(3)
+    calc = gplode.LodeCalculator(**HYPERS)
+    featurize_dataset(frames, calc, tmp_path / "cpu.zarr")
+    assert FeatureStore(tmp_path / "cpu.zarr").metadata["batch_size"] == 100
+    calc._backend.name = "gpu"  # chunks large enough to batch many structures per kernel
+    featurize_dataset(frames, calc, tmp_path / "gpu.zarr")
+    assert FeatureStore(tmp_path / "gpu.zarr").metadata["batch_size"] == 2000
