@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .corrections import add_periodic_corrections
+from .corrections import periodic_corrections
 from .free_space import PairRadialFunctions, free_space_coefficients
 
 __all__ = ["Backend"]
@@ -35,25 +35,44 @@ class Backend:
         self.center_term = potential.center_term(basis)
         self._pair_functions = None
 
-    def compute(self, systems, species: np.ndarray) -> list[np.ndarray]:
-        """Coefficients of each system, shapes ``(n_atoms, len(species), (L+1)**2, n_radial)``."""
+    def compute(self, systems, species: np.ndarray) -> np.ndarray:
+        """Coefficients of all atoms of ``systems``, system after system.
+
+        :return: ``(total atoms, len(species), (L+1)**2, n_radial)`` in ``hypers.dtype``
+        """
         h = self.hypers
-        out = [None] * len(systems)
+        counts = np.array([system.n_atoms for system in systems])
+        offsets = np.concatenate([[0], np.cumsum(counts)])
+        out = np.empty((offsets[-1], len(species), (h.max_angular + 1) ** 2, self.basis.n_radial), dtype=h.dtype)
         periodic = [i for i, system in enumerate(systems) if system.periodic]
-        for i, values in zip(periodic, self._kspace_part([systems[i] for i in periodic], species), strict=True):
-            add_periodic_corrections(
-                values, systems[i], species, self.potential, self.basis, self.center_term, h.center_atom_weight
-            )
-            out[i] = values
+        periodic_systems = [systems[i] for i in periodic]
+        for members, block in self._kspace_part(periodic_systems, species):
+            start = 0
+            for i in (periodic[j] for j in members):  # block rows: the members' atoms in order
+                out[offsets[i] : offsets[i + 1]] = block[start : start + counts[i]]
+                start += counts[i]
+        if periodic:
+            corrections = periodic_corrections(
+                periodic_systems, species, self.potential, self.basis, self.center_term, h.center_atom_weight
+            ).astype(h.dtype, copy=False)
+            if len(periodic) == len(systems):
+                out[:, :, 0, :] += corrections
+            else:
+                out[np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in periodic]), :, 0, :] += corrections
         for i, system in enumerate(systems):
             if not system.periodic:
                 if self._pair_functions is None:  # tabulated once per calculator, on first use
                     self._pair_functions = PairRadialFunctions(self.potential, self.basis)
-                out[i] = free_space_coefficients(
+                out[offsets[i] : offsets[i + 1]] = free_space_coefficients(
                     system, species, self._pair_functions, self.center_term, h.center_atom_weight, h.max_angular
                 )
         return out
 
-    def _kspace_part(self, systems, species: np.ndarray) -> list[np.ndarray]:
-        """The k ≠ 0 sums of periodic ``systems``, one array per system (float64, host)."""
+    def _kspace_part(self, systems, species: np.ndarray):
+        """The k ≠ 0 sums of the periodic ``systems``.
+
+        Yields ``(members, block)``: indices into ``systems`` and the coefficients of their
+        atoms, one system after the other, ``(atoms of members, n_species, (L+1)**2, n_radial)``
+        (host array, any float dtype); every system appears in exactly one ``members``.
+        """
         raise NotImplementedError

@@ -89,13 +89,14 @@ class LodeCalculator:
                     f"frames contain atomic numbers {missing.tolist()} that are not in "
                     f"neighbor_types={species.tolist()}"
                 )
-        values = self._backend.compute(systems, species)
+        counts = np.array([s.n_atoms for s in systems])
+        system = np.repeat(np.arange(len(systems)), counts)
         return Features(
-            values=np.concatenate(values).astype(self.hypers.dtype, copy=False),
+            values=self._backend.compute(systems, species),
             neighbor_types=species,
             center_types=np.concatenate([s.numbers for s in systems]),
-            system=np.concatenate([np.full(s.n_atoms, i) for i, s in enumerate(systems)]),
-            atom=np.concatenate([np.arange(s.n_atoms) for s in systems]),
+            system=system,
+            atom=np.arange(counts.sum()) - (np.cumsum(counts) - counts)[system],
             hypers=self.hypers,
             backend=self.backend,
         )

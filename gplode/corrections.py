@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["add_periodic_corrections", "species_index"]
+__all__ = ["periodic_corrections", "species_index"]
 
 
 def species_index(numbers: np.ndarray, species: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -25,13 +25,26 @@ def species_index(numbers: np.ndarray, species: np.ndarray) -> tuple[np.ndarray,
     return index, present
 
 
-def add_periodic_corrections(out, system, species, potential, basis, center_term, center_atom_weight) -> None:
-    """Add the k = 0 and centre-atom terms in place to ``out`` ``(n_atoms, n_species, n_lm, n_radial)``."""
-    index, present = species_index(system.numbers, species)
+def periodic_corrections(systems, species, potential, basis, center_term, center_atom_weight) -> np.ndarray:
+    """The l = 0 terms of every atom of the periodic ``systems``, all at once.
+
+    :return: ``(total atoms, n_species, n_radial)``, rows in the order of the systems' atoms,
+        to be added to the (l, m) = (0, 0) coefficients
+    """
+    counts = [system.n_atoms for system in systems]
+    owner = np.repeat(np.arange(len(systems)), counts)
+    index, present = species_index(np.concatenate([system.numbers for system in systems]), species)
+    n_species = len(species)
+    out = np.zeros((owner.size, n_species, basis.n_radial))
     if potential.has_k0_term:
-        counts = np.bincount(index[present], minlength=len(species)).astype(float)  # N_a
+        # N_a of each system, (n_systems, n_species)
+        n_a = np.bincount(owner[present] * n_species + index[present], minlength=len(systems) * n_species).reshape(
+            len(systems), n_species
+        )
+        volumes = np.array([system.volume for system in systems])
         radial0 = basis.kspace_integral(np.zeros(1), 0)[0]  # Ĩ_n0(0)
-        prefactor = 4.0 * np.pi / system.volume * potential.k0_value() / np.sqrt(4.0 * np.pi)
-        out[:, :, 0, :] += prefactor * counts[None, :, None] * radial0[None, None, :]
+        prefactor = 4.0 * np.pi / volumes * potential.k0_value() / np.sqrt(4.0 * np.pi)
+        out += (prefactor[:, None] * n_a)[owner][:, :, None] * radial0
     rows = np.flatnonzero(present)
-    out[rows, index[rows], 0, :] -= (1.0 - center_atom_weight) * center_term
+    out[rows, index[rows], :] -= (1.0 - center_atom_weight) * center_term
+    return out

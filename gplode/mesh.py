@@ -14,8 +14,10 @@ cheapest (P, α) whose estimate is below the accuracy; the tests check the real 
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import functools
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -112,23 +114,28 @@ def choose_mesh(
     :param order: force the B-spline order (default: chosen here)
     """
     k_cutoff = default_k_cutoff(smearing, accuracy)
-    lengths = np.linalg.norm(cell, axis=1)
-    nyquist = k_cutoff * lengths / np.pi  # points per axis at α = 1
+    nyquist = (k_cutoff / np.pi * np.linalg.norm(cell, axis=1)).tolist()  # points per axis at α = 1
     best = None
     for p in ORDERS if order is None else (order,):
         alpha = _oversampling(p, smearing, accuracy)
-        shape = tuple(int(fft.next_fast_len(int(np.ceil(alpha * n)) + 1, real=True)) for n in nyquist)
+        shape = tuple(_fast_length(math.ceil(alpha * n) + 1) for n in nyquist)
         # per channel, measured on the 2-core machine (4,096 atoms, 90³ mesh): an inverse
         # real FFT costs ~8 ns per mesh point, the sorted sparse interpolation ~1.1 ns per
         # atom and stencil point
-        cost = 8.0 * np.prod(shape) + 1.1 * n_atoms * p**3
+        cost = 8.0 * math.prod(shape) + 1.1 * n_atoms * p**3
         if best is None or cost < best[0]:
-            best = (cost, MeshParameters(shape, p, k_cutoff))
-    return best[1]
+            best = (cost, shape, p)
+    return MeshParameters(best[1], best[2], k_cutoff)
+
+
+@functools.lru_cache(maxsize=4096)
+def _fast_length(n: int) -> int:
+    """Smallest size ≥ n that real FFTs handle fast (5-smooth)."""
+    return int(fft.next_fast_len(n, real=True))
 
 
 @functools.cache
-def _shape_ladder() -> np.ndarray:
+def _shape_ladder() -> list[int]:
     """Even 7-smooth FFT sizes, each at least 10 % above the previous one."""
     ladder = [4]
     for n in range(6, 8193, 2):
@@ -138,7 +145,7 @@ def _shape_ladder() -> np.ndarray:
                 m //= prime
         if m == 1 and n >= 1.1 * ladder[-1]:
             ladder.append(n)
-    return np.array(ladder)
+    return ladder
 
 
 def round_shape(shape: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -148,7 +155,7 @@ def round_shape(shape: tuple[int, int, int]) -> tuple[int, int, int]:
     points on average (a finer mesh is only more accurate).
     """
     ladder = _shape_ladder()
-    return tuple(int(ladder[np.searchsorted(ladder, n)]) if n <= ladder[-1] else int(n) for n in shape)
+    return tuple(ladder[bisect.bisect_left(ladder, n)] if n <= ladder[-1] else n for n in shape)
 
 
 class KPoints(NamedTuple):

@@ -177,7 +177,6 @@ class NumpyBackend(Backend):
 
     def _kspace_part(self, systems, species):
         h, n_radial = self.hypers, self.basis.n_radial
-        out = [None] * len(systems)
         groups = {}  # MeshParameters -> indices of the systems using that mesh
         for i, system in enumerate(systems):
             params = self.mesh_parameters(system.cell, system.n_atoms)
@@ -185,15 +184,12 @@ class NumpyBackend(Backend):
                 groups.setdefault(params, []).append(i)
             else:
                 radial = self._radial_spline(params.k_cutoff)
-                out[i] = kspace_sum(system, species, self.potential, radial, params.k_cutoff, h.max_angular, n_radial)
+                yield [i], kspace_sum(system, species, self.potential, radial, params.k_cutoff, h.max_angular, n_radial)
         for params, members in groups.items():
             for batch in self._batches(members, systems, len(species), params):
-                values = self._mesh_route([systems[i] for i in batch], species, params)
-                for i, v in zip(batch, values, strict=True):
-                    out[i] = v
-        return out
+                yield batch, self._mesh_route([systems[i] for i in batch], species, params)
 
-    def _mesh_route(self, systems, species, params: MeshParameters) -> list[np.ndarray]:
+    def _mesh_route(self, systems, species, params: MeshParameters) -> np.ndarray:
         """The k ≠ 0 coefficients of systems sharing ``params``, through the stages of
         ``self.stages`` (see :mod:`gplode.stages`), all systems in each stage call.
 
@@ -243,5 +239,4 @@ class NumpyBackend(Backend):
                         ops.channel_spectra_into(batch, destination, prefactors[a], radial, ylm[:, lm], l)
                         fields = ops.irfftn(batch.reshape(n_radial * n_batch, *shape[:2], -1), shape)
                         out[:, a, lm, :] = ops.interpolate(fields.reshape(n_radial, -1), interpolation).T
-        values = np.asarray(ops.to_host(out), dtype=np.float64)
-        return np.split(values, np.cumsum(counts)[:-1])
+        return ops.to_host(out)  # the systems' atoms one after the other

@@ -46,10 +46,8 @@ class ReferenceBackend(Backend):
 
     def _kspace_part(self, systems, species):
         L, basis, k_cutoff = self.hypers.max_angular, self.basis, self.k_cutoff
-        return [
-            kspace_sum(system, species, self.potential, basis.kspace_integral, k_cutoff, L, basis.n_radial)
-            for system in systems
-        ]
+        for i, system in enumerate(systems):
+            yield [i], kspace_sum(system, species, self.potential, basis.kspace_integral, k_cutoff, L, basis.n_radial)
 
 
 def kspace_sum(system, species, potential, radial_integral, k_cutoff, max_angular, n_radial) -> np.ndarray:
