@@ -15,6 +15,7 @@ F_{n0}(d), which is the property the exponent p controls far away (F_{n0} ~ d^-p
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import platform
@@ -190,3 +191,34 @@ def finish(name: str, results: dict, start: float, quick: bool, plot) -> None:
     path = write_json(name + ("_quick" if quick else ""), {"seconds": seconds, "settings": results})
     plot(results, path.with_suffix(".png"))
     print(f"wrote {path} and {path.with_suffix('.png')}")
+
+
+def figure(nrows: int, ncols: int, **kwargs):
+    """``(fig, axes)`` of a matplotlib figure drawn off-screen (Agg backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(nrows, ncols, **kwargs)
+
+
+def save_figure(fig, path) -> None:
+    """Lay out, write to ``path`` (PNG, 100 dpi) and release the figure."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def argument_parser(doc: str, quick: str, sizes: bool = True) -> argparse.ArgumentParser:
+    """The scripts' common options: ``--quick`` (what it does: ``quick``), ``--seed`` and,
+    with ``sizes``, ``--n-train`` / ``--n-test``."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=f"writes <name>_quick.*; {quick}")
+    if sizes:
+        parser.add_argument("--n-train", type=int, default=300)
+        parser.add_argument("--n-test", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    return parser

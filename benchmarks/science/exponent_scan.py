@@ -13,17 +13,19 @@ Run ``python benchmarks/science/exponent_scan.py [--quick]``.
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
 from common import (
     SETTINGS,
     FeatureSet,
+    argument_parser,
+    figure,
     fit_ridge,
     format_table,
     random_split,
     relative_rmse,
+    save_figure,
     structure_features,
     write_json,
 )
@@ -85,13 +87,8 @@ def tables(result: dict) -> str:
 
 def plot(result: dict, path) -> None:
     """Figure: error vs p, one panel per target, lines per basis and error kind."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     p = np.array(result["exponents"])
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    fig, axes = figure(1, 2, figsize=(11, 4.5))
     for ax, t, p_true in zip(axes, TARGETS, (1, 6), strict=True):
         for b in result["errors"]:
             for kind, style in (("validation", "--"), ("extrapolation", "-")):
@@ -101,21 +98,12 @@ def plot(result: dict, path) -> None:
         ax.set_ylabel("RMSE / RMS(E)")
         ax.set_title(f"{t} (true exponent {p_true}); extrapolation: d_min 7-10 Å")
     axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv=None) -> None:
     """Command-line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--quick", action="store_true", help="writes <name>_quick.*; monomial basis, 6 exponents, seconds"
-    )
-    parser.add_argument("--n-train", type=int, default=300)
-    parser.add_argument("--n-test", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    args = argument_parser(__doc__, "monomial basis, 6 exponents, seconds").parse_args(argv)
     if args.quick:
         exponents, bases, n_train, n_test = [0.5, 1, 2, 4, 6, 8], ["monomial"], 60, 20
     else:

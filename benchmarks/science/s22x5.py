@@ -16,12 +16,22 @@ O); lambda is chosen on a validation split that holds out whole dimers. Two eval
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
 from ase.data.s22 import create_s22_system, data, get_interaction_energy_s22x5, s22
-from common import SETTINGS, FeatureSet, finish, fit_ridge, format_table, standard_feature_sets, structure_features
+from common import (
+    SETTINGS,
+    FeatureSet,
+    argument_parser,
+    figure,
+    finish,
+    fit_ridge,
+    format_table,
+    save_figure,
+    standard_feature_sets,
+    structure_features,
+)
 
 SPECIES = (1, 6, 7, 8)
 DISTANCES = ("0.9", "1.0", "1.2", "1.5", "2.0")
@@ -112,14 +122,9 @@ def tables(result: dict) -> str:
 
 def plot(results: dict, path) -> None:
     """Figure: MAE per separation, per feature set, for both evaluations of the first setting."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     setting = next(iter(results))
     result = results[setting]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    fig, axes = figure(1, 2, figsize=(12, 4.5), sharey=True)
     names = list(result["results"])
     width = 0.8 / len(names)
     x = np.arange(len(result["distances"]))
@@ -132,17 +137,12 @@ def plot(results: dict, path) -> None:
         ax.set_title(f"S22x5 {key.replace('_', ' ')} ({setting})")
     axes[0].set_ylabel("MAE (meV)")
     axes[1].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv=None) -> None:
     """Command-line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="writes <name>_quick.*; monomial basis only, seconds")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    args = argument_parser(__doc__, "monomial basis only, seconds", sizes=False).parse_args(argv)
     start = time.perf_counter()
     results = {}
     for setting in SETTINGS:

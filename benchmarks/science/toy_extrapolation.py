@@ -16,7 +16,6 @@ Run ``python benchmarks/science/toy_extrapolation.py [--quick]``.
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import ase
@@ -24,11 +23,14 @@ import numpy as np
 from common import (
     SETTINGS,
     FeatureSet,
+    argument_parser,
+    figure,
     finish,
     fit_ridge,
     format_table,
     random_split,
     relative_rmse,
+    save_figure,
     standard_feature_sets,
     structure_features,
 )
@@ -138,13 +140,8 @@ def tables(result: dict) -> str:
 
 def plot(results: dict, path) -> None:
     """Figure: relative error per window for each setting, and the rescaled dimer curves E d^p."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     settings = list(results)
-    fig, axes = plt.subplots(len(settings) + 1, 2, figsize=(11, 4 * (len(settings) + 1)))
+    fig, axes = figure(len(settings) + 1, 2, figsize=(11, 4 * (len(settings) + 1)))
     for row, setting in enumerate(settings):
         result = results[setting]
         labels = [f"{a:g}-{b:g}" for a, b in result["windows"]]
@@ -175,19 +172,12 @@ def plot(results: dict, path) -> None:
         ax.set_ylabel(f"E · d^{p}")
         ax.set_title(f"{'Na-Cl dimer, Coulomb' if t == 'coulomb' else 'Cl-Cl dimer, dispersion'} ({settings[0]})")
         ax.set_ylim(exact.min() - 1.5 * abs(exact).max(), exact.max() + 1.5 * abs(exact).max())
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv=None) -> None:
     """Command-line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="writes <name>_quick.*; few structures, seconds")
-    parser.add_argument("--n-train", type=int, default=300)
-    parser.add_argument("--n-test", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    args = argument_parser(__doc__, "few structures, seconds").parse_args(argv)
     n_train, n_test = (60, 20) if args.quick else (args.n_train, args.n_test)
     start = time.perf_counter()
     results = {}
