@@ -119,3 +119,14 @@ xp = _namespace(np, "strict_device", transfers=("asarray", "array", "ascontiguou
 xp.fft = _namespace(np.fft, "strict_device.fft")
 xp.linalg = _namespace(np.linalg, "strict_device.linalg")
 xp.ndarray = DeviceArray
+
+
+def fake_cupy(free_bytes: int) -> types.SimpleNamespace:
+    """:data:`xp` plus the few CuPy attributes the GPU backend asks for (free memory)."""
+    module = types.SimpleNamespace(**vars(xp))
+    module.__name__ = "cupy"
+    device = types.SimpleNamespace(mem_info=(free_bytes, 2 * free_bytes))
+    module.cuda = types.SimpleNamespace(Device=lambda *args: device)
+    pool = types.SimpleNamespace(free_bytes=lambda: 0)
+    module.get_default_memory_pool = lambda: pool
+    return module

@@ -6,6 +6,7 @@ stages and for the Triton kernels (interpreted on NumPy arrays).
 """
 
 import collections
+import sys
 
 import ase
 import ase.build
@@ -139,9 +140,10 @@ def test_rounded_shapes_batch_similar_cells_and_stay_accurate():
     assert np.sqrt(np.mean((values - exact.values) ** 2) / np.mean(exact.values**2)) <= 1e-5
 
 
-def test_gpu_chain_never_mixes_host_and_device_arrays(monkeypatch):
-    """The GPU orchestration on a device module as strict as CuPy about host/device mixing
-    (see tests/strict_device.py), Triton kernels interpreted: runs, and equals NumPy."""
+def test_gpu_backend_never_mixes_host_and_device_arrays(monkeypatch):
+    """The GPU backend itself (``backend="gpu"``: shape ladder, GPU memory query, batches,
+    Triton kernels interpreted) on a stand-in CuPy as strict as CuPy about host/device
+    mixing (tests/strict_device.py): runs, and equals the NumPy backend on the same meshes."""
     import strict_device
 
     def array_module(array):
@@ -149,9 +151,16 @@ def test_gpu_chain_never_mixes_host_and_device_arrays(monkeypatch):
 
     for module in ("gplode.splines", "gplode.bspline", "gplode.spherical_harmonics"):
         monkeypatch.setattr(f"{module}.array_module", array_module)
-    frames = _family(3, seed=4)
-    expected = _calculator(exponent=6.0, neighbor_types=[11, 17, 19]).compute(frames).values
-    calc = _calculator(exponent=6.0, neighbor_types=[11, 17, 19])
-    calc._backend.stages = TritonStages(strict_device.xp)
-    values = calc.compute(frames).values
+    monkeypatch.setitem(sys.modules, "cupy", strict_device.fake_cupy(free_bytes=2**30))
+    monkeypatch.setattr("gplode.gpu_backend.require_gpu", lambda: None)
+    frames = _family(4, seed=4)
+    hypers = dict(HYPERS, exponent=6.0, neighbor_types=[11, 17, 19])
+    gpu = gplode.LodeCalculator(**dict(hypers, backend="gpu"))
+    assert gpu.backend == "gpu" and gpu._backend.stages.xp is sys.modules["cupy"]
+    gpu._backend.stages = _Counting(gpu._backend.stages)
+    reference = _calculator(**hypers)
+    reference._backend.ROUND_SHAPES = True  # the GPU's meshes
+    expected = reference.compute(frames).values
+    values = gpu.compute(frames).values
+    assert gpu._backend.stages.calls["spread"] == 1  # the four cells share a (rounded) mesh
     np.testing.assert_allclose(values, expected, atol=1e-13 * np.abs(expected).max())
