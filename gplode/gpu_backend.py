@@ -7,8 +7,9 @@ provider :class:`gplode.kernels.stages.TritonStages` on CuPy arrays: B-spline st
 evaluated on the device too (splines stored as per-cell polynomials, see
 :mod:`gplode.splines`); the host sends positions and cells, and receives coefficients.
 Structures sharing a mesh run as one batch (shapes rounded up to a sparse ladder of
-sizes so that similar cells share one), cut to fit the free GPU memory. Free-space
-systems use the CPU pair sum.
+sizes so that similar cells share one), cut to fit the free GPU memory. Small cells take
+the batched direct k-sum of :mod:`gplode.direct_sum` instead (dense matrix products;
+route by :meth:`GpuBackend.uses_mesh`). Free-space systems use the CPU pair sum.
 
 Asking for it without a usable GPU raises ``RuntimeError`` (no silent fallback);
 ``backend="auto"`` uses it only when :func:`gplode._dispatch.gpu_available` is true.
@@ -28,6 +29,8 @@ class GpuBackend(NumpyBackend):
     name = "gpu"
     #: kernel launches and FFT plans cost more than ~15 % extra mesh points on a GPU
     ROUND_SHAPES = True
+    #: batches as large as the free GPU memory allows
+    MAX_BATCH_BYTES = None
 
     def __init__(self, hypers, potential, basis):
         require_gpu()
@@ -46,5 +49,21 @@ class GpuBackend(NumpyBackend):
         return int(cupy.cuda.Device().mem_info[0]) + int(cupy.get_default_memory_pool().free_bytes())
 
     def uses_mesh(self, system, n_species, params) -> bool:
-        """Always the mesh on the GPU (FFTs are cheap there)."""
-        return True
+        """Mesh or direct k-sum, by estimated GPU time.
+
+        Not yet calibrated on a device (no GPU has been available): the direct sum is dense
+        matrix products, ~2·N·S·N_k·C flops (C = (L+1)²·n_radial channels) at ~20 TFLOP/s
+        plus ~48 bytes per (atom, species, k) of element-wise work; the mesh moves, per
+        channel and radial mesh, ~36 bytes per mesh point (inverse FFT) and ~20 per (atom,
+        stencil point) (interpolation), at ~1.5 TB/s. By these estimates a 140-atom cell
+        takes the direct sum (~20 µs against ~0.5 ms) and NaCl with 4,096 atoms the mesh.
+        A user's ``mesh_spacing`` or ``interpolation_order`` forces the mesh.
+        """
+        h = self.hypers
+        if h.mesh_spacing is not None or h.interpolation_order is not None:
+            return True
+        n_lm, n_radial, n_atoms = (h.max_angular + 1) ** 2, self.basis.n_radial, system.n_atoms
+        n_k = params.n_kpoints(system.volume)
+        direct = 2 * n_atoms * n_species * n_k * n_lm * n_radial / 2e13 + 48 * n_atoms * n_species * n_k / 1.5e12
+        mesh = n_species * n_lm * n_radial * (36 * params.n_points + 20 * n_atoms * params.order**3) / 1.5e12
+        return mesh < direct

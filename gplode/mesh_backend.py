@@ -14,12 +14,11 @@ import os
 import numpy as np
 from scipy import fft
 
-from . import stages
+from . import direct_sum, stages
 from .backend import Backend
 from .bspline import bspline_fourier
 from .corrections import species_index
 from .mesh import MeshParameters, choose_mesh, round_shape, selected_kpoints
-from .reference import kspace_sum
 from .spherical_harmonics import real_spherical_harmonics
 from .splines import PotentialSpline, RadialIntegralSpline
 
@@ -91,6 +90,9 @@ class NumpyBackend(Backend):
     stages = NumpyStages
     #: fraction of the available memory one batch of structures may use
     MEMORY_FRACTION = 0.5
+    #: and at most this many bytes (None: no cap); on a CPU larger batches gain nothing
+    #: and their work buffers stay allocated
+    MAX_BATCH_BYTES = 2**29
     #: round mesh shapes up to a sparse ladder of sizes (:func:`gplode.mesh.round_shape`)
     #: so that similar cells share a mesh and are batched
     ROUND_SHAPES = False
@@ -99,6 +101,7 @@ class NumpyBackend(Backend):
         super().__init__(hypers, potential, basis)
         self._radial = None
         self._vhat = None
+        self._workspace = None
 
     @staticmethod
     def available_memory() -> int:
@@ -133,24 +136,28 @@ class NumpyBackend(Backend):
             self._vhat = PotentialSpline(self.potential, 2.0 ** np.floor(np.log2(k_min)), k_max)
         return self._vhat
 
-    def _memory_bytes(self, system, n_species: int, params: MeshParameters) -> int:
+    def _memory_bytes(self, system, n_species: int, params: MeshParameters, mesh: bool = True) -> int:
+        """Peak memory of ``system`` on the mesh route (or the direct sum, ``mesh=False``)."""
         h = self.hypers
         itemsize = 4 if h.dtype == "float32" else 8
         n_lm = (h.max_angular + 1) ** 2
-        return params.memory_bytes(system.n_atoms, n_species, self.basis.n_radial, n_lm, system.volume, itemsize)
+        if mesh:
+            return params.memory_bytes(system.n_atoms, n_species, self.basis.n_radial, n_lm, system.volume, itemsize)
+        n_k = params.n_kpoints(system.volume)
+        return direct_sum.memory_bytes(system.n_atoms, n_species, n_lm * self.basis.n_radial, n_k, itemsize)
 
-    def _batches(self, members: list[int], systems, n_species: int, params: MeshParameters):
-        """Split ``members`` (indices of systems sharing ``params``) into batches that fit."""
+    def _batches(self, members: list[int], systems, n_species: int, params: MeshParameters, mesh: bool = True):
+        """Split ``members`` (indices of systems sharing ``params`` and route) into batches that fit."""
         available = self.available_memory()
-        budget = self.MEMORY_FRACTION * available
+        budget = min(self.MEMORY_FRACTION * available, self.MAX_BATCH_BYTES or np.inf)
         batch, used = [], 0
         for i in members:
-            needed = self._memory_bytes(systems[i], n_species, params)
+            needed = self._memory_bytes(systems[i], n_species, params, mesh)
             if needed > available:
+                what = f"the mesh {params.shape} (order {params.order})" if mesh else "the direct k-sum"
                 raise MemoryError(
-                    f"the mesh {params.shape} (order {params.order}) of structure {i} needs about "
-                    f"{needed / 2**30:.1f} GiB, more than the {available / 2**30:.1f} GiB available; "
-                    "raise `accuracy` or `mesh_spacing`"
+                    f"{what} of structure {i} needs about {needed / 2**30:.1f} GiB, more than the "
+                    f"{available / 2**30:.1f} GiB available; raise `accuracy` or `mesh_spacing`"
                 )
             if batch and used + needed > budget:
                 yield batch
@@ -176,18 +183,31 @@ class NumpyBackend(Backend):
         return mesh < direct
 
     def _kspace_part(self, systems, species):
-        h, n_radial = self.hypers, self.basis.n_radial
-        groups = {}  # MeshParameters -> indices of the systems using that mesh
+        groups = {}  # (route, mesh) -> indices of the systems: similar cells, batched together
         for i, system in enumerate(systems):
             params = self.mesh_parameters(system.cell, system.n_atoms)
-            if self.uses_mesh(system, len(species), params):
-                groups.setdefault(params, []).append(i)
-            else:
-                radial = self._radial_spline(params.k_cutoff)
-                yield [i], kspace_sum(system, species, self.potential, radial, params.k_cutoff, h.max_angular, n_radial)
-        for params, members in groups.items():
-            for batch in self._batches(members, systems, len(species), params):
-                yield batch, self._mesh_route([systems[i] for i in batch], species, params)
+            groups.setdefault((self.uses_mesh(system, len(species), params), params), []).append(i)
+        for (mesh, params), members in groups.items():
+            for batch in self._batches(members, systems, len(species), params, mesh):
+                route = self._mesh_route if mesh else self._direct_route
+                yield batch, route([systems[i] for i in batch], species, params)
+
+    def _direct_route(self, systems, species, params: MeshParameters) -> np.ndarray:
+        """The k ≠ 0 coefficients of ``systems`` by the batched direct sum of
+        :mod:`gplode.direct_sum`, on the stages' array module, with splined v̂_p and Ĩ_nl."""
+        h, k_cutoff = self.hypers, params.k_cutoff
+
+        def vhat(k):
+            return self._potential_spline(float(k.min()), k_cutoff)(k)
+
+        real = np.float32 if h.dtype == "float32" else np.float64
+        radial, n_radial, xp = self._radial_spline(k_cutoff), self.basis.n_radial, self.stages.xp
+        if self._workspace is None or self._workspace.xp is not xp:
+            self._workspace = direct_sum.Workspace(xp)
+        values = direct_sum.kspace_sum(
+            systems, species, vhat, radial, k_cutoff, h.max_angular, n_radial, xp, real, self._workspace
+        )
+        return self.stages.to_host(values)
 
     def _mesh_route(self, systems, species, params: MeshParameters) -> np.ndarray:
         """The k ≠ 0 coefficients of systems sharing ``params``, through the stages of

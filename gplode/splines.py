@@ -61,30 +61,30 @@ class UniformQuinticSpline:
         self.coefficients = np.stack([spline(mid, nu=j) / math.factorial(j) for j in range(_DEGREE + 1)], axis=1)
         self._on_device = {}
 
-    def _coefficients_for(self, xp):
-        if xp is np:
-            return self.coefficients
-        key = xp.__name__
-        if key not in self._on_device:  # copied to the device once
-            self._on_device[key] = xp.asarray(self.coefficients)
+    def _coefficients_for(self, xp, column):
+        """Contiguous coefficients of ``column`` (all when None) on ``xp``, built once."""
+        key = (xp.__name__, column)
+        if key not in self._on_device:
+            coefficients = self.coefficients if column is None else self.coefficients[:, :, column]
+            self._on_device[key] = xp.asarray(np.ascontiguousarray(coefficients))
         return self._on_device[key]
 
     def __call__(self, x, column=None):
-        """Spline values at ``x`` (any shape, NumPy or CuPy, inside ``[lo, hi]``).
+        """Spline values at ``x`` (1-D, NumPy or CuPy, inside ``[lo, hi]``).
 
         :param column: index into the first tail axis (evaluates that column only)
         :return: shape ``x.shape + tail`` (without the first tail axis when ``column`` is given)
         """
         xp = array_module(x)
-        coefficients = self._coefficients_for(xp)
-        if column is not None:
-            coefficients = coefficients[:, :, column]
+        coefficients = self._coefficients_for(xp, column)
         cell = xp.clip(xp.floor((x - self.lo) / self.step).astype(xp.int64), 0, coefficients.shape[0] - 1)
         t = x - (self.lo + (cell + 0.5) * self.step)
         t = t.reshape(t.shape + (1,) * (coefficients.ndim - 2))
-        values = coefficients[cell, _DEGREE]
-        for j in range(_DEGREE - 1, -1, -1):
-            values = values * t + coefficients[cell, j]
+        local = xp.take(coefficients, cell, axis=0)  # (n, 6, ...): one gather per point
+        values = local[:, _DEGREE].copy()
+        for j in range(_DEGREE - 1, -1, -1):  # Horner's rule, in place
+            values *= t
+            values += local[:, j]
         return values
 
 

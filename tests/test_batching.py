@@ -140,10 +140,12 @@ def test_rounded_shapes_batch_similar_cells_and_stay_accurate():
     assert np.sqrt(np.mean((values - exact.values) ** 2) / np.mean(exact.values**2)) <= 1e-5
 
 
-def test_gpu_backend_never_mixes_host_and_device_arrays(monkeypatch):
+@pytest.mark.parametrize("dtype, tolerance", [("float64", 1e-13), ("float32", 1e-6)])
+@pytest.mark.parametrize("mesh", [True, False], ids=["mesh", "direct"])
+def test_gpu_backend_never_mixes_host_and_device_arrays(monkeypatch, mesh, dtype, tolerance):
     """The GPU backend itself (``backend="gpu"``: shape ladder, GPU memory query, batches,
-    Triton kernels interpreted) on a stand-in CuPy as strict as CuPy about host/device
-    mixing (tests/strict_device.py): runs, and equals the NumPy backend on the same meshes."""
+    Triton kernels interpreted, both routes) on a stand-in CuPy as strict as CuPy about
+    host/device mixing (tests/strict_device.py): runs, and equals the NumPy backend."""
     import strict_device
 
     def array_module(array):
@@ -154,13 +156,18 @@ def test_gpu_backend_never_mixes_host_and_device_arrays(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", strict_device.fake_cupy(free_bytes=2**30))
     monkeypatch.setattr("gplode.gpu_backend.require_gpu", lambda: None)
     frames = _family(4, seed=4)
-    hypers = dict(HYPERS, exponent=6.0, neighbor_types=[11, 17, 19])
+    hypers = dict(HYPERS, exponent=6.0, neighbor_types=[11, 17, 19], dtype=dtype)
     gpu = gplode.LodeCalculator(**dict(hypers, backend="gpu"))
     assert gpu.backend == "gpu" and gpu._backend.stages.xp is sys.modules["cupy"]
+    assert not any(gpu._backend.uses_mesh(s, 3, gpu._backend.mesh_parameters(s.cell)) for s in as_systems(frames))
+    gpu._backend.uses_mesh = lambda *args: mesh
     gpu._backend.stages = _Counting(gpu._backend.stages)
     reference = _calculator(**hypers)
+    reference._backend.uses_mesh = lambda *args: mesh
     reference._backend.ROUND_SHAPES = True  # the GPU's meshes
     expected = reference.compute(frames).values
     values = gpu.compute(frames).values
-    assert gpu._backend.stages.calls["spread"] == 1  # the four cells share a (rounded) mesh
-    np.testing.assert_allclose(values, expected, atol=1e-13 * np.abs(expected).max())
+    # the four cells share a (rounded) mesh: one batch; the direct route spreads nothing
+    assert gpu._backend.stages.calls["spread"] == (1 if mesh else 0)
+    assert values.dtype == dtype
+    np.testing.assert_allclose(values, expected, atol=tolerance * np.abs(expected).max())

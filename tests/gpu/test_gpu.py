@@ -25,12 +25,15 @@ def _triclinic(seed=2, n_atoms=11):
     return ase.Atoms(symbols=symbols, scaled_positions=rng.uniform(size=(n_atoms, 3)), cell=cell, pbc=True)
 
 
+@pytest.mark.parametrize("route", ["direct", "mesh"])
 @pytest.mark.parametrize("p", [0.0, 1.0, 3.0, 4.5, 6.0])
 @pytest.mark.parametrize("dtype, accuracy", [("float64", 1e-7), ("float32", 1e-5)])
-def test_agrees_with_reference(p, dtype, accuracy):
+def test_agrees_with_reference(route, p, dtype, accuracy):
+    """Small cells: the direct k-sum by default; a given interpolation order forces the mesh."""
     frames = [_triclinic(), ase.build.bulk("NaCl", "rocksalt", a=5.64, cubic=True).repeat(2)]
     exact = gplode.LodeCalculator(backend="reference", accuracy=1e-13, exponent=p, **HYPERS).compute(frames).values
-    calc = gplode.LodeCalculator(backend="gpu", accuracy=accuracy, dtype=dtype, exponent=p, **HYPERS)
+    forced = {"interpolation_order": 10} if route == "mesh" else {}
+    calc = gplode.LodeCalculator(backend="gpu", accuracy=accuracy, dtype=dtype, exponent=p, **forced, **HYPERS)
     values = calc.compute(frames).values
     error = np.sqrt(np.mean((values - exact) ** 2) / np.mean(exact**2))
     assert error <= max(accuracy, 1e-5 if dtype == "float32" else 0.0)
@@ -62,9 +65,9 @@ def _strained_supercells(n_structures, seed=0):
 
 
 def test_batched_dataset_matches_numpy_backend_and_splits_to_fit(monkeypatch):
-    """Many structures sharing meshes: batched on the GPU, same features as the CPU mesh
-    backend (meshes differ: the GPU rounds shapes up, so agreement is at the accuracy
-    level), and identical when the memory budget forces many small batches."""
+    """Many small cells: batched on the GPU (the direct k-sum for these sizes), same
+    features as the CPU backend at the accuracy level, and identical when the memory
+    budget forces many small batches."""
     frames = _strained_supercells(40)
     hypers = dict(exponent=1.0, accuracy=1e-6, **HYPERS)
     expected = gplode.LodeCalculator(backend="numpy", **hypers).compute(frames).values
@@ -73,6 +76,9 @@ def test_batched_dataset_matches_numpy_backend_and_splits_to_fit(monkeypatch):
     rms = np.sqrt(np.mean(expected**2))
     assert np.sqrt(np.mean((values - expected) ** 2)) <= 2e-6 * rms
     backend = calc._backend
-    one = max(backend._memory_bytes(s, 2, backend.mesh_parameters(s.cell, s.n_atoms)) for s in as_systems(frames))
+    one = 0
+    for system in as_systems(frames):
+        params = backend.mesh_parameters(system.cell, system.n_atoms)
+        one = max(one, backend._memory_bytes(system, 2, params, backend.uses_mesh(system, 2, params)))
     monkeypatch.setattr(backend, "available_memory", lambda: int(3 * one / backend.MEMORY_FRACTION))
     np.testing.assert_allclose(calc.compute(frames).values, values, atol=1e-12 * np.abs(values).max())
