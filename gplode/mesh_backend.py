@@ -202,10 +202,13 @@ class NumpyBackend(Backend):
 
         real = np.float32 if h.dtype == "float32" else np.float64
         radial, n_radial, xp = self._radial_spline(k_cutoff), self.basis.n_radial, self.stages.xp
-        if self._workspace is None or self._workspace.xp is not xp:
-            self._workspace = direct_sum.Workspace(xp)
+        if xp is np:  # host buffers are kept (fresh ones cost page faults); a GPU's pool reuses memory
+            self._workspace = self._workspace or direct_sum.Workspace(np)
+            workspace = self._workspace
+        else:  # not held between batches: the free GPU memory sets the next batch's size
+            workspace = direct_sum.Workspace(xp)
         values = direct_sum.kspace_sum(
-            systems, species, vhat, radial, k_cutoff, h.max_angular, n_radial, xp, real, self._workspace
+            systems, species, vhat, radial, k_cutoff, h.max_angular, n_radial, xp, real, workspace
         )
         return self.stages.to_host(values)
 
