@@ -44,9 +44,13 @@ def _probe() -> str | None:
     except Exception as error:  # CUDARuntimeError and friends
         return f"CUDA is not usable ({error})"
     try:
-        import triton  # noqa: F401
+        import triton
     except Exception as error:
         return f"Triton cannot be imported ({error})"
+    try:  # Triton <= 3.6 launches CUDA kernels through PyTorch: without it, no active driver
+        triton.runtime.driver.active.get_current_target()
+    except Exception as error:
+        return f"Triton has no usable GPU driver ({error}; Triton 3.6 needs PyTorch installed to launch kernels)"
     return None
 
 

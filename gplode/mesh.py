@@ -66,14 +66,15 @@ class MeshParameters:
         structures sharing this mesh needs the sum over its members.
 
         Counts the density meshes and their spectra, one channel batch of ``n_radial``
-        spectra and meshes (twice, for the FFT work space), the stencils (twice: the
+        spectra and meshes (twice, for the FFT work space, plus the copy of its input the
+        inverse real FFT makes), the stencils (twice: the
         interpolation keeps its own copy), the selected k-points' data (|k|² on the whole
         half mesh; k, Y_lm, one l of Ĩ_nl and its evaluation, the species prefactors) and
         the output (device and host).
         """
         real, complex_ = itemsize, 2 * itemsize
         meshes = n_species * (self.n_points * real + self.n_half * complex_)
-        channels = 2 * n_radial * (self.n_points * real + self.n_half * complex_)
+        channels = n_radial * (2 * self.n_points * real + 3 * self.n_half * complex_)
         stencils = 2 * n_atoms * self.order**3 * (8 + real)
         n_k = 1.1 * self.n_kpoints(volume) + 1
         kdata = 9 * self.n_half + n_k * (8 * (16 + 3 * n_radial) + real * (n_lm + n_radial) + complex_ * n_species)
@@ -191,8 +192,14 @@ def selected_kpoints(cells: np.ndarray, shape: tuple[int, int, int], k_cutoff: f
         xp.fft.rfftfreq(shape[2], 1.0 / shape[2])[None, None, :],
     ]
     norm2 = sum(metric[:, i, j] * m[i] * m[j] * (1 if i == j else 2) for i in range(3) for j in range(i, 3))
-    structure, position = xp.nonzero(((norm2 > 0) & (norm2 < k_cutoff**2)).reshape(len(cells), -1))
-    del norm2
+    inside = (norm2 > 0) & (norm2 < k_cutoff**2)
+    # never the Nyquist planes |m_i| = M_i/2 (a too coarse user mesh): their inverse real
+    # FFT is not defined by one half spectrum, and cuFFT and pocketfft treat them apart
+    inside &= (2 * abs(m[0]) < shape[0]) & (2 * abs(m[1]) < shape[1]) & (2 * m[2] < shape[2])
+    structure, position = xp.nonzero(inside.reshape(len(cells), -1))
+    del norm2, inside
+    if structure.size == 0:
+        return KPoints(structure, position, xp.zeros((0, 3)), xp.zeros((0, 3)))
     i1, i2, i3 = xp.unravel_index(position, (shape[0], shape[1], shape[2] // 2 + 1))
     frequencies = xp.stack([m[0].ravel()[i1], m[1].ravel()[i2], m[2].ravel()[i3]], axis=1)
     k = xp.einsum("ki,kij->kj", frequencies, xp.asarray(recip)[structure])

@@ -113,10 +113,14 @@ class NumpyBackend(Backend):
         h = self.hypers
         params = choose_mesh(cell, h.smearing, h.accuracy, n_atoms, order=h.interpolation_order)
         if h.mesh_spacing is not None:
-            shape = tuple(
-                int(fft.next_fast_len(int(np.ceil(n / h.mesh_spacing)), real=True))
-                for n in np.linalg.norm(cell, axis=1)
-            )
+            lengths = np.linalg.norm(cell, axis=1)
+            shape = tuple(int(fft.next_fast_len(int(np.ceil(n / h.mesh_spacing)), real=True)) for n in lengths)
+            # every k-vector of the sphere needs |m_i| = |k·a_i|/2π < M_i/2
+            if any(m <= params.k_cutoff * n / np.pi for m, n in zip(shape, lengths, strict=True)):
+                raise ValueError(
+                    f"mesh_spacing={h.mesh_spacing} Å is too coarse for accuracy={h.accuracy}: the k-sphere "
+                    f"(k_c = {params.k_cutoff:.3g} Å⁻¹) needs a spacing below {np.pi / params.k_cutoff:.3g} Å"
+                )
             params = MeshParameters(shape, params.order, params.k_cutoff)
         if self.ROUND_SHAPES:
             params = MeshParameters(round_shape(params.shape), params.order, params.k_cutoff)

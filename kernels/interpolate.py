@@ -43,6 +43,8 @@ def _interpolate_kernel(
 
 def interpolate(meshes, indices, weights, xp, block_atoms: int = 32, block_stencil: int = 64):
     """Values of ``meshes`` ``(n_meshes, M1, M2, M3)`` at the atoms: ``(n_meshes, n_atoms)``."""
+    if meshes.dtype != weights.dtype:  # the compiled kernel accumulates in one type
+        raise TypeError(f"meshes ({meshes.dtype}) and weights ({weights.dtype}) must have the same dtype")
     n_meshes = meshes.shape[0]
     n_atoms, stencil = indices.shape
     flat = xp.ascontiguousarray(meshes.reshape(n_meshes, -1))

@@ -101,9 +101,12 @@ def test_free_space_uses_the_pair_sum():
 
 def test_overrides_and_memory_error():
     atoms = SYSTEMS["NaCl-2x2x2"]
-    calc = gplode.LodeCalculator(backend="numpy", mesh_spacing=0.5, interpolation_order=8, exponent=1.0, **HYPERS)
+    calc = gplode.LodeCalculator(backend="numpy", mesh_spacing=0.4, interpolation_order=8, exponent=1.0, **HYPERS)
     params = calc._backend.mesh_parameters(atoms.cell.array, len(atoms))
-    assert params.order == 8 and all(n >= 22 for n in params.shape)  # 11.28 Å / 0.5 Å
+    assert params.order == 8 and all(n >= 29 for n in params.shape)  # 11.28 Å / 0.4 Å
+    coarse = gplode.LodeCalculator(backend="numpy", mesh_spacing=1.0, exponent=1.0, **HYPERS)
+    with pytest.raises(ValueError, match=r"mesh_spacing=1.0 Å is too coarse .* below 0.4\d* Å"):
+        coarse.compute(atoms)
     huge = gplode.LodeCalculator(backend="numpy", mesh_spacing=1e-3, exponent=1.0, **HYPERS)
     with pytest.raises(MemoryError, match=r"needs about .* GiB"):
         huge.compute(atoms)

@@ -1,5 +1,7 @@
 """Bad input gets a clear error naming the problem."""
 
+import sys
+
 import ase
 import ase.build
 import numpy as np
@@ -60,6 +62,29 @@ def test_unavailable_gpu_is_an_error_not_a_fallback(monkeypatch):
         with pytest.raises(RuntimeError, match=r'backend="gpu" needs an NVIDIA GPU .* disabled by GPLODE_GPU=0'):
             gplode.LodeCalculator(backend="gpu")
         assert gplode.LodeCalculator(backend="auto").backend == "numpy"
+    finally:
+        _dispatch._probe.cache_clear()
+
+
+def test_gpu_probe_needs_a_working_triton_driver(monkeypatch):
+    """CuPy and a device are not enough: Triton must be able to launch (Triton 3.6 needs
+    PyTorch for that); here CuPy is the strict stand-in and Triton has no GPU driver."""
+    import types
+
+    import strict_device
+
+    from gplode import _dispatch
+
+    cupy = strict_device.fake_cupy(free_bytes=2**30)
+    cupy.cuda.runtime = types.SimpleNamespace(getDeviceCount=lambda: 1)
+    monkeypatch.setitem(sys.modules, "cupy", cupy)
+    monkeypatch.delenv("GPLODE_GPU", raising=False)
+    _dispatch._probe.cache_clear()
+    try:
+        assert "Triton has no usable GPU driver" in _dispatch._probe()
+        assert not _dispatch.gpu_available()
+        with pytest.raises(RuntimeError, match="needs PyTorch installed to launch kernels"):
+            gplode.LodeCalculator(backend="gpu")
     finally:
         _dispatch._probe.cache_clear()
 
