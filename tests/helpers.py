@@ -182,3 +182,15 @@ def rattled_triclinic(seed: int = 7, n_atoms: int = 5):
         if all(np.min(np.linalg.norm(p + shifts - trial, axis=1)) > 1.1 for p in positions):
             positions.append(trial)
     return ase.Atoms(numbers=numbers, positions=np.array(positions), cell=cell, pbc=True)
+
+
+def half_sphere_kvectors(cell: np.ndarray, k_cutoff: float) -> np.ndarray:
+    """All reciprocal-lattice vectors with ``0 < |k| < k_cutoff``, one of each ±k pair
+    (first non-zero integer coordinate positive), enumerated independently of gplode."""
+    recip = 2.0 * np.pi * np.linalg.inv(cell).T
+    bounds = np.floor(k_cutoff * np.linalg.norm(cell, axis=1) / (2 * np.pi)).astype(int)
+    axes = [np.arange(0, bounds[0] + 1), np.arange(-bounds[1], bounds[1] + 1), np.arange(-bounds[2], bounds[2] + 1)]
+    grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+    first = np.where(grid[:, 0] != 0, grid[:, 0], np.where(grid[:, 1] != 0, grid[:, 1], grid[:, 2]))
+    k = grid[first > 0] @ recip
+    return k[np.einsum("ij,ij->i", k, k) < k_cutoff**2]

@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
+from helpers import half_sphere_kvectors
 
 from gplode import stages
 from gplode.bspline import ORDERS, bspline_fourier, bspline_stencil
-from gplode.kvectors import half_sphere_kvectors
 from gplode.mesh import choose_mesh, selected_kpoints
 
 RNG = np.random.default_rng(4)
