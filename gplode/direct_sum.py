@@ -41,14 +41,20 @@ def sphere_shape(cells: np.ndarray, k_cutoff: float) -> tuple[int, int, int]:
     return tuple(2 * math.floor(k_cutoff * length / (2 * np.pi)) + 2 for length in lengths)
 
 
-def memory_bytes(n_atoms: int, n_species: int, n_channels: int, n_kpoints: float, itemsize: int = 8) -> int:
-    """Peak memory of one structure in :func:`kspace_sum` (bytes): per k chunk the phases,
-    structure-factor products (complex, then their real and imaginary parts), one l's
-    kernel, the k-point data, and the output."""
+def memory_bytes(
+    n_atoms: int, n_species: int, n_channels: int, n_kpoints: float, n_grid: float, itemsize: int = 8
+) -> int:
+    """Peak memory of one structure in :func:`kspace_sum` (bytes); in a batch every member
+    counts with the largest member's ``n_atoms``, ``n_kpoints`` and ``n_grid`` (padding).
+
+    Counts, per k chunk, the phases, the structure-factor products, one l's kernel; the
+    k-point data; the |k|² grid of :func:`gplode.mesh.selected_kpoints` (``n_grid`` points,
+    with its temporaries); and the output.
+    """
     width = min(K_CHUNK, n_kpoints)
-    chunk = n_atoms * width * 16 + n_atoms * n_species * width * (16 + 2 * itemsize) + width * n_channels * itemsize
+    chunk = n_atoms * width * 32 + n_atoms * n_species * width * 16 + width * n_channels * itemsize
     kdata = 1.1 * n_kpoints * (8 * 16 + 8 * n_channels)
-    return int(chunk + kdata + 2 * n_atoms * n_species * n_channels * itemsize)
+    return int(chunk + kdata + 32 * n_grid + 2 * n_atoms * n_species * n_channels * itemsize)
 
 
 def kspace_sum(

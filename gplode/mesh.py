@@ -7,8 +7,9 @@ assignment of order P on a mesh of ``shape`` points. Assignment and interpolatio
 every frequency m onto m + qM; after dividing by :math:`\hat K_P` the relative error of a
 component at reduced frequency :math:`u = |m|/M` is about
 :math:`2\,[u/(1-u)]^P` per axis, and the component itself is weighted by
-:math:`e^{-\sigma^2k^2/2}`. With ``oversampling`` α the mesh is α times the Nyquist size of
-the k-sphere, so :math:`u \le 1/(2α)` at :math:`k_c`. :func:`choose_mesh` takes the
+:math:`e^{-\sigma^2k^2/2}` (relative to the largest component the cell can have). With
+``oversampling`` α the mesh is α times the Nyquist size of the k-sphere, so
+:math:`u \le 1/(2α)` at :math:`k_c`. :func:`choose_mesh` takes the
 cheapest (P, α) whose estimate is below the accuracy; the tests check the real error.
 """
 
@@ -82,23 +83,28 @@ class MeshParameters:
         return int(meshes + channels + stencils + kdata + output)
 
 
-def _alias_estimate(order: int, oversampling: float, smearing: float, k_cutoff: float) -> float:
-    """Largest relative aliasing error over 0 < k ≤ k_c (see module docstring)."""
+def _alias_estimate(order: int, oversampling: float, smearing: float, k_cutoff: float, y_ref: float) -> float:
+    r"""Largest relative aliasing error over 0 < k ≤ k_c (see module docstring).
+
+    Components are weighted by :math:`e^{-\sigma^2k^2/2}` relative to the largest one a
+    cell can have, :math:`e^{-y_{ref}}` (capped at 1).
+    """
     k = np.linspace(0.0, k_cutoff, 400)[1:]
     u = k / (2.0 * oversampling * k_cutoff)
-    return float(np.max(np.exp(-0.5 * (smearing * k) ** 2) * 6.0 * (u / (1.0 - u)) ** order))
+    weight = np.minimum(np.exp(y_ref - 0.5 * (smearing * k) ** 2), 1.0)
+    return float(np.max(weight * 6.0 * (u / (1.0 - u)) ** order))
 
 
-@functools.lru_cache(maxsize=64)
-def _oversampling(order: int, smearing: float, accuracy: float) -> float:
-    """Smallest α (steps of 5 %) whose aliasing estimate is below the accuracy.
+@functools.lru_cache(maxsize=256)
+def _oversampling(order: int, smearing: float, accuracy: float, y_ref: float = 0.0) -> float:
+    """Smallest α (steps of 5 %, at most 16) whose aliasing estimate is below the accuracy.
 
-    It does not depend on the cell, so it is computed once per (P, σ, accuracy) rather than
-    for every structure of a dataset.
+    It depends on the cell only through ``y_ref`` (see :func:`choose_mesh`), so it is
+    computed once per (P, σ, accuracy, y_ref) rather than for every structure of a dataset.
     """
     k_cutoff = default_k_cutoff(smearing, accuracy)
     alpha = 1.0
-    while _alias_estimate(order, alpha, smearing, k_cutoff) > _SAFETY * accuracy and alpha < 8:
+    while _alias_estimate(order, alpha, smearing, k_cutoff, y_ref) > _SAFETY * accuracy and alpha < 16:
         alpha *= 1.05
     return alpha
 
@@ -116,9 +122,15 @@ def choose_mesh(
     """
     k_cutoff = default_k_cutoff(smearing, accuracy)
     nyquist = (k_cutoff / np.pi * np.linalg.norm(cell, axis=1)).tolist()  # points per axis at α = 1
+    # the shortest reciprocal basis vector bounds the cell's smallest |k| from above; when
+    # σ is large against the cell, the sum is made of few, strongly damped components, and
+    # the aliasing must be small against the largest of them, not against the k = 0 weight
+    k_ref = 2 * np.pi * float(np.linalg.norm(np.linalg.inv(cell), axis=0).min())
+    y_ref = 0.5 * (smearing * k_ref) ** 2
+    y_ref = 0.0 if y_ref < 1.0 else math.ceil(4 * y_ref) / 4  # negligible, or rounded up (cache)
     best = None
     for p in ORDERS if order is None else (order,):
-        alpha = _oversampling(p, smearing, accuracy)
+        alpha = _oversampling(p, smearing, accuracy, y_ref)
         shape = tuple(_fast_length(math.ceil(alpha * n) + 1) for n in nyquist)
         # per channel, measured on the 2-core machine (4,096 atoms, 90³ mesh): an inverse
         # real FFT costs ~8 ns per mesh point, the sorted sparse interpolation ~1.1 ns per

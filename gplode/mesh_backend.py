@@ -9,7 +9,9 @@ sharing a mesh go through the stages together. Free-space systems use the pair s
 
 from __future__ import annotations
 
+import math
 import os
+import threading
 
 import numpy as np
 from scipy import fft
@@ -101,7 +103,7 @@ class NumpyBackend(Backend):
         super().__init__(hypers, potential, basis)
         self._radial = None
         self._vhat = None
-        self._workspace = None
+        self._local = threading.local()  # per-thread work buffers of the direct sum
 
     @staticmethod
     def available_memory() -> int:
@@ -140,34 +142,53 @@ class NumpyBackend(Backend):
             self._vhat = PotentialSpline(self.potential, 2.0 ** np.floor(np.log2(k_min)), k_max)
         return self._vhat
 
-    def _memory_bytes(self, system, n_species: int, params: MeshParameters, mesh: bool = True) -> int:
-        """Peak memory of ``system`` on the mesh route (or the direct sum, ``mesh=False``)."""
+    def _memory_bytes(self, sizes, n_species: int, params: MeshParameters, mesh: bool = True) -> int:
+        """Peak memory of a batch on the mesh route (or the direct sum, ``mesh=False``,
+        whose batches are padded to their largest member).
+
+        :param sizes: :meth:`_sizes` of the batch's systems
+        """
         h = self.hypers
         itemsize = 4 if h.dtype == "float32" else 8
-        n_lm = (h.max_angular + 1) ** 2
+        n_lm, n_radial = (h.max_angular + 1) ** 2, self.basis.n_radial
         if mesh:
-            return params.memory_bytes(system.n_atoms, n_species, self.basis.n_radial, n_lm, system.volume, itemsize)
-        n_k = params.n_kpoints(system.volume)
-        return direct_sum.memory_bytes(system.n_atoms, n_species, n_lm * self.basis.n_radial, n_k, itemsize)
+            return sum(params.memory_bytes(n, n_species, n_radial, n_lm, volume, itemsize) for n, volume, _ in sizes)
+        n_atoms, volume, n_grid = (max(column) for column in zip(*sizes, strict=True))
+        n_k = params.n_kpoints(volume)
+        return len(sizes) * direct_sum.memory_bytes(n_atoms, n_species, n_lm * n_radial, n_k, n_grid, itemsize)
+
+    @staticmethod
+    def _sizes(system, params: MeshParameters) -> tuple[int, float, float]:
+        """(atoms, volume, points of the direct sum's half-box grid) of ``system``."""
+        return system.n_atoms, system.volume, math.prod(direct_sum.sphere_shape(system.cell, params.k_cutoff)) / 2
 
     def _batches(self, members: list[int], systems, n_species: int, params: MeshParameters, mesh: bool = True):
         """Split ``members`` (indices of systems sharing ``params`` and route) into batches that fit."""
         available = self.available_memory()
         budget = min(self.MEMORY_FRACTION * available, self.MAX_BATCH_BYTES or np.inf)
-        batch, used = [], 0
+        if not mesh:  # similar sizes together: less padding
+            members = sorted(members, key=lambda i: systems[i].n_atoms)
+        batch, used, largest = [], 0, None
         for i in members:
-            needed = self._memory_bytes(systems[i], n_species, params, mesh)
+            size = self._sizes(systems[i], params)
+            needed = self._memory_bytes([size], n_species, params, mesh)
             if needed > available:
+                system = systems[i]
+                lengths = ", ".join(f"{n:.3g}" for n in np.linalg.norm(system.cell, axis=1))
                 what = f"the mesh {params.shape} (order {params.order})" if mesh else "the direct k-sum"
                 raise MemoryError(
-                    f"{what} of structure {i} needs about {needed / 2**30:.1f} GiB, more than the "
-                    f"{available / 2**30:.1f} GiB available; raise `accuracy` or `mesh_spacing`"
+                    f"{what} of a structure of {system.n_atoms} atoms (cell lengths {lengths} Å) needs about "
+                    f"{_size(needed)}, more than the {_size(available)} available; raise `accuracy`"
+                    + (" or `mesh_spacing`" if mesh else "")
                 )
-            if batch and used + needed > budget:
+            # the batch with this system: a sum on the mesh, padded to the largest member directly
+            grown = size if largest is None else tuple(map(max, largest, size))
+            total = used + needed if mesh else (len(batch) + 1) * self._memory_bytes([grown], n_species, params, mesh)
+            if batch and total > budget:
                 yield batch
-                batch, used = [], 0
+                batch, total, grown = [], needed, size
             batch.append(i)
-            used += needed
+            used, largest = total, grown
         if batch:
             yield batch
 
@@ -207,8 +228,9 @@ class NumpyBackend(Backend):
         real = np.float32 if h.dtype == "float32" else np.float64
         radial, n_radial, xp = self._radial_spline(k_cutoff), self.basis.n_radial, self.stages.xp
         if xp is np:  # host buffers are kept (fresh ones cost page faults); a GPU's pool reuses memory
-            self._workspace = self._workspace or direct_sum.Workspace(np)
-            workspace = self._workspace
+            if getattr(self._local, "workspace", None) is None:
+                self._local.workspace = direct_sum.Workspace(np)
+            workspace = self._local.workspace
         else:  # not held between batches: the free GPU memory sets the next batch's size
             workspace = direct_sum.Workspace(xp)
         values = direct_sum.kspace_sum(
@@ -267,3 +289,8 @@ class NumpyBackend(Backend):
                         fields = ops.irfftn(batch.reshape(n_radial * n_batch, *shape[:2], -1), shape)
                         out[:, a, lm, :] = ops.interpolate(fields.reshape(n_radial, -1), interpolation).T
         return ops.to_host(out)  # the systems' atoms one after the other
+
+
+def _size(n_bytes: float) -> str:
+    """``n_bytes`` as GiB, or MiB below 1 GiB."""
+    return f"{n_bytes / 2**30:.1f} GiB" if n_bytes >= 2**30 else f"{n_bytes / 2**20:.0f} MiB"

@@ -95,7 +95,7 @@ def test_batches_fit_the_memory_budget(monkeypatch):
     backend = calc._backend
     systems = as_systems(frames)
     (params,) = _one_mesh(calc, frames)
-    largest = max(backend._memory_bytes(s, 3, params) for s in systems)
+    largest = max(backend._memory_bytes([backend._sizes(s, params)], 3, params) for s in systems)
     # room for two structures per batch: the seven go through in four batches
     monkeypatch.setattr(backend, "available_memory", lambda: int(2.5 * largest / backend.MEMORY_FRACTION))
     backend.stages = _Counting(backend.stages.inner)
@@ -104,7 +104,7 @@ def test_batches_fit_the_memory_budget(monkeypatch):
     np.testing.assert_allclose(values, expected, atol=1e-14 * np.abs(expected).max())
     # one structure larger than all the memory: a clear error naming it
     monkeypatch.setattr(backend, "available_memory", lambda: int(0.5 * largest))
-    with pytest.raises(MemoryError, match=r"of structure \d+ needs about .* GiB"):
+    with pytest.raises(MemoryError, match=r"of a structure of \d+ atoms \(cell lengths .* Å\) needs about .* MiB"):
         calc.compute(frames)
 
 
@@ -171,3 +171,42 @@ def test_gpu_backend_never_mixes_host_and_device_arrays(monkeypatch, mesh, dtype
     assert gpu._backend.stages.calls["spread"] == (1 if mesh else 0)
     assert values.dtype == dtype
     np.testing.assert_allclose(values, expected, atol=tolerance * np.abs(expected).max())
+
+
+def test_threads_sharing_a_calculator_get_their_own_results():
+    """Work buffers are per thread (a shared buffer gave other threads' numbers)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    frames = [[frame] for frame in _family(8, seed=9)]
+    calc = gplode.LodeCalculator(backend="numpy", **dict(HYPERS, exponent=1.0, neighbor_types=[11, 17, 19]))
+    calc._backend.uses_mesh = lambda *args: False  # the direct sum keeps work buffers
+    serial = [calc.compute(f).values for f in frames]
+    with ThreadPoolExecutor(4) as pool:
+        threaded = list(pool.map(lambda f: calc.compute(f).values, frames * 3))
+    for i, values in enumerate(threaded):
+        np.testing.assert_array_equal(values, serial[i % len(frames)])
+
+
+def test_direct_sum_batches_count_their_padding(monkeypatch):
+    """A direct-sum batch is padded to its largest member: its memory estimate is the
+    largest member's times the batch size, and batches stay under the budget."""
+    small = _family(12, seed=2)
+    big = small[0].repeat((3, 3, 3))
+    big.set_cell(small[0].cell.array, scale_atoms=True)  # same cell, 27 times the atoms
+    frames = small + [big]
+    calc = _calculator(exponent=1.0)
+    backend = calc._backend
+    params = backend.mesh_parameters(small[0].cell.array)
+    systems = as_systems(frames)
+    sizes = [backend._sizes(s, params) for s in systems]
+    largest = backend._memory_bytes([sizes[-1]], 3, params, mesh=False)
+    padded = tuple(map(max, *sizes))  # largest atoms, volume (k-points) and grid
+    assert backend._memory_bytes(sizes, 3, params, mesh=False) == len(sizes) * backend._memory_bytes(
+        [padded], 3, params, mesh=False
+    )
+    monkeypatch.setattr(backend, "available_memory", lambda: int(3.5 * largest / backend.MEMORY_FRACTION))
+    batches = list(backend._batches(list(range(len(systems))), systems, 3, params, mesh=False))
+    assert sorted(i for batch in batches for i in batch) == list(range(len(systems)))
+    for batch in batches:
+        cost = backend._memory_bytes([sizes[i] for i in batch], 3, params, mesh=False)
+        assert len(batch) == 1 or cost <= 3.5 * largest

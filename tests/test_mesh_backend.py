@@ -137,3 +137,17 @@ def test_float32_within_accuracy_or_1e5(route, p):
         assert values.dtype == np.float32
         error = np.sqrt(np.mean((values - exact) ** 2) / np.mean(exact**2))
         assert error <= max(accuracy, 1e-5), (accuracy, error)
+
+
+@pytest.mark.parametrize("smearing", [3.0, 5.0])
+@pytest.mark.parametrize("order", [6, 10])
+def test_mesh_meets_accuracy_when_smearing_is_large_against_the_cell(smearing, order):
+    """Few, strongly damped k-components: aliasing must be small against the largest of
+    them (before the fix: relative errors 2e-7 (σ = 3) and 3e-5 (σ = 5) at accuracy 1e-8)."""
+    atoms = ase.Atoms("NaCl", scaled_positions=[[0, 0, 0], [0.3, 0.4, 0.5]], cell=5.0 * np.eye(3), pbc=True)
+    hypers = dict(HYPERS, smearing=smearing, exponent=1.0)
+    calc = gplode.LodeCalculator(backend="numpy", accuracy=1e-8, interpolation_order=order, **hypers)
+    k_cutoff = calc._backend.mesh_parameters(atoms.cell.array, len(atoms)).k_cutoff
+    exact = gplode.LodeCalculator(backend="reference", k_cutoff=k_cutoff, **hypers).compute(atoms).values
+    values = calc.compute(atoms).values
+    assert np.sqrt(np.mean((values - exact) ** 2) / np.mean(exact**2)) <= 1e-8

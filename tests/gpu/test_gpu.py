@@ -79,6 +79,7 @@ def test_batched_dataset_matches_numpy_backend_and_splits_to_fit(monkeypatch):
     one = 0
     for system in as_systems(frames):
         params = backend.mesh_parameters(system.cell, system.n_atoms)
-        one = max(one, backend._memory_bytes(system, 2, params, backend.uses_mesh(system, 2, params)))
+        mesh = backend.uses_mesh(system, 2, params)
+        one = max(one, backend._memory_bytes([backend._sizes(system, params)], 2, params, mesh))
     monkeypatch.setattr(backend, "available_memory", lambda: int(3 * one / backend.MEMORY_FRACTION))
     np.testing.assert_allclose(calc.compute(frames).values, values, atol=1e-12 * np.abs(values).max())
