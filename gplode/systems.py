@@ -7,6 +7,7 @@ when periodic, positions wrapped into the cell.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -39,9 +40,9 @@ class System:
         """Number of atoms."""
         return self.numbers.shape[0]
 
-    @property
+    @functools.cached_property
     def volume(self) -> float:
-        """Cell volume Ω in Å³ (periodic systems only)."""
+        """Cell volume Ω in Å³ (periodic systems only; computed once)."""
         return float(abs(np.linalg.det(self.cell)))
 
 
@@ -54,24 +55,24 @@ def _convert(frame, index: int) -> System:
     numbers = np.array(frame.get_atomic_numbers(), dtype=np.int64)
     if numbers.size == 0:
         raise ValueError(f"{where}: structure has no atoms")
-    if not np.all(np.isfinite(positions)):
+    if not np.isfinite(positions).all():
         bad = int(np.flatnonzero(~np.all(np.isfinite(positions), axis=1))[0])
         raise ValueError(f"{where}: position of atom {bad} is not finite ({positions[bad].tolist()})")
-    if np.any(numbers < 1) or np.any(numbers > 118):
+    if numbers.min() < 1 or numbers.max() > 118:
         raise ValueError(f"{where}: atomic numbers must be in 1..118, got {sorted(set(numbers.tolist()))}")
     pbc = np.asarray(frame.get_pbc(), dtype=bool)
     if pbc.all():
         cell = np.array(frame.get_cell()[:], dtype=float)
-        if not np.all(np.isfinite(cell)):
+        if not np.isfinite(cell).all():
             raise ValueError(f"{where}: cell is not finite")
-        lengths = np.linalg.norm(cell, axis=1)
-        volume = abs(np.linalg.det(cell))
-        if np.any(lengths == 0) or volume <= _SINGULAR_CELL_RATIO * np.prod(lengths):
+        lengths = np.sqrt((cell * cell).sum(axis=1))
+        volume = abs(float(np.linalg.det(cell)))
+        if lengths.min() == 0 or volume <= _SINGULAR_CELL_RATIO * lengths.prod():
             raise ValueError(
                 f"{where}: periodic structure needs a non-singular cell, got lattice vectors "
                 f"{cell.tolist()} (volume {volume:.3g} Å³)"
             )
-        fractional = np.linalg.solve(cell.T, positions.T).T
+        fractional = positions @ np.linalg.inv(cell)
         positions = (fractional - np.floor(fractional)) @ cell
         return System(positions, numbers, cell, True)
     if not pbc.any():
