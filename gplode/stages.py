@@ -59,7 +59,7 @@ def spread(indices: np.ndarray, weights: np.ndarray, species_index: np.ndarray, 
     keep = species_index < n_species
     flat = (species_index[keep, None] * n_points + indices[keep]).ravel()
     mesh = np.bincount(flat, weights=weights[keep].ravel(), minlength=n_species * n_points)
-    return mesh.reshape(n_species, *shape)
+    return mesh.reshape(n_species, *shape).astype(weights.dtype, copy=False)  # bincount sums in float64
 
 
 def channel_spectra(prefactor: np.ndarray, radial: np.ndarray, ylm: np.ndarray, l: int) -> np.ndarray:
