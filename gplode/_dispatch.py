@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-__all__ = ["array_module", "gpu_available", "require_gpu"]
+__all__ = ["array_module", "gpu_available", "require_gpu", "to_host"]
 
 #: set to "0" to never use a GPU (``backend="auto"`` then stays on the CPU)
 GPU_ENV = "GPLODE_GPU"
@@ -24,6 +24,11 @@ def array_module(array):
 
         return cupy
     return np
+
+
+def to_host(array) -> np.ndarray:
+    """A NumPy array with the values of ``array`` (copied from the device for CuPy)."""
+    return array.get() if hasattr(array, "get") else array
 
 
 @functools.lru_cache(maxsize=1)

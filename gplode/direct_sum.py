@@ -22,6 +22,7 @@ import math
 
 import numpy as np
 
+from ._dispatch import to_host
 from .corrections import species_index
 from .mesh import selected_kpoints
 from .spherical_harmonics import real_spherical_harmonics
@@ -95,7 +96,7 @@ def kspace_sum(
 
     cells = np.stack([system.cell for system in systems])
     points = selected_kpoints(cells, sphere_shape(cells, k_cutoff), k_cutoff, xp)
-    n_k = np.bincount(np.asarray(_host(points.structure)), minlength=n_batch)
+    n_k = np.bincount(to_host(points.structure), minlength=n_batch)
     rank = xp.arange(points.structure.size) - xp.asarray(np.cumsum(n_k) - n_k)[points.structure]
     knorm = xp.linalg.norm(points.k, axis=1)
     volumes = xp.asarray(np.abs(np.linalg.det(cells)))
@@ -153,7 +154,3 @@ class Workspace:
         if buffer is None or buffer.size < size or buffer.dtype != dtype:
             buffer = self._buffers[name] = self.xp.empty(size, dtype=dtype)
         return buffer[:size].reshape(shape)
-
-
-def _host(array) -> np.ndarray:
-    return array.get() if hasattr(array, "get") else array

@@ -17,10 +17,11 @@ import numpy as np
 from scipy import fft
 
 from . import direct_sum, stages
+from ._dispatch import to_host
 from .backend import Backend
 from .bspline import bspline_fourier
 from .corrections import species_index
-from .mesh import MeshParameters, choose_mesh, round_shape, selected_kpoints
+from .mesh import MeshParameters, choose_mesh, fast_length, round_shape, selected_kpoints
 from .spherical_harmonics import real_spherical_harmonics
 from .splines import PotentialSpline, RadialIntegralSpline
 
@@ -70,9 +71,7 @@ class NumpyStages:
     def interpolate(fields, interpolation):
         return stages.interpolate(fields, *interpolation)
 
-    @staticmethod
-    def to_host(array):
-        return array
+    to_host = staticmethod(to_host)
 
 
 class NumpyBackend(Backend):
@@ -116,7 +115,7 @@ class NumpyBackend(Backend):
         params = choose_mesh(cell, h.smearing, h.accuracy, n_atoms, order=h.interpolation_order)
         if h.mesh_spacing is not None:
             lengths = np.linalg.norm(cell, axis=1)
-            shape = tuple(int(fft.next_fast_len(int(np.ceil(n / h.mesh_spacing)), real=True)) for n in lengths)
+            shape = tuple(fast_length(math.ceil(n / h.mesh_spacing)) for n in lengths)
             # every k-vector of the sphere needs |m_i| = |k·a_i|/2π < M_i/2
             if any(m <= params.k_cutoff * n / np.pi for m, n in zip(shape, lengths, strict=True)):
                 raise ValueError(

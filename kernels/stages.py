@@ -8,6 +8,7 @@ on the CPU, which is how the test suite checks it without a GPU.
 from __future__ import annotations
 
 from gplode import stages as host_stages
+from gplode._dispatch import to_host
 
 from . import interpolate as _interpolate
 from . import spectra as _spectra
@@ -44,5 +45,4 @@ class TritonStages:
         indices, weights = stencil
         return _interpolate.interpolate(fields, indices, weights, self.xp)
 
-    def to_host(self, array):
-        return array.get() if hasattr(array, "get") else array
+    to_host = staticmethod(to_host)
