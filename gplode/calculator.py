@@ -12,7 +12,7 @@ from .mesh_backend import NumpyBackend
 from .potentials import SmearedPowerLaw
 from .radial import make_basis
 from .reference import ReferenceBackend
-from .systems import as_systems
+from .systems import as_systems, atom_owners
 
 __all__ = ["LodeCalculator"]
 
@@ -89,14 +89,13 @@ class LodeCalculator:
                     f"frames contain atomic numbers {missing.tolist()} that are not in "
                     f"neighbor_types={species.tolist()}"
                 )
-        counts = np.array([s.n_atoms for s in systems])
-        system = np.repeat(np.arange(len(systems)), counts)
+        system, atom = atom_owners(systems)
         return Features(
             values=self._backend.compute(systems, species),
             neighbor_types=species,
             center_types=np.concatenate([s.numbers for s in systems]),
             system=system,
-            atom=np.arange(counts.sum()) - (np.cumsum(counts) - counts)[system],
+            atom=atom,
             hypers=self.hypers,
             backend=self.backend,
         )

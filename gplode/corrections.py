@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .systems import atom_owners
+
 __all__ = ["periodic_corrections", "species_index"]
 
 
@@ -31,8 +33,7 @@ def periodic_corrections(systems, species, potential, basis, center_term, center
     :return: ``(total atoms, n_species, n_radial)``, rows in the order of the systems' atoms,
         to be added to the (l, m) = (0, 0) coefficients
     """
-    counts = [system.n_atoms for system in systems]
-    owner = np.repeat(np.arange(len(systems)), counts)
+    owner, _ = atom_owners(systems)
     index, present = species_index(np.concatenate([system.numbers for system in systems]), species)
     n_species = len(species)
     out = np.zeros((owner.size, n_species, basis.n_radial))

@@ -26,6 +26,7 @@ from ._dispatch import to_host
 from .corrections import species_index
 from .mesh import selected_kpoints
 from .spherical_harmonics import real_spherical_harmonics
+from .systems import atom_owners
 
 __all__ = ["Workspace", "kspace_sum", "memory_bytes", "sphere_shape"]
 
@@ -83,10 +84,8 @@ def kspace_sum(
     """
     L, n_species, n_batch = max_angular, len(species), len(systems)
     complex_ = np.complex64 if real == np.float32 else np.complex128
-    counts = np.array([system.n_atoms for system in systems])
-    n_max = int(counts.max())
-    owner = np.repeat(np.arange(n_batch), counts)
-    slot = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)  # atom index in its system
+    owner, slot = atom_owners(systems)  # each atom's system and index in it
+    n_max = int(slot.max()) + 1
     positions = np.zeros((n_batch, n_max, 3))
     positions[owner, slot] = np.concatenate([system.positions for system in systems])
     kind, present = species_index(np.concatenate([system.numbers for system in systems]), species)
@@ -99,7 +98,7 @@ def kspace_sum(
     n_k = np.bincount(to_host(points.structure), minlength=n_batch)
     rank = xp.arange(points.structure.size) - xp.asarray(np.cumsum(n_k) - n_k)[points.structure]
     knorm = xp.linalg.norm(points.k, axis=1)
-    volumes = xp.asarray(np.abs(np.linalg.det(cells)))
+    volumes = xp.asarray([system.volume for system in systems])
     weight = xp.where(points.frequencies[:, 2] > 0, 2.0, 1.0) * 4.0 * np.pi / volumes[points.structure]
     if knorm.size:
         weight = weight * vhat(knorm)

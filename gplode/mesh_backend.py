@@ -24,6 +24,7 @@ from .corrections import species_index
 from .mesh import MeshParameters, choose_mesh, fast_length, round_shape, selected_kpoints
 from .spherical_harmonics import real_spherical_harmonics
 from .splines import PotentialSpline, RadialIntegralSpline
+from .systems import atom_owners
 
 __all__ = ["NumpyBackend", "available_memory"]
 
@@ -141,6 +142,10 @@ class NumpyBackend(Backend):
             self._vhat = PotentialSpline(self.potential, 2.0 ** np.floor(np.log2(k_min)), k_max)
         return self._vhat
 
+    def _potential_ft(self, k, k_cutoff: float):
+        """Splined v̂_p at the wave numbers ``k`` (any array module), 0 < k ≤ ``k_cutoff``."""
+        return self._potential_spline(float(k.min()), k_cutoff)(k)
+
     def _memory_bytes(self, sizes, n_species: int, params: MeshParameters, mesh: bool = True) -> int:
         """Peak memory of a batch on the mesh route (or the direct sum, ``mesh=False``,
         whose batches are padded to their largest member).
@@ -222,7 +227,7 @@ class NumpyBackend(Backend):
         h, k_cutoff = self.hypers, params.k_cutoff
 
         def vhat(k):
-            return self._potential_spline(float(k.min()), k_cutoff)(k)
+            return self._potential_ft(k, k_cutoff)
 
         real = np.float32 if h.dtype == "float32" else np.float64
         radial, n_radial, xp = self._radial_spline(k_cutoff), self.basis.n_radial, self.stages.xp
@@ -252,9 +257,9 @@ class NumpyBackend(Backend):
         # dtype="float32": the whole mesh chain in single precision (FFTs in complex64)
         real = np.float32 if self.hypers.dtype == "float32" else np.float64
         shape, n_points, n_half = params.shape, params.n_points, params.n_half
-        counts = [system.n_atoms for system in systems]
         cells = np.stack([system.cell for system in systems])
-        owner = xp.asarray(np.repeat(np.arange(n_batch), counts))
+        owner, _ = atom_owners(systems)
+        owner = xp.asarray(owner)
         positions = xp.asarray(np.concatenate([system.positions for system in systems]))
         fractional = xp.einsum("ni,nij->nj", positions, xp.asarray(np.linalg.inv(cells))[owner]) % 1.0
         indices, weights = ops.stencil(fractional.astype(real), shape, params.order)
@@ -271,10 +276,10 @@ class NumpyBackend(Backend):
         khat = 1.0
         for d in range(3):
             khat = khat * bspline_fourier(kpoints.frequencies[:, d], params.order, shape[d])
-        volumes = xp.asarray(np.abs(np.linalg.det(cells)))
-        out = xp.zeros((sum(counts), n_species, (L + 1) ** 2, n_radial), dtype=real)
+        volumes = xp.asarray([system.volume for system in systems])
+        out = xp.zeros((owner.size, n_species, (L + 1) ** 2, n_radial), dtype=real)
         if knorm.size:  # else: k_c below the smallest |k|, nothing to sum
-            vhat = self._potential_spline(float(knorm.min()), params.k_cutoff)(knorm)
+            vhat = self._potential_ft(knorm, params.k_cutoff)
             base = (n_points * 4.0 * np.pi / volumes[kpoints.structure] * vhat / khat**2).astype(real)
             prefactors = base[None, :] * spectra[:, destination]  # (n_species, n_k)
             ylm = real_spherical_harmonics(kpoints.k, L).astype(real)

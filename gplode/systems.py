@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["System", "as_systems"]
+__all__ = ["System", "as_systems", "atom_owners"]
 
 #: a cell whose volume is below this fraction of the product of its edge lengths is
 #: treated as singular (nearly coplanar lattice vectors)
@@ -98,3 +98,11 @@ def as_systems(frames) -> list[System]:
     if not systems:
         raise ValueError("frames is empty: give at least one structure")
     return systems
+
+
+def atom_owners(systems) -> tuple[np.ndarray, np.ndarray]:
+    """For the atoms of ``systems`` taken one system after the other: the index of each
+    atom's system and its index within that system."""
+    counts = np.array([system.n_atoms for system in systems])
+    owner = np.repeat(np.arange(len(systems)), counts)
+    return owner, np.arange(owner.size) - (np.cumsum(counts) - counts)[owner]
