@@ -48,7 +48,7 @@ class GpuBackend(NumpyBackend):
 
         return int(cupy.cuda.Device().mem_info[0]) + int(cupy.get_default_memory_pool().free_bytes())
 
-    def uses_mesh(self, system, n_species, params) -> bool:
+    def _mesh_is_cheaper(self, system, n_species, params) -> bool:
         """Mesh or direct k-sum, by estimated GPU time.
 
         Not yet calibrated on a device (no GPU has been available): the direct sum is dense
@@ -57,11 +57,8 @@ class GpuBackend(NumpyBackend):
         channel and radial mesh, ~36 bytes per mesh point (inverse FFT) and ~20 per (atom,
         stencil point) (interpolation), at ~1.5 TB/s. By these estimates a 140-atom cell
         takes the direct sum (~20 µs against ~0.5 ms) and NaCl with 4,096 atoms the mesh.
-        A user's ``mesh_spacing`` or ``interpolation_order`` forces the mesh.
         """
         h = self.hypers
-        if h.mesh_spacing is not None or h.interpolation_order is not None:
-            return True
         n_lm, n_radial, n_atoms = (h.max_angular + 1) ** 2, self.basis.n_radial, system.n_atoms
         n_k = params.n_kpoints(system.volume)
         direct = 2 * n_atoms * n_species * n_k * n_lm * n_radial / 2e13 + 48 * n_atoms * n_species * n_k / 1.5e12
