@@ -30,6 +30,13 @@ def _hex(symbol: str) -> str:
     return f"#{r:02x}{g:02x}{b:02x}"
 
 
+def _file_input(on_upload):
+    """An upload widget for structure files that ASE reads, calling ``on_upload(event)``."""
+    widget = pn.widgets.FileInput(accept=".xyz,.extxyz,.pdb,.cif,.json,.traj,.db,.vasp,.in")
+    widget.param.watch(on_upload, "value")
+    return widget
+
+
 def _alert(message: str):
     return pn.pane.Alert(message, alert_type="danger", visible=bool(message), sizing_mode="stretch_width")
 
@@ -43,8 +50,7 @@ class DecayExplorer(pn.viewable.Viewer):
         params.setdefault("model", DecayModel())
         super().__init__(**params)
         m = self.model
-        self._upload = pn.widgets.FileInput(accept=".xyz,.extxyz,.pdb,.cif,.json,.traj,.db,.vasp,.in")
-        self._upload.param.watch(self._on_upload, "value")
+        self._upload = _file_input(self._on_upload)
         system_widgets = pn.Param(
             m, parameters=["system", "center_species", "neighbor_species", "s22_name", "file_path"],
             show_name=False, widgets={"system": pn.widgets.RadioButtonGroup},
@@ -203,8 +209,7 @@ class DatasetExplorer(pn.viewable.Viewer):
         params.setdefault("model", DatasetModel())
         super().__init__(**params)
         m = self.model
-        self._upload = pn.widgets.FileInput(accept=".xyz,.extxyz,.pdb,.cif,.json,.traj,.db,.vasp,.in")
-        self._upload.param.watch(self._on_upload, "value")
+        self._upload = _file_input(self._on_upload)
         self._button = pn.widgets.Button(label="Compute LODE invariants", color="primary")
         self._button.on_click(self._on_compute)
         self._progress = pn.indicators.Progress(value=0, max=100, sizing_mode="stretch_width")
