@@ -10,12 +10,32 @@ here.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from .corrections import periodic_corrections
 from .free_space import PairRadialFunctions, free_space_coefficients
+from .kvectors import default_k_cutoff
 
-__all__ = ["Backend"]
+__all__ = ["Backend", "format_bytes", "host_memory"]
+
+
+def host_memory() -> int:
+    """Bytes of memory available to this process (``MemAvailable``, else physical memory)."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:  # pragma: no cover - non-Linux
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def format_bytes(n_bytes: float) -> str:
+    """``n_bytes`` as GiB, or MiB below 1 GiB."""
+    return f"{n_bytes / 2**30:.1f} GiB" if n_bytes >= 2**30 else f"{n_bytes / 2**20:.0f} MiB"
 
 
 class Backend:
@@ -34,6 +54,15 @@ class Backend:
         self.basis = basis
         self.center_term = potential.center_term(basis)
         self._pair_functions = None
+        #: radius of the summed k-sphere in Å⁻¹ (explicit ``k_cutoff``, or from ``accuracy``)
+        self.k_cutoff = hypers.k_cutoff if hypers.k_cutoff is not None else default_k_cutoff(
+            hypers.smearing, hypers.accuracy
+        )
+
+    @staticmethod
+    def available_memory() -> int:
+        """Bytes the backend's arrays may use (host memory; the GPU backend: device memory)."""
+        return host_memory()
 
     def compute(self, systems, species: np.ndarray) -> np.ndarray:
         """Coefficients of all atoms of ``systems``, system after system.

@@ -74,21 +74,17 @@ class LodeCalculator:
     def compute(self, frames) -> Features:
         """Compute the features of one ``ase.Atoms`` or a sequence of them.
 
+        With ``neighbor_types`` given, atoms of other species still get features as
+        centres, but their density is left out of everyone's features (as featomic's
+        neighbour-type selections do).
+
         :raises ValueError: for invalid structures (see :func:`gplode.systems.as_systems`)
-            or a species missing from ``neighbor_types``
         """
         systems = as_systems(frames)
-        present = np.unique(np.concatenate([s.numbers for s in systems]))
         if self.hypers.neighbor_types is None:
-            species = present
-        else:
+            species = np.unique(np.concatenate([s.numbers for s in systems]))
+        else:  # atoms of other species are centres, but no one's neighbours
             species = np.array(self.hypers.neighbor_types, dtype=np.int64)
-            missing = np.setdiff1d(present, species)
-            if missing.size:
-                raise ValueError(
-                    f"frames contain atomic numbers {missing.tolist()} that are not in "
-                    f"neighbor_types={species.tolist()}"
-                )
         system, atom = atom_owners(systems)
         return Features(
             values=self._backend.compute(systems, species),

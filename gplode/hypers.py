@@ -9,6 +9,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+from collections.abc import Iterable
+
+import numpy as np
 
 from .bspline import ORDERS
 
@@ -21,6 +24,10 @@ DTYPES = ("float64", "float32")
 #: but the coefficient count grows as (l+1)² and larger values are surely a typo
 MAX_ANGULAR_LIMIT = 30
 MAX_RADIAL_LIMIT = 30
+#: tightest accuracy accepted: the float64 round-off of the sums is ~1e-15 relative
+MIN_ACCURACY = 1e-14
+#: tightest accuracy of the fast backends (splined v̂_p and Ĩ_nl, checked to 1e-13 and 1e-11)
+MIN_FAST_ACCURACY = 1e-10
 
 
 def _real(name: str, value, *, low: float, low_inclusive: bool, what: str) -> float:
@@ -41,6 +48,15 @@ def _integer(name: str, value, *, low: int, high: int) -> int:
     return int(value)
 
 
+def _dtype_name(value) -> str:
+    """``"float64"`` or ``"float32"`` from a name, a NumPy dtype or a scalar type."""
+    try:
+        name = np.dtype(value).name if not isinstance(value, str) else value
+    except TypeError:
+        name = value
+    return _choice("dtype", name, DTYPES)
+
+
 def _choice(name: str, value, allowed) -> str:
     if value not in allowed:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
@@ -59,11 +75,16 @@ class LodeHypers:
     :param radial_basis: ``"gto"`` or ``"monomial"``
     :param center_atom_weight: w_c, weight of the centre atom's own density (1 keeps it)
     :param backend: ``"auto"``, ``"reference"``, ``"numpy"`` or ``"gpu"``
-    :param accuracy: target relative RMS error of all coefficients, in (0, 0.1]
-    :param dtype: ``"float64"`` or ``"float32"`` (output precision of fast backends)
-    :param k_cutoff: if given, the reference backend sums exactly 0 < |k| < k_cutoff (Å⁻¹)
+    :param accuracy: target relative RMS error of all coefficients, in [1e-14, 0.1]
+        (the fast backends: [1e-10, 0.1])
+    :param dtype: ``"float64"`` or ``"float32"`` (or the NumPy dtype; output precision of
+        fast backends)
+    :param k_cutoff: if given, every backend sums exactly the sphere 0 < |k| < k_cutoff (Å⁻¹)
+        (shells on the sphere excluded, see :data:`gplode.mesh.SHELL_TOLERANCE`); the mesh
+        backends still choose the mesh from ``accuracy``
     :param neighbor_types: atomic numbers of the neighbour species (axis 1 of the
-        features); ``None`` uses all species present in the frames of each call
+        features); ``None`` uses all species present in the frames of each call. Atoms of
+        other species are still centres but nobody's neighbours.
     :param mesh_spacing: mesh backends only: override the mesh spacing (Å) chosen from
         ``accuracy``
     :param interpolation_order: mesh backends only: override the B-spline order (4, 6, 8 or 10)
@@ -101,10 +122,18 @@ class LodeHypers:
         )
         _choice("backend", self.backend, BACKENDS)
         accuracy = _real("accuracy", self.accuracy, low=0.0, low_inclusive=False, what="in (0, 0.1]")
-        if accuracy > 0.1:
-            raise ValueError(f"accuracy must be in (0, 0.1], got {accuracy!r}")
+        if not MIN_ACCURACY <= accuracy <= 0.1:
+            raise ValueError(
+                f"accuracy must be in [{MIN_ACCURACY:g}, 0.1] (float64 round-off in the sums is ~1e-15), "
+                f"got {accuracy!r}"
+            )
+        if self.backend != "reference" and accuracy < MIN_FAST_ACCURACY:
+            raise ValueError(
+                f"accuracy={accuracy:g} is below what backend={self.backend!r} delivers ({MIN_FAST_ACCURACY:g}: its "
+                "k-space splines are checked to 1e-11); use backend='reference' for tighter accuracies"
+            )
         set_(self, "accuracy", accuracy)
-        _choice("dtype", self.dtype, DTYPES)
+        set_(self, "dtype", _dtype_name(self.dtype))
         if self.k_cutoff is not None:
             set_(
                 self,
@@ -112,6 +141,11 @@ class LodeHypers:
                 _real("k_cutoff", self.k_cutoff, low=0.0, low_inclusive=False, what="> 0 (Å⁻¹) or None"),
             )
         if self.neighbor_types is not None:
+            if isinstance(self.neighbor_types, (str, bytes)) or not isinstance(self.neighbor_types, Iterable):
+                raise TypeError(
+                    "neighbor_types must be a sequence of atomic numbers or None, got "
+                    f"{type(self.neighbor_types).__name__} {self.neighbor_types!r}"
+                )
             types = tuple(sorted({_integer("neighbor_types", z, low=1, high=118) for z in self.neighbor_types}))
             if not types:
                 raise ValueError("neighbor_types must list at least one atomic number, or be None")
@@ -120,8 +154,18 @@ class LodeHypers:
         if self.mesh_spacing is not None:
             spacing = _real("mesh_spacing", self.mesh_spacing, low=0.0, low_inclusive=False, what="> 0 (Å) or None")
             set_(self, "mesh_spacing", spacing)
-        if self.interpolation_order is not None and self.interpolation_order not in ORDERS:
-            raise ValueError(f"interpolation_order must be one of {ORDERS} or None, got {self.interpolation_order!r}")
+        if self.interpolation_order is not None:
+            order = self.interpolation_order
+            if isinstance(order, bool) or not isinstance(order, numbers.Integral) or order not in ORDERS:
+                raise ValueError(f"interpolation_order must be one of {ORDERS} or None, got {order!r}")
+            set_(self, "interpolation_order", int(order))
+        if self.backend == "reference":
+            for name in ("mesh_spacing", "interpolation_order"):
+                if getattr(self, name) is not None:
+                    raise ValueError(
+                        f"{name} applies to the mesh backends ('numpy', 'gpu', 'auto'), not to backend='reference', "
+                        "which sums the k-sphere exactly"
+                    )
 
     def to_dict(self) -> dict:
         """Plain-dict form (JSON/TOML serialisable)."""

@@ -27,10 +27,12 @@ from scipy import fft
 from .bspline import ORDERS
 from .kvectors import default_k_cutoff
 
-__all__ = ["KPoints", "MeshParameters", "choose_mesh", "fast_length", "round_shape", "selected_kpoints"]
+__all__ = ["SHELL_TOLERANCE", "KPoints", "MeshParameters", "choose_mesh", "fast_length", "round_shape", "selected_kpoints"]
 
 #: the error estimate is applied with this safety factor (calibrated in the tests)
 _SAFETY = 2.0
+#: relative tolerance on |k|² at the k-sphere: vectors with |k|² ≥ k_c²(1 − ε) are not summed
+SHELL_TOLERANCE = 1e-10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,13 +98,12 @@ def _alias_estimate(order: int, oversampling: float, smearing: float, k_cutoff: 
 
 
 @functools.lru_cache(maxsize=256)
-def _oversampling(order: int, smearing: float, accuracy: float, y_ref: float = 0.0) -> float:
+def _oversampling(order: int, smearing: float, accuracy: float, k_cutoff: float, y_ref: float = 0.0) -> float:
     """Smallest α (steps of 5 %, at most 16) whose aliasing estimate is below the accuracy.
 
     It depends on the cell only through ``y_ref`` (see :func:`choose_mesh`), so it is
-    computed once per (P, σ, accuracy, y_ref) rather than for every structure of a dataset.
+    computed once per (P, σ, accuracy, k_c, y_ref) rather than for every structure of a dataset.
     """
-    k_cutoff = default_k_cutoff(smearing, accuracy)
     alpha = 1.0
     while _alias_estimate(order, alpha, smearing, k_cutoff, y_ref) > _SAFETY * accuracy and alpha < 16:
         alpha *= 1.05
@@ -110,7 +111,12 @@ def _oversampling(order: int, smearing: float, accuracy: float, y_ref: float = 0
 
 
 def choose_mesh(
-    cell: np.ndarray, smearing: float, accuracy: float, n_atoms: int = 1, order: int | None = None
+    cell: np.ndarray,
+    smearing: float,
+    accuracy: float,
+    n_atoms: int = 1,
+    order: int | None = None,
+    k_cutoff: float | None = None,
 ) -> MeshParameters:
     """Cheapest mesh meeting ``accuracy`` for this cell.
 
@@ -119,8 +125,10 @@ def choose_mesh(
     :param accuracy: target relative RMS error
     :param n_atoms: number of atoms (interpolation cost grows as n_atoms P³)
     :param order: force the B-spline order (default: chosen here)
+    :param k_cutoff: radius of the k-sphere, Å⁻¹ (default: from ``accuracy``)
     """
-    k_cutoff = default_k_cutoff(smearing, accuracy)
+    if k_cutoff is None:
+        k_cutoff = default_k_cutoff(smearing, accuracy)
     nyquist = (k_cutoff / np.pi * np.linalg.norm(cell, axis=1)).tolist()  # points per axis at α = 1
     # the shortest reciprocal basis vector bounds the cell's smallest |k| from above; when
     # σ is large against the cell, the sum is made of few, strongly damped components, and
@@ -130,7 +138,7 @@ def choose_mesh(
     y_ref = 0.0 if y_ref < 1.0 else math.ceil(4 * y_ref) / 4  # negligible, or rounded up (cache)
     best = None
     for p in ORDERS if order is None else (order,):
-        alpha = _oversampling(p, smearing, accuracy, y_ref)
+        alpha = _oversampling(p, smearing, accuracy, k_cutoff, y_ref)
         shape = tuple(fast_length(math.ceil(alpha * n) + 1) for n in nyquist)
         # per channel, measured on the 2-core machine (4,096 atoms, 90³ mesh): an inverse
         # real FFT costs ~8 ns per mesh point, the sorted sparse interpolation ~1.1 ns per
@@ -187,6 +195,10 @@ class KPoints(NamedTuple):
 def selected_kpoints(cells: np.ndarray, shape: tuple[int, int, int], k_cutoff: float, xp=np) -> KPoints:
     r"""The points :math:`0 < |k| < k_c` of the ``rfftn`` half spectra of cells sharing a mesh.
 
+    A shell of vectors lying on the sphere (:math:`|k|^2 \ge k_c^2(1 - \epsilon)`,
+    ε = :data:`SHELL_TOLERANCE`) is dropped as a whole, so that round-off in |k|² never
+    keeps an arbitrary part of it (e.g. ``k_cutoff`` = 4π on a 1 Å cubic cell).
+
     :math:`k = m_1 b_1 + m_2 b_2 + m_3 b_3` with the FFT frequencies :math:`m_i` and
     reciprocal vectors :math:`b_i` of each cell; computed where ``xp`` computes (on the
     device for CuPy), |k|² through the metric :math:`G = B B^T` of each cell.
@@ -204,7 +216,7 @@ def selected_kpoints(cells: np.ndarray, shape: tuple[int, int, int], k_cutoff: f
         xp.fft.rfftfreq(shape[2], 1.0 / shape[2])[None, None, :],
     ]
     norm2 = sum(metric[:, i, j] * m[i] * m[j] * (1 if i == j else 2) for i in range(3) for j in range(i, 3))
-    inside = (norm2 > 0) & (norm2 < k_cutoff**2)
+    inside = (norm2 > 0) & (norm2 < k_cutoff**2 * (1.0 - SHELL_TOLERANCE))
     # never the Nyquist planes |m_i| = M_i/2 (a too coarse user mesh): their inverse real
     # FFT is not defined by one half spectrum, and cuFFT and pocketfft treat them apart
     inside &= (2 * abs(m[0]) < shape[0]) & (2 * abs(m[1]) < shape[1]) & (2 * m[2] < shape[2])

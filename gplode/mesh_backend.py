@@ -9,8 +9,8 @@ sharing a mesh go through the stages together. Free-space systems use the pair s
 
 from __future__ import annotations
 
+import functools
 import math
-import os
 import threading
 
 import numpy as np
@@ -18,27 +18,15 @@ from scipy import fft
 
 from . import direct_sum, stages
 from ._dispatch import to_host
-from .backend import Backend
+from .backend import Backend, format_bytes
 from .bspline import bspline_fourier
 from .corrections import species_index
 from .mesh import MeshParameters, choose_mesh, fast_length, round_shape, selected_kpoints
 from .spherical_harmonics import real_spherical_harmonics
-from .splines import PotentialSpline, RadialIntegralSpline
+from .splines import K_FLOOR, PotentialSpline, RadialIntegralSpline
 from .systems import atom_owners
 
-__all__ = ["NumpyBackend", "available_memory"]
-
-
-def available_memory() -> int:
-    """Bytes of memory available to this process (``MemAvailable``, else physical memory)."""
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:  # pragma: no cover - non-Linux
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+__all__ = ["NumpyBackend"]
 
 
 class NumpyStages:
@@ -101,19 +89,12 @@ class NumpyBackend(Backend):
 
     def __init__(self, hypers, potential, basis):
         super().__init__(hypers, potential, basis)
-        self._radial = None
-        self._vhat = None
         self._local = threading.local()  # per-thread work buffers of the direct sum
-
-    @staticmethod
-    def available_memory() -> int:
-        """Bytes the mesh arrays may use (host memory here)."""
-        return available_memory()
 
     def mesh_parameters(self, cell: np.ndarray, n_atoms: int = 1) -> MeshParameters:
         """Mesh used for ``cell`` (from ``accuracy``, or the user's overrides)."""
         h = self.hypers
-        params = choose_mesh(cell, h.smearing, h.accuracy, n_atoms, order=h.interpolation_order)
+        params = choose_mesh(cell, h.smearing, h.accuracy, n_atoms, order=h.interpolation_order, k_cutoff=self.k_cutoff)
         if h.mesh_spacing is not None:
             lengths = np.linalg.norm(cell, axis=1)
             shape = tuple(fast_length(math.ceil(n / h.mesh_spacing)) for n in lengths)
@@ -128,23 +109,19 @@ class NumpyBackend(Backend):
             params = MeshParameters(round_shape(params.shape), params.order, params.k_cutoff)
         return params
 
-    def _radial_spline(self, k_max: float) -> RadialIntegralSpline:
-        """Splined Ĩ_nl on [0, k_max] (rebuilt only when k_max changes)."""
-        if self._radial is None or not np.isclose(self._radial.k_max, k_max, rtol=1e-9):
-            self._radial = RadialIntegralSpline(self.basis, k_max)
-        return self._radial
+    @functools.cached_property
+    def radial_spline(self) -> RadialIntegralSpline:
+        """Splined Ĩ_nl on [0, k_c], built once per calculator (on first use)."""
+        return RadialIntegralSpline(self.basis, self.k_cutoff)
 
-    def _potential_spline(self, k_min: float, k_max: float) -> PotentialSpline:
-        """Splined v̂_p covering [k_min, k_max] (k_min rounded down to a power of 2, so
-        that a dataset's cells reuse one spline)."""
-        spline = self._vhat
-        if spline is None or spline.k_min > k_min or not np.isclose(spline.k_max, k_max, rtol=1e-9):
-            self._vhat = PotentialSpline(self.potential, 2.0 ** np.floor(np.log2(k_min)), k_max)
-        return self._vhat
+    @functools.cached_property
+    def potential_spline(self) -> PotentialSpline:
+        """Splined v̂_p on [:data:`gplode.splines.K_FLOOR`, k_c], built once per calculator.
 
-    def _potential_ft(self, k, k_cutoff: float):
-        """Splined v̂_p at the wave numbers ``k`` (any array module), 0 < k ≤ ``k_cutoff``."""
-        return self._potential_spline(float(k.min()), k_cutoff)(k)
+        Its range does not depend on the structures computed, so neither do its values:
+        a structure's features are the same whatever the calculator computed before.
+        """
+        return PotentialSpline(self.potential, min(K_FLOOR, 0.5 * self.k_cutoff), self.k_cutoff)
 
     def _memory_bytes(self, sizes, n_species: int, params: MeshParameters, mesh: bool = True) -> int:
         """Peak memory of a batch on the mesh route (or the direct sum, ``mesh=False``,
@@ -182,7 +159,7 @@ class NumpyBackend(Backend):
                 what = f"the mesh {params.shape} (order {params.order})" if mesh else "the direct k-sum"
                 raise MemoryError(
                     f"{what} of a structure of {system.n_atoms} atoms (cell lengths {lengths} Å) needs about "
-                    f"{_size(needed)}, more than the {_size(available)} available; raise `accuracy`"
+                    f"{format_bytes(needed)}, more than the {format_bytes(available)} available; raise `accuracy`"
                     + (" or `mesh_spacing`" if mesh else "")
                 )
             # the batch with this system: a sum on the mesh, padded to the largest member directly
@@ -231,20 +208,16 @@ class NumpyBackend(Backend):
         :mod:`gplode.direct_sum`, on the stages' array module, with splined v̂_p and Ĩ_nl."""
         h, k_cutoff = self.hypers, params.k_cutoff
 
-        def vhat(k):
-            return self._potential_ft(k, k_cutoff)
-
         real = np.float32 if h.dtype == "float32" else np.float64
-        radial, n_radial, xp = self._radial_spline(k_cutoff), self.basis.n_radial, self.stages.xp
+        n_radial, xp = self.basis.n_radial, self.stages.xp
         if xp is np:  # host buffers are kept (fresh ones cost page faults); a GPU's pool reuses memory
             if getattr(self._local, "workspace", None) is None:
                 self._local.workspace = direct_sum.Workspace(np)
             workspace = self._local.workspace
         else:  # not held between batches: the free GPU memory sets the next batch's size
             workspace = direct_sum.Workspace(xp)
-        values = direct_sum.kspace_sum(
-            systems, species, vhat, radial, k_cutoff, h.max_angular, n_radial, xp, real, workspace
-        )
+        vhat, radial = self.potential_spline, self.radial_spline
+        values = direct_sum.kspace_sum(systems, species, vhat, radial, k_cutoff, h.max_angular, n_radial, xp, real, workspace)
         return self.stages.to_host(values)
 
     def _mesh_route(self, systems, species, params: MeshParameters) -> np.ndarray:
@@ -284,11 +257,11 @@ class NumpyBackend(Backend):
         volumes = xp.asarray([system.volume for system in systems])
         out = xp.zeros((owner.size, n_species, (L + 1) ** 2, n_radial), dtype=real)
         if knorm.size:  # else: k_c below the smallest |k|, nothing to sum
-            vhat = self._potential_ft(knorm, params.k_cutoff)
+            vhat = self.potential_spline(knorm)
             base = (n_points * 4.0 * np.pi / volumes[kpoints.structure] * vhat / khat**2).astype(real)
             prefactors = base[None, :] * spectra[:, destination]  # (n_species, n_k)
             ylm = real_spherical_harmonics(kpoints.k, L).astype(real)
-            spline = self._radial_spline(params.k_cutoff)
+            spline = self.radial_spline
             batch = xp.zeros((n_radial, n_batch * n_half), dtype=spectra.dtype)
             for l in range(L + 1):
                 radial = spline(knorm, l).astype(real)
@@ -298,8 +271,3 @@ class NumpyBackend(Backend):
                         fields = ops.irfftn(batch.reshape(n_radial * n_batch, *shape[:2], -1), shape)
                         out[:, a, lm, :] = ops.interpolate(fields.reshape(n_radial, -1), interpolation).T
         return ops.to_host(out)  # the systems' atoms one after the other
-
-
-def _size(n_bytes: float) -> str:
-    """``n_bytes`` as GiB, or MiB below 1 GiB."""
-    return f"{n_bytes / 2**30:.1f} GiB" if n_bytes >= 2**30 else f"{n_bytes / 2**20:.0f} MiB"

@@ -16,11 +16,18 @@ backends are tested against.
 
 from __future__ import annotations
 
-from .backend import Backend
-from .direct_sum import kspace_sum
-from .kvectors import default_k_cutoff
+import math
+
+import numpy as np
+
+from .backend import Backend, format_bytes
+from .direct_sum import kspace_sum, memory_bytes, sphere_shape
 
 __all__ = ["ReferenceBackend"]
+
+#: largest amount of work accepted, in (atom, k-vector, species, channel) terms: about an
+#: hour on two cores (≈ 0.5 ns each, measured)
+MAX_WORK = 1e13
 
 
 class ReferenceBackend(Backend):
@@ -33,13 +40,33 @@ class ReferenceBackend(Backend):
 
     name = "reference"
 
-    @property
-    def k_cutoff(self) -> float:
-        """Radius of the summed k-sphere in Å⁻¹ (explicit ``k_cutoff`` or from ``accuracy``)."""
-        h = self.hypers
-        return h.k_cutoff if h.k_cutoff is not None else default_k_cutoff(h.smearing, h.accuracy)
+    def check_size(self, system, n_species: int) -> None:
+        """Refuse, before anything is allocated, a structure whose k-sum needs more memory
+        than available (``MemoryError``) or more than :data:`MAX_WORK` terms (``ValueError``)."""
+        n_channels = (self.hypers.max_angular + 1) ** 2 * self.basis.n_radial
+        n_k = self.k_cutoff**3 * system.volume / (12 * np.pi**2)  # half sphere
+        n_grid = math.prod(sphere_shape(system.cell, self.k_cutoff)) / 2
+        needed = memory_bytes(system.n_atoms, n_species, n_channels, n_k, n_grid)
+        work = system.n_atoms * n_k * n_species * n_channels
+        available = self.available_memory()
+        what = (
+            f"the exact k-sum of a structure of {system.n_atoms} atoms (volume {system.volume:.4g} Å³, "
+            f"k_c = {self.k_cutoff:.3g} Å⁻¹, {n_k:.3g} k-vectors)"
+        )
+        if needed > available:
+            raise MemoryError(
+                f"{what} needs about {format_bytes(needed)}, more than the {format_bytes(available)} available; "
+                "raise `accuracy` or `smearing`, or lower `k_cutoff`, or use backend='numpy'"
+            )
+        if work > MAX_WORK:
+            raise ValueError(
+                f"{what} has {work:.2g} terms (≳ {work / MAX_WORK:.0f} h): more than the reference backend's "
+                f"limit of {MAX_WORK:.0e}; use backend='numpy', or raise `accuracy` or `smearing`"
+            )
 
     def _kspace_part(self, systems, species):
         L, basis, vhat = self.hypers.max_angular, self.basis, self.potential.kspace
+        for system in systems:
+            self.check_size(system, len(species))
         for i, system in enumerate(systems):
             yield [i], kspace_sum([system], species, vhat, basis.kspace_integral, self.k_cutoff, L, basis.n_radial)

@@ -16,9 +16,14 @@ import math
 import numpy as np
 from scipy.interpolate import make_interp_spline
 
-from ._dispatch import array_module
+from ._dispatch import array_module, to_host
 
-__all__ = ["PotentialSpline", "RadialIntegralSpline", "UniformQuinticSpline"]
+__all__ = ["K_FLOOR", "PotentialSpline", "RadialIntegralSpline", "UniformQuinticSpline"]
+
+#: lower end (Å⁻¹) of the fast backends' v̂_p spline, fixed so that the spline does not
+#: depend on the structures computed: cells up to 2π/K_FLOOR = 10,000 Å long are on the
+#: spline, longer ones get exact values at their few smaller |k|
+K_FLOOR = 2 * np.pi / 1e4
 
 _DEGREE = 5
 _MAX_REFINEMENTS = 10
@@ -137,6 +142,7 @@ class PotentialSpline:
         if not 0 < k_min < k_max:
             raise ValueError(f"need 0 < k_min < k_max, got {k_min}, {k_max}")
         self.k_min, self.k_max = float(k_min), float(k_max)
+        self.potential = potential
         self._spline = UniformQuinticSpline(
             lambda t: np.log(potential.kspace(np.exp(t))),
             np.log(k_min),
@@ -148,6 +154,13 @@ class PotentialSpline:
         self.max_error = self._spline.max_error
 
     def __call__(self, k):
-        r""":math:`\hat v_p(k)` for ``k_min <= k <= k_max`` (NumPy or CuPy), Å^(3-p)."""
+        r""":math:`\hat v_p(k)` for ``0 < k <= k_max`` (NumPy or CuPy), Å^(3-p).
+
+        Below ``k_min`` (cells longer than 2π/k_min) the exact function is evaluated on the host.
+        """
         xp = array_module(k)
-        return xp.exp(self._spline(xp.log(k)))
+        values = xp.exp(self._spline(xp.log(xp.maximum(k, self.k_min))))
+        below = k < self.k_min
+        if bool(below.any()):
+            values[below] = xp.asarray(self.potential.kspace(to_host(k[below])))
+        return values

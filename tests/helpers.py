@@ -14,6 +14,8 @@ import ase.build
 import numpy as np
 from scipy import special as sp
 
+from gplode.mesh import SHELL_TOLERANCE
+
 __all__ = [
     "CRYSTALS",
     "CATION",
@@ -193,4 +195,4 @@ def half_sphere_kvectors(cell: np.ndarray, k_cutoff: float) -> np.ndarray:
     grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
     first = np.where(grid[:, 0] != 0, grid[:, 0], np.where(grid[:, 1] != 0, grid[:, 1], grid[:, 2]))
     k = grid[first > 0] @ recip
-    return k[np.einsum("ij,ij->i", k, k) < k_cutoff**2]
+    return k[np.einsum("ij,ij->i", k, k) < k_cutoff**2 * (1 - SHELL_TOLERANCE)]  # shells on the sphere: dropped

@@ -41,8 +41,27 @@ def test_explicit_neighbor_types():
     assert np.all(feats.values[:, 0] == 0)
     reference = gplode.LodeCalculator(exponent=1.0, **SMALL).compute(atoms)
     np.testing.assert_allclose(feats.values[:, 1:], reference.values, rtol=1e-14, atol=1e-17)
-    with pytest.raises(ValueError, match=r"atomic numbers \[19\] that are not in neighbor_types"):
-        calc.compute(ase.Atoms("K", cell=np.eye(3) * 4, pbc=True))
+
+
+@pytest.mark.parametrize("backend", ["reference", "numpy"])
+@pytest.mark.parametrize("periodic", [True, False])
+def test_neighbor_types_subset_ignores_other_atoms_as_neighbours(backend, periodic):
+    """Atoms of species outside ``neighbor_types`` are still centres, but contribute no
+    density: the features equal those of the structure without them, for the listed centres."""
+    atoms = _rattled_triclinic()  # Na, Cl, K
+    if not periodic:
+        atoms.pbc = False
+    hypers = dict(SMALL, exponent=6.0, backend=backend)
+    subset = gplode.LodeCalculator(neighbor_types=[11, 17], **hypers).compute(atoms)
+    assert subset.values.shape[:2] == (len(atoms), 2)
+    assert subset.center_types.tolist() == atoms.numbers.tolist()  # K atoms are still centres
+    full = gplode.LodeCalculator(neighbor_types=[11, 17, 19], **hypers).compute(atoms)
+    np.testing.assert_allclose(subset.values, full.values[:, :2], rtol=0, atol=1e-14 * np.abs(full.values).max())
+    # the K atoms really are ignored: removing them leaves the Na/Cl rows unchanged
+    without = atoms[atoms.numbers != 19]
+    kept = gplode.LodeCalculator(neighbor_types=[11, 17], **hypers).compute(without)
+    scale = np.abs(kept.values).max()
+    np.testing.assert_allclose(subset.values[atoms.numbers != 19], kept.values, rtol=0, atol=1e-12 * scale)
 
 
 def test_tensormap_layout():

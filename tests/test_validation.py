@@ -27,7 +27,17 @@ from gplode.hypers import LodeHypers
         (dict(radial_basis="bessel"), ValueError, "radial_basis must be one of 'gto', 'monomial'"),
         (dict(backend="cuda"), ValueError, "backend must be one of"),
         (dict(accuracy=0.0), ValueError, "accuracy"),
-        (dict(accuracy=0.5), ValueError, r"accuracy must be in \(0, 0.1\]"),
+        (dict(accuracy=0.5), ValueError, r"accuracy must be in \[1e-14, 0.1\]"),
+        (dict(accuracy=1e-16, backend="reference"), ValueError, r"accuracy must be in \[1e-14, 0.1\]"),
+        (dict(accuracy=1e-300), ValueError, r"accuracy must be in \[1e-14, 0.1\]"),
+        (dict(accuracy=1e-12, backend="numpy"), ValueError, "below what backend='numpy' delivers"),
+        (dict(interpolation_order=4.0), ValueError, "interpolation_order must be one of"),
+        (dict(interpolation_order=5), ValueError, "interpolation_order must be one of"),
+        (dict(mesh_spacing=0.3, backend="reference"), ValueError, "mesh_spacing applies to the mesh backends"),
+        (dict(interpolation_order=6, backend="reference"), ValueError, "interpolation_order applies to the mesh"),
+        (dict(neighbor_types=11), TypeError, "neighbor_types must be a sequence of atomic numbers or None, got int"),
+        (dict(neighbor_types="H"), TypeError, "neighbor_types must be a sequence"),
+        (dict(dtype=np.float16), ValueError, "dtype must be one of"),
         (dict(dtype="float16"), ValueError, "dtype must be one of"),
         (dict(k_cutoff=-2.0), ValueError, "k_cutoff"),
         (dict(center_atom_weight=float("inf")), ValueError, "center_atom_weight"),
@@ -45,6 +55,17 @@ def test_unknown_option():
         gplode.LodeCalculator(exponnet=1.0)
     with pytest.raises(ValueError, match=r"unknown hyper-parameter\(s\) \['exponnet'\]"):
         LodeHypers.from_dict({"exponnet": 1.0})
+
+
+def test_numpy_dtypes_are_normalised_to_names():
+    """A NumPy dtype or scalar type is stored as its name (stores and caches serialise it)."""
+    import json
+
+    for dtype in (np.dtype("float32"), np.float32, "float32"):
+        hypers = LodeHypers(dtype=dtype)
+        assert hypers.dtype == "float32" and type(hypers.dtype) is str
+        json.dumps(hypers.to_dict())
+    assert LodeHypers(interpolation_order=np.int64(6)).interpolation_order == 6
 
 
 def test_hypers_round_trip():
