@@ -1,7 +1,7 @@
 """gplode's NumPy mesh backend against featomic's LodeSphericalExpansion, same run, same hypers.
 
     python benchmarks/bench_cpu.py              # full table (several minutes on 2 cores)
-    python benchmarks/bench_cpu.py --quick      # 64 and 512 atoms only
+    python benchmarks/bench_cpu.py --quick      # 64 and 512 atoms only, writes cpu_quick.json
 
 NaCl supercells (conventional 8-atom cell repeated n×n×n), σ = 1 Å, GTO max_radial 5,
 radius 4 Å, max_angular 4, p = 1 and 6. Accuracy is matched by *measuring* both codes'
@@ -13,7 +13,9 @@ accuracy=1e-6 ("fine") and at accuracy=1e-5 ("matched": gplode's measured error 
 still below featomic's). featomic runs are skipped when their memory (which grows as N² k_c³,
 8.1 GB at 4,096 atoms and 1.2π/σ) would exceed 75 % of this machine's memory.
 
-Writes ``benchmarks/results/cpu.json`` and prints a Markdown table.
+Writes ``benchmarks/results/cpu.json`` (``--quick``: ``cpu_quick.json``, ignored by git, so
+that the committed full results stay) and prints a Markdown table (full runs also print
+every row and the summary as JSON while they go).
 """
 
 from __future__ import annotations
@@ -101,7 +103,7 @@ def featomic_memory_estimate(n_atoms: int, k_cutoff: float) -> float:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="64 and 512 atoms only")
+    parser.add_argument("--quick", action="store_true", help="64 and 512 atoms only; writes NAME_quick.json")
     parser.add_argument("--repeats", type=int, nargs="*", default=[2, 4, 6, 8, 12], help="supercell repeats n")
     parser.add_argument("--exponents", type=float, nargs="*", default=[1.0, 6.0])
     parser.add_argument("--no-featomic", action="store_true", help="time gplode only")
@@ -137,11 +139,13 @@ def main():
                             )
                         )
                     rows.append(row)
-                    print(json.dumps(row), flush=True)
+                    if not args.quick:
+                        print(json.dumps(row), flush=True)
     payload = {"machine": info, "hypers": HYPERS, "rows": rows, "summary": summarise(rows)}
-    path = write_results(args.name, payload)
+    path = write_results(args.name + ("_quick" if args.quick else ""), payload)
     print(markdown_table(rows))
-    print(json.dumps(payload["summary"], indent=1))
+    if not args.quick:
+        print(json.dumps(payload["summary"], indent=1))
     print(f"results written to {path}")
 
 

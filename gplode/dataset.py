@@ -3,18 +3,40 @@
 A dataset is cut into chunks of ``batch_size`` consecutive structures. Each chunk is
 computed independently and written to its own group of a Zarr store
 (``chunks/<index>``: ``values``, ``system``, ``atom``, ``center_type`` and, with
-``invariants``, ``power_spectrum``); the chunk's ``complete`` attribute is written last,
-so an interrupted run leaves at most one partial chunk, which a re-run overwrites. The
-store's attributes record the format, gplode version, backend and hyper-parameters; a
-re-run with different settings is refused instead of mixing results.
+``invariants``, ``power_spectrum``); a chunk group is deleted before it is (re)written and
+its ``complete`` attribute goes last, so an interrupted run leaves at most partial chunks,
+which a re-run rewrites.
 
-Small outputs can also be written as ``.npz`` or metatensor ``.mts`` (no resume).
+The store's ``gplode`` attribute records the settings (format, gplode version, backend,
+hyper-parameters, ``batch_size``, ``invariants``) and the inputs (see :func:`scan`): the
+number of structures, a SHA-256 of their contents (atomic numbers, positions, cell, pbc)
+and, for files, each file's absolute path, size, modification time and a SHA-256 of its
+content (the whole file up to 2 MiB, else its first and last MiB). Re-running into a
+store that has complete chunks with other settings or other inputs is an error naming
+what differs; the modification time is recorded but not compared (a ``touch`` or a copy
+with the same content is the same input). A store without any complete chunk (a run that
+stopped before its first chunk) may be taken over by a run with any settings; a run that
+fails before its first chunk removes the store it created.
+
+While a run writes a store it holds an exclusive ``flock`` on the store's directory
+(POSIX), so a second run writing the same store stops with an error naming the first
+run's process id. With Dask the driver holds the lock and the workers write the chunk
+groups.
+
+Small outputs can also be written as ``.npz`` or metatensor ``.mts`` files: computed in
+one go (no resume), written to a temporary file that replaces the output at the end. The
+output's directory is checked to be writable before computing, and an existing output
+made with other settings or inputs is not overwritten.
 """
 
 from __future__ import annotations
 
+import difflib
 import functools
+import hashlib
 import json
+import os
+import shutil
 import sys
 import time
 import warnings
@@ -30,59 +52,216 @@ from .systems import as_systems
 
 __all__ = ["DatasetError", "FeatureStore", "featurize_dataset", "load_features"]
 
-FORMAT = "gplode-features/1"
+FORMAT = "gplode-features/2"
+#: files up to this size are hashed whole; larger ones by their first and last MiB
+WHOLE_FILE_HASH_LIMIT = 2 * 2**20
+#: two atoms closer than this (Å, periodic images included) are coincident: an invalid structure
+COINCIDENT_DISTANCE = 1e-6
+#: metadata keys that describe how features were computed (everything but the inputs)
+SETTINGS = ("format", "gplode_version", "backend", "hypers", "batch_size", "invariants")
 
 
 class DatasetError(ValueError):
     """A problem with the input or output of a dataset run, naming the file and structure."""
 
 
-def _iread(path: str) -> Iterator:
+def _where(path: str | None, index: int) -> str:
+    """How messages name a structure: its file (if any) and its 0-based index there."""
+    return f"file {path}, structure {index} (0-based)" if path else f"structure {index} (0-based)"
+
+
+def _reason(error: Exception) -> str:
+    """The message of a validation error of one structure, without the position prefix that
+    :func:`gplode.systems.as_systems` adds (always ``frame 0`` here: one structure at a time)."""
+    return str(error).removeprefix("frame 0: ")
+
+
+def _sources(frames_or_path) -> list:
+    """The inputs as a list: of paths (strings) or of structures."""
+    if isinstance(frames_or_path, (str, Path)):
+        return [str(frames_or_path)]
+    if hasattr(frames_or_path, "get_positions"):  # one ase.Atoms (itself an iterable of Atom)
+        return [frames_or_path]
+    sources = list(frames_or_path)
+    if sources and all(isinstance(s, (str, Path)) for s in sources):
+        return [str(s) for s in sources]
+    return sources
+
+
+def _is_files(sources: list) -> bool:
+    return bool(sources) and isinstance(sources[0], str)
+
+
+def iter_frames(sources: list) -> Iterator[tuple[int, str, object]]:
+    """Yield ``(global_index, where, atoms)`` lazily from the list of :func:`_sources`.
+
+    ``where`` names the structure in messages (``file F, structure i (0-based)``, or
+    ``structure i (0-based)`` for in-memory structures). Reading errors raise
+    :class:`DatasetError` naming the file and the index of the structure that could not
+    be read.
+    """
+    if not _is_files(sources):
+        for index, atoms in enumerate(sources):
+            yield index, _where(None, index), atoms
+        return
     import ase.io
 
-    return ase.io.iread(path, index=":")
+    index = 0
+    for path in sources:
+        if not Path(path).is_file():
+            raise DatasetError(f"file {path}: no such file")
+        frames = ase.io.iread(path, index=":")
+        local = 0
+        while True:
+            try:
+                atoms = next(frames)
+            except StopIteration:
+                break
+            except Exception as error:  # ASE raises many kinds on malformed files
+                raise DatasetError(f"{_where(path, local)}: cannot be read ({error})") from error
+            yield index, _where(path, local), atoms
+            index += 1
+            local += 1
+        if local == 0:
+            raise DatasetError(f"file {path}: no structures in file")
 
 
-def iter_frames(sources) -> Iterator[tuple[int, str, object]]:
-    """Yield ``(global_index, label, atoms)`` lazily from paths or an iterable of ``ase.Atoms``.
+def _file_record(path: str) -> dict:
+    """Absolute path, size, modification time and content hash of one input file."""
+    stat = os.stat(path)
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        if stat.st_size <= WHOLE_FILE_HASH_LIMIT:
+            digest.update(handle.read())
+        else:
+            digest.update(handle.read(2**20))
+            handle.seek(-(2**20), os.SEEK_END)
+            digest.update(handle.read())
+    return {"path": os.path.abspath(path), "size": stat.st_size, "mtime": stat.st_mtime, "sha256": digest.hexdigest()}
 
-    ``label`` is ``"file:index"`` for files. Reading errors raise :class:`DatasetError`
-    naming the file and the index of the structure that could not be read.
+
+def scan(sources: list) -> tuple[dict, list[int]]:
+    """First pass over the inputs: their description and the sorted atomic numbers present.
+
+    :return: ``(inputs, species)``; ``inputs`` has ``n_structures``, ``structures_sha256``
+        (of every structure's atomic numbers, positions, cell and pbc, in order) and
+        ``files`` (:func:`_file_record` of each input file, or ``None`` for in-memory
+        structures)
     """
-    if isinstance(sources, (str, Path)):
-        sources = [sources]
-    sources = list(sources)
-    if sources and all(isinstance(s, (str, Path)) for s in sources):
-        index = 0
-        for path in map(str, sources):
-            if not Path(path).is_file():
-                raise DatasetError(f"{path}: no such file")
-            frames = _iread(path)
-            local = 0
-            while True:
-                try:
-                    atoms = next(frames)
-                except StopIteration:
-                    break
-                except Exception as error:  # ASE raises many kinds on malformed files
-                    raise DatasetError(f"{path}: structure {local}: cannot be read ({error})") from error
-                yield index, f"{path}:{local}", atoms
-                index += 1
-                local += 1
-            if local == 0:
-                raise DatasetError(f"{path}: no structures in file")
-    else:
-        for index, atoms in enumerate(sources):
-            yield index, f"frame {index}", atoms
-
-
-def scan(sources) -> tuple[int, list[int]]:
-    """First pass: number of structures and the sorted atomic numbers present."""
-    count, species = 0, set()
-    for _, _, atoms in iter_frames(sources):
-        species.update(int(z) for z in np.unique(atoms.get_atomic_numbers()))
+    count, species, digest = 0, set(), hashlib.sha256()
+    for _, where, atoms in iter_frames(sources):
+        if not all(hasattr(atoms, name) for name in ("get_atomic_numbers", "get_positions", "get_cell", "get_pbc")):
+            raise DatasetError(f"{where}: expected an ase.Atoms, got {type(atoms).__name__}")
+        numbers = np.asarray(atoms.get_atomic_numbers(), dtype=np.int64)
+        species.update(np.unique(numbers).tolist())
+        for array in (
+            np.array([numbers.size], dtype=np.int64),
+            numbers,
+            np.asarray(atoms.get_positions(), dtype=np.float64),
+            np.asarray(atoms.get_cell()[:], dtype=np.float64),
+            np.asarray(atoms.get_pbc(), dtype=bool),
+        ):
+            digest.update(np.ascontiguousarray(array).tobytes())
         count += 1
-    return count, sorted(species)
+    files = [_file_record(path) for path in sources] if _is_files(sources) else None
+    inputs = {"n_structures": count, "structures_sha256": digest.hexdigest(), "files": files}
+    return inputs, sorted(int(z) for z in species)
+
+
+def _input_differences(old: dict, new: dict) -> list[str]:
+    """What differs between two :func:`scan` descriptions (modification times are ignored)."""
+    differences = []
+    old_files, new_files = old.get("files"), new.get("files")
+    if (old_files is None) != (new_files is None):
+        differences.append("files vs in-memory structures")
+    elif old_files is not None:
+        if len(old_files) != len(new_files):
+            differences.append(f"{len(old_files)} → {len(new_files)} input files")
+        for before, after in zip(old_files, new_files):
+            if before["path"] != after["path"]:
+                differences.append(f"input file {before['path']} → {after['path']}")
+            elif before["size"] != after["size"]:
+                differences.append(f"{after['path']}: size {before['size']} → {after['size']} bytes")
+            elif before["sha256"] != after["sha256"]:
+                differences.append(f"{after['path']}: content changed")
+    if old.get("n_structures") != new["n_structures"]:
+        differences.append(f"{old.get('n_structures')} → {new['n_structures']} structures")
+    if not differences and old.get("structures_sha256") != new["structures_sha256"]:
+        differences.append("structure contents changed (atomic numbers, positions, cell or pbc)")
+    return differences
+
+
+def _check_same_origin(path: str, existing: dict, metadata: dict, what: str) -> None:
+    """Refuse to add to (or replace) an output made with other settings or inputs."""
+    existing = dict(existing)
+    changed = sorted(k for k in SETTINGS if existing.get(k) != json.loads(json.dumps(metadata.get(k))))
+    if changed:
+        raise DatasetError(
+            f"{path}: existing {what} was written with different settings ({', '.join(changed)}); "
+            "use a new output path or the same settings"
+        )
+    differences = _input_differences(existing.get("inputs", {}), metadata["inputs"])
+    if differences:
+        raise DatasetError(
+            f"{path}: existing {what} was made from different inputs ({'; '.join(differences)}); "
+            "use a new output path or the same inputs"
+        )
+
+
+def coincident_atoms(system) -> tuple[int, int] | None:
+    """The first pair of atoms of a :class:`gplode.systems.System` closer than
+    :data:`COINCIDENT_DISTANCE` (for periodic systems, modulo the lattice), or ``None``."""
+    if system.n_atoms < 2:
+        return None
+    from scipy.spatial import cKDTree
+
+    if system.periodic:
+        # candidates from fractional coordinates on the unit torus; a Cartesian distance d
+        # has a fractional one of at most d / (smallest singular value of the cell)
+        inverse = np.linalg.inv(system.cell)
+        fractional = system.positions @ inverse
+        fractional -= np.floor(fractional)
+        fractional[fractional >= 1.0] = 0.0
+        radius = COINCIDENT_DISTANCE * np.linalg.norm(inverse, 2)
+        pairs = cKDTree(fractional, boxsize=1.0).query_pairs(radius, output_type="ndarray")
+        if pairs.size:
+            delta = fractional[pairs[:, 1]] - fractional[pairs[:, 0]]
+            distance = np.linalg.norm((delta - np.round(delta)) @ system.cell, axis=1)
+            pairs = pairs[distance <= COINCIDENT_DISTANCE]
+    else:
+        pairs = cKDTree(system.positions).query_pairs(COINCIDENT_DISTANCE, output_type="ndarray")
+    if not pairs.size:
+        return None
+    first = np.lexsort((pairs.max(axis=1), pairs.min(axis=1)))[0]
+    return int(pairs[first].min()), int(pairs[first].max())
+
+
+def _invalid(atoms) -> str | None:
+    """Why one structure cannot be featurised (see :func:`gplode.systems.as_systems`, plus
+    coincident atoms), or ``None``."""
+    try:
+        (system,) = as_systems(atoms)
+    except (ValueError, TypeError) as error:
+        return _reason(error)
+    pair = coincident_atoms(system)
+    if pair is not None:
+        return (
+            f"atoms {pair[0]} and {pair[1]} are at the same position "
+            f"(closer than {COINCIDENT_DISTANCE:g} Å{', periodic images included' if system.periodic else ''})"
+        )
+    return None
+
+
+def _refused(calculator: LodeCalculator, batch) -> list[tuple[int, str, str]]:
+    """The structures of ``batch`` that ``calculator`` refuses on their own (e.g. a species
+    not in ``neighbor_types``): ``(index, where, reason)``."""
+    refused = []
+    for index, where, atoms in batch:
+        try:
+            calculator.compute(atoms)
+        except (ValueError, TypeError) as error:
+            refused.append((index, where, _reason(error)))
+    return refused
 
 
 def _batches(frames: Iterable, batch_size: int) -> Iterator[tuple[int, list]]:
@@ -96,36 +275,58 @@ def _batches(frames: Iterable, batch_size: int) -> Iterator[tuple[int, list]]:
         yield chunk, batch
 
 
-def featurize_chunk(batch, calculator: LodeCalculator, invariants: bool, skip_bad: bool) -> dict:
-    """Features of one chunk as plain arrays (rows of all its atoms) plus skipped structures."""
-    good, skipped = [], []
-    for index, label, atoms in batch:
-        try:
-            as_systems(atoms)
-        except (ValueError, TypeError) as error:
-            if not skip_bad:
-                raise DatasetError(f"{label}: {error}") from error
-            skipped.append([int(index), f"{label}: {error}"])
-        else:
-            good.append((index, atoms))
+def _empty_arrays(calculator: LodeCalculator, invariants: bool) -> dict:
     dtype = np.dtype(calculator.hypers.dtype)
     n_types = len(calculator.hypers.neighbor_types)
     L, n = calculator.hypers.max_angular, calculator.hypers.max_radial + 1
-    if not good:
-        arrays = {
-            "values": np.zeros((0, n_types, (L + 1) ** 2, n), dtype),
-            "system": np.zeros(0, np.int64),
-            "atom": np.zeros(0, np.int64),
-            "center_type": np.zeros(0, np.int64),
-        }
-        if invariants:
-            arrays["power_spectrum"] = np.zeros((0, n_types * n * n_types * n * (L + 1)), dtype)
-        return {"arrays": arrays, "skipped": skipped}
-    try:
-        feats = calculator.compute([atoms for _, atoms in good])
-    except (ValueError, TypeError) as error:  # e.g. coincident atoms, species not in neighbor_types
-        raise DatasetError(f"structures {good[0][0]}..{good[-1][0]}: {error}") from error
-    indices = np.array([index for index, _ in good], dtype=np.int64)
+    arrays = {
+        "values": np.zeros((0, n_types, (L + 1) ** 2, n), dtype),
+        "system": np.zeros(0, np.int64),
+        "atom": np.zeros(0, np.int64),
+        "center_type": np.zeros(0, np.int64),
+    }
+    if invariants:
+        arrays["power_spectrum"] = np.zeros((0, n_types * n * n_types * n * (L + 1)), dtype)
+    return arrays
+
+
+def featurize_chunk(batch, calculator: LodeCalculator, invariants: bool, skip_bad: bool) -> dict:
+    """Features of one chunk as plain arrays (rows of all its atoms) plus skipped structures.
+
+    A structure is invalid when :func:`gplode.systems.as_systems` refuses it, when two of
+    its atoms coincide (:func:`coincident_atoms`) or when the calculator refuses it on its
+    own (e.g. a species not in ``neighbor_types``). Invalid structures raise
+    :class:`DatasetError` naming the file and index, or with ``skip_bad`` are listed in
+    ``skipped`` as ``[global_index, message]``.
+    """
+    good, skipped = [], []
+
+    def reject(index, where, reason):
+        if not skip_bad:
+            raise DatasetError(f"{where}: {reason}")
+        skipped.append([int(index), f"{where}: {reason}"])
+
+    for index, where, atoms in batch:
+        reason = _invalid(atoms)
+        if reason is None:
+            good.append((index, where, atoms))
+        else:
+            reject(index, where, reason)
+    feats = None
+    while good and feats is None:
+        try:
+            feats = calculator.compute([atoms for _, _, atoms in good])
+        except (ValueError, TypeError) as error:
+            refused = _refused(calculator, good)
+            if not refused:  # a problem of the batch as a whole, not of one structure
+                raise DatasetError(f"structures {good[0][0]}..{good[-1][0]} (0-based): {error}") from error
+            for item in refused:
+                reject(*item)
+            bad = {index for index, _, _ in refused}
+            good = [item for item in good if item[0] not in bad]
+    if feats is None:
+        return {"arrays": _empty_arrays(calculator, invariants), "skipped": skipped}
+    indices = np.array([index for index, _, _ in good], dtype=np.int64)
     arrays = {
         "values": feats.values,
         "system": indices[feats.system],
@@ -137,41 +338,155 @@ def featurize_chunk(batch, calculator: LodeCalculator, invariants: bool, skip_ba
     return {"arrays": arrays, "skipped": skipped}
 
 
+def _open_zarr():
+    try:
+        import zarr
+    except ImportError as error:  # pragma: no cover - depends on the environment
+        raise DatasetError("Zarr output needs the zarr package: pip install 'gplode[data]'") from error
+    return zarr
+
+
+def _metatensor():
+    try:
+        import metatensor
+    except ImportError as error:
+        raise DatasetError("metatensor .mts files need metatensor-core: pip install 'gplode[data]'") from error
+    return metatensor
+
+
+def _lock_directory(path: str) -> int:
+    """Create directory ``path`` if needed and hold an exclusive ``flock`` on it: its fd.
+
+    :raises DatasetError: if another process holds the lock (naming its pid when known)
+    """
+    import fcntl
+
+    while True:
+        try:
+            os.makedirs(path, exist_ok=True)
+            fd = os.open(path, os.O_RDONLY)
+        except OSError as error:
+            raise DatasetError(f"{path}: cannot create feature store ({error.strerror or error})") from error
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            pid = _writer_pid(path)
+            raise DatasetError(
+                f"{path}: store is being written by another run ({f'pid {pid}' if pid else 'pid unknown'}); "
+                "wait for it to finish or use another output path"
+            ) from None
+        try:  # the directory may have been removed (and re-created) between open and flock
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)
+
+
+def _writer_pid(path: str) -> int | None:
+    """The pid recorded by the run writing store ``path``, or ``None`` (not recorded yet)."""
+    try:
+        return _open_zarr().open_group(path, mode="r").attrs.get("gplode_writer_pid")
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _is_locked(path: str) -> bool:
+    """Whether a run holds the write lock of store ``path`` right now."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+#: the files of an empty Zarr group (formats 3 and 2)
+_ZARR_METADATA_FILES = {"zarr.json", ".zgroup", ".zattrs"}
+
+
 class FeatureStore:
     """A Zarr store of features written chunk by chunk (see the module docstring).
 
     :param path: directory of the store
-    :param metadata: settings the store must have; a new store records them, an existing
-        one must match them exactly (else :class:`DatasetError`). Without it the store must
-        exist already.
-    :param writable: open for writing chunks (implied by ``metadata``)
+    :param metadata: open for a run with these settings and inputs: locks the store (until
+        :meth:`close`), creates it if absent, takes it over if it has no complete chunk,
+        else requires the same settings and inputs (else :class:`DatasetError`). Without
+        it the store must exist already.
+    :param writable: open an existing store for writing chunks without locking it (Dask
+        workers of a run whose driver holds the lock)
     """
 
     def __init__(self, path, metadata: dict | None = None, writable: bool = False):
-        try:
-            import zarr
-        except ImportError as error:  # pragma: no cover - depends on the environment
-            raise DatasetError("Zarr output needs the zarr package: pip install 'gplode[data]'") from error
+        zarr = _open_zarr()
         self.path = str(path)
-        try:
-            if metadata is None and not Path(self.path).is_dir():
+        self._lock = None
+        self.created = False
+        if metadata is None:
+            if not Path(self.path).is_dir():
                 raise DatasetError(f"{self.path}: no such feature store")
-            self.root = zarr.open_group(self.path, mode="a" if (metadata is not None or writable) else "r")
+            self.root = self._open(zarr, "a" if writable else "r")
+            self.metadata = self._gplode_metadata()
+            return
+        self.created = not Path(self.path).exists()
+        self._lock = _lock_directory(self.path)
+        try:
+            self._start_run(zarr, metadata)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, zarr, mode: str):
+        try:
+            return zarr.open_group(self.path, mode=mode)
         except (OSError, ValueError) as error:
             raise DatasetError(f"{self.path}: cannot open feature store ({error})") from error
-        if metadata is not None:
-            existing = dict(self.root.attrs).get("gplode")
-            if existing is None:
-                self.root.attrs["gplode"] = metadata
-            elif existing != json.loads(json.dumps(metadata)):
-                changed = sorted(k for k in set(existing) | set(metadata) if existing.get(k) != metadata.get(k))
-                raise DatasetError(
-                    f"{self.path}: existing store was written with different settings ({', '.join(changed)}); "
-                    "use a new output path or the same settings"
-                )
-        if "gplode" not in dict(self.root.attrs):  # another store, or one being created right now
+
+    def _gplode_metadata(self) -> dict:
+        existing = dict(self.root.attrs).get("gplode")
+        if existing is None:
             raise DatasetError(f"{self.path}: not a gplode feature store (no 'gplode' metadata)")
+        if existing.get("format") != FORMAT:
+            raise DatasetError(
+                f"{self.path}: feature store format {existing.get('format')!r} is not {FORMAT!r} "
+                "(written by another gplode version); featurize into a new store"
+            )
+        return existing
+
+    def _start_run(self, zarr, metadata: dict) -> None:
+        entries = set(os.listdir(self.path))
+        foreign = DatasetError(f"{self.path}: exists and is not a gplode feature store; use another output path")
+        if entries and not entries & _ZARR_METADATA_FILES:
+            raise foreign
+        self.root = self._open(zarr, "a")
+        attributes = dict(self.root.attrs)
+        if "gplode" in attributes:
+            if self.completed():
+                _check_same_origin(self.path, attributes["gplode"], metadata, "store")
+            elif "chunks" in self.root:  # no complete chunk: taken over whatever its settings
+                del self.root["chunks"]
+        elif attributes or entries - _ZARR_METADATA_FILES:  # a group that is not a store killed while created
+            raise foreign
+        self.root.attrs.update({"gplode": metadata, "gplode_writer_pid": os.getpid()})
         self.metadata = dict(self.root.attrs)["gplode"]
+
+    def close(self) -> None:
+        """Release the write lock (if this object holds it)."""
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+    def remove_if_empty(self) -> None:
+        """Delete the store if this run created it and no chunk is complete (a failed run)."""
+        if self._lock is None or not self.created or self.completed():
+            return
+        shutil.rmtree(self.path, ignore_errors=True)
 
     @staticmethod
     def chunk_name(index: int) -> str:
@@ -198,45 +513,143 @@ class FeatureStore:
                     done.add(int(name))
         return done
 
+    def chunk_counts(self, index: int) -> tuple[int, int]:
+        """Rows (atoms) and skipped structures of complete chunk ``index``."""
+        group = self.root[self.chunk_name(index)]
+        return int(group["values"].shape[0]), len(group.attrs.get("skipped", []))
+
     def write_chunk(self, index: int, result: dict) -> None:
-        """Write one chunk; its ``complete`` flag goes last."""
-        group = self.root.require_group(self.chunk_name(index))
-        group.attrs["complete"] = False
-        for name, array in result["arrays"].items():
+        """(Re)write one chunk from scratch; its ``complete`` flag goes last."""
+        name = self.chunk_name(index)
+        if name in self.root:
+            del self.root[name]
+        group = self.root.require_group(name)
+        for key, array in result["arrays"].items():
             data = np.ascontiguousarray(array)
             if hasattr(group, "create_array"):  # zarr 3
-                group.create_array(name, data=data, overwrite=True)
+                group.create_array(key, data=data, overwrite=True)
             else:  # zarr 2 (Python 3.10)
-                group.array(name, data, overwrite=True)
-        group.attrs["skipped"] = result["skipped"]
-        group.attrs["complete"] = True
+                group.array(key, data, overwrite=True)
+        group.attrs.update({"skipped": result["skipped"], "complete": True})
 
-    def read(self) -> tuple[Features, list]:
-        """All chunks concatenated in order, and the skipped structures."""
-        order = sorted(self.completed())
-        groups = [self.root[self.chunk_name(i)] for i in order]
+    def read(self, partial: bool = False, power_spectrum: bool = False):
+        """All complete chunks concatenated in order: see :func:`load_features`."""
         meta = self.metadata
-        from .hypers import LodeHypers
-
-        def gather(name):
-            return np.concatenate([g[name][:] for g in groups]) if groups else np.zeros(0)
-
-        features = Features(
-            values=gather("values"),
-            neighbor_types=meta["hypers"]["neighbor_types"],
-            center_types=gather("center_type"),
-            system=gather("system"),
-            atom=gather("atom"),
-            hypers=LodeHypers.from_dict(meta["hypers"]),
-            backend=meta["backend"],
-        )
+        total, batch_size = meta["inputs"]["n_structures"], meta["batch_size"]
+        expected = -(-total // batch_size)
+        order = sorted(self.completed())
+        writing = " and is being written right now" if _is_locked(self.path) else ""
+        if not order:
+            raise DatasetError(
+                f"{self.path}: feature store is empty (no chunk complete){writing}; "
+                "run the featurize command (again) to fill it"
+            )
+        if len(order) < expected and not partial:
+            structures = sum(min(batch_size, total - i * batch_size) for i in order)
+            raise DatasetError(
+                f"{self.path}: feature store is incomplete ({len(order)} of {expected} chunks, {structures} of "
+                f"{total} structures){writing}; re-run the same featurize command to finish it, or load it "
+                "with partial=True"
+            )
+        groups = [self.root[self.chunk_name(i)] for i in order]
+        names = ("values", "system", "atom", "center_type") + (("power_spectrum",) if meta["invariants"] else ())
+        arrays = {name: np.concatenate([g[name][:] for g in groups]) for name in names}
         skipped = [item for g in groups for item in g.attrs.get("skipped", [])]
+        return _loaded(self.path, arrays, meta, skipped, power_spectrum)
+
+
+def _loaded(path: str, arrays: dict, meta: dict, skipped: list, power_spectrum: bool):
+    """The return value of :func:`load_features` from stored arrays and metadata."""
+    from .hypers import LodeHypers
+
+    features = Features(
+        values=arrays["values"],
+        neighbor_types=meta["hypers"]["neighbor_types"],
+        center_types=arrays["center_type"],
+        system=arrays["system"],
+        atom=arrays["atom"],
+        hypers=LodeHypers.from_dict(meta["hypers"]),
+        backend=meta["backend"],
+    )
+    if not power_spectrum:
         return features, skipped
+    if "power_spectrum" not in arrays:
+        raise DatasetError(
+            f"{path}: stored without invariants (no power spectra); use features.power_spectrum() instead"
+        )
+    return features, skipped, arrays["power_spectrum"]
 
 
-def load_features(path) -> tuple[Features, list]:
-    """Read a store written by :func:`featurize_dataset`: ``(features, skipped)``."""
-    return FeatureStore(path).read()
+def load_features(path, *, partial: bool = False, power_spectrum: bool = False):
+    """Read what :func:`featurize_dataset` wrote: a ``.zarr`` store, ``.npz`` or ``.mts`` file.
+
+    :param partial: a Zarr store whose run was interrupted is an error (saying how many of
+        how many chunks and structures are complete) unless ``partial`` is true; then its
+        complete chunks are returned. A store without any complete chunk is always an error.
+    :param power_spectrum: also return the stored power spectra (outputs written with
+        ``invariants=True``; never in ``.mts`` files)
+    :return: ``(features, skipped)``, or with ``power_spectrum`` ``(features, skipped,
+        power_spectrum)``: a :class:`gplode.Features` of the stored atoms (``system`` is
+        the structure's index in the whole input), the skipped structures as
+        ``[index, message]`` pairs, and the flattened power spectra, shape ``(n_atoms,
+        n_features)``, rows as in ``features`` (``features.power_spectrum().reshape(n_atoms,
+        -1)``)
+    """
+    path = str(path)
+    if Path(path).is_dir():
+        return FeatureStore(path).read(partial, power_spectrum)
+    if not Path(path).is_file():
+        raise DatasetError(f"{path}: no such feature store or file")
+    meta, arrays = _read_single_file(path)
+    return _loaded(path, arrays, meta, meta["skipped"], power_spectrum)
+
+
+def _read_single_file(path: str) -> tuple[dict, dict]:
+    """Metadata and arrays of a ``.npz`` or ``.mts`` output (:class:`DatasetError` if it is not one)."""
+    try:
+        if path.endswith(".mts"):
+            tensor = _metatensor().load(path)
+            meta = json.loads(tensor.info()["gplode"])
+            arrays = _arrays_from_tensormap(tensor, meta)
+        elif path.endswith(".npz"):
+            with np.load(path) as data:
+                arrays = {name: data[name] for name in data.files if name not in ("metadata", "neighbor_types")}
+                meta = json.loads(str(data["metadata"]))
+        else:
+            raise DatasetError(f"{path}: not a feature output (.zarr directory, .npz or .mts file)")
+    except (OSError, ValueError, KeyError, TypeError) as error:  # not ours, or damaged
+        if isinstance(error, DatasetError):
+            raise
+        raise DatasetError(f"{path}: not a gplode feature file ({type(error).__name__}: {error})") from error
+    if meta.get("format") != FORMAT:
+        raise DatasetError(f"{path}: feature file format {meta.get('format')!r} is not {FORMAT!r}")
+    return meta, arrays
+
+
+def _arrays_from_tensormap(tensor, meta: dict) -> dict:
+    """The arrays of :class:`Features` from its ``to_tensormap`` form, rows ordered by (system, atom)."""
+    hypers = meta["hypers"]
+    species = hypers["neighbor_types"]
+    L, n = hypers["max_angular"], hypers["max_radial"] + 1
+    rows = {}
+    for key, block in tensor.items():
+        if int(key["o3_lambda"]) == 0 and int(key["neighbor_type"]) == species[0]:
+            for system, atom in block.samples.values:
+                rows[(int(system), int(atom))] = int(key["center_type"])
+    order = sorted(rows)
+    row_of = {sample: i for i, sample in enumerate(order)}
+    values = np.zeros((len(order), len(species), (L + 1) ** 2, n), dtype=hypers["dtype"])
+    for key, block in tensor.items():
+        l, a = int(key["o3_lambda"]), species.index(int(key["neighbor_type"]))
+        index = [row_of[(int(s), int(i))] for s, i in block.samples.values]
+        values[index, a, l * l : (l + 1) ** 2, :] = block.values
+    samples = np.array(order, dtype=np.int64).reshape(-1, 2)
+    return {
+        "values": values,
+        "system": samples[:, 0],
+        "atom": samples[:, 1],
+        "center_type": np.array([rows[s] for s in order], dtype=np.int64),
+    }
 
 
 class Progress:
@@ -273,12 +686,18 @@ def _worker_calculator(hypers_json: str) -> LodeCalculator:
     return LodeCalculator(**json.loads(hypers_json))
 
 
+def _chunk_summary(batch, result: dict) -> tuple[int, int, int, int]:
+    """(structures, atoms read, rows stored, structures skipped) of a computed chunk."""
+    return len(batch), sum(len(atoms) for _, _, atoms in batch), len(result["arrays"]["values"]), len(result["skipped"])
+
+
 def _dask_task(index: int, batch, hypers_json: str, output: str, invariants: bool, skip_bad: bool):
-    """Run on a Dask worker: compute one chunk and write it to the shared store."""
+    """Run on a Dask worker: compute one chunk and write it to the shared store (the
+    driver holds the store's lock)."""
     calculator = _worker_calculator(hypers_json)
     result = featurize_chunk(batch, calculator, invariants, skip_bad)
     FeatureStore(output, writable=True).write_chunk(index, result)
-    return index, sum(len(atoms) for _, _, atoms in batch), len(batch)
+    return _chunk_summary(batch, result)
 
 
 #: structures per chunk when ``batch_size`` is not given, by backend
@@ -303,138 +722,178 @@ def featurize_dataset(
     :param calculator: the :class:`gplode.LodeCalculator` to use; when its
         ``neighbor_types`` is None the species are taken from a first pass over the data
     :param output: where to write; a ``.zarr`` store is resumable: re-running the same call
-        skips the chunks already complete and gives the same store as an uninterrupted run
+        skips the chunks already complete and gives the same store as an uninterrupted run;
+        other settings or inputs are refused (see the module docstring)
     :param batch_size: structures per chunk (unit of work, of writing and of resuming);
         default :data:`DEFAULT_BATCH_SIZE` of the calculator's backend (larger on a GPU,
         where a chunk's structures sharing a mesh run as one batch of kernels)
-    :param invariants: also store the power spectrum of every atom, flattened
-    :param skip_bad: record invalid structures in the store and go on, instead of stopping
+    :param invariants: also store the power spectrum of every atom, flattened (not in
+        ``.mts`` files, which hold the spherical expansion only)
+    :param skip_bad: record invalid structures (see :func:`featurize_chunk`) in the output
+        and go on, instead of stopping
     :param client: a ``dask.distributed.Client``: chunks are computed and written by its
         workers (the store must be on a file system all workers see)
     :param quiet: no progress line on stderr
-    :return: a summary: structures, atoms, chunks written, chunks skipped as complete, seconds
+    :return: a summary: ``structures`` (read), ``stored``, ``skipped``, ``atoms`` (stored),
+        ``chunks_written``, ``chunks_resumed`` (complete before this run), ``seconds``
     """
     if batch_size is None:
         batch_size = DEFAULT_BATCH_SIZE.get(calculator.backend, DEFAULT_BATCH_SIZE["numpy"])
-    if not isinstance(batch_size, int) or batch_size < 1:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     output = str(output)
     kind = Path(output).suffix
     if kind not in (".zarr", ".npz", ".mts"):
         raise DatasetError(f"{output}: output must end in .zarr, .npz or .mts")
-    if not isinstance(frames_or_path, (str, Path)) and not isinstance(frames_or_path, list):
-        frames_or_path = list(frames_or_path)
-    total, species = scan(frames_or_path)
+    if kind == ".mts":
+        _metatensor()
+        if invariants:
+            raise DatasetError(
+                f"{output}: .mts files hold the spherical expansion only; write invariants to .zarr or .npz, "
+                "or compute features.power_spectrum() after loading"
+            )
+    if kind != ".zarr":
+        _check_writable(output)
+    sources = _sources(frames_or_path)
+    inputs, species = scan(sources)
+    if not inputs["n_structures"]:
+        raise DatasetError("no structures to featurize")
     hypers = calculator.hypers.to_dict()
     if hypers["neighbor_types"] is None:
         hypers["neighbor_types"] = species
         calculator = LodeCalculator(**hypers)
+    metadata = {
+        "format": FORMAT,
+        "gplode_version": __version__,
+        "backend": calculator.backend,
+        "hypers": hypers,
+        "batch_size": batch_size,
+        "invariants": invariants,
+        "inputs": inputs,
+    }
     start = time.perf_counter()
-    progress = Progress(total, quiet)
-    summary = {"structures": total, "atoms": 0, "chunks_written": 0, "chunks_resumed": 0}
-    if kind != ".zarr":
-        results = [
-            featurize_chunk(batch, calculator, invariants, skip_bad)
-            for _, batch in _batches(iter_frames(frames_or_path), batch_size)
-        ]
-        _write_single_file(output, kind, results, calculator)
-        summary["atoms"] = int(sum(r["arrays"]["values"].shape[0] for r in results))
-        summary["chunks_written"] = len(results)
+    progress = Progress(inputs["n_structures"], quiet)
+    summary = {"structures": inputs["n_structures"], "stored": 0, "skipped": 0, "atoms": 0}
+    summary.update(chunks_written=0, chunks_resumed=0)
+    batches = _batches(iter_frames(sources), batch_size)
+    if kind == ".zarr":
+        _featurize_into_store(batches, calculator, output, metadata, skip_bad, client, progress, summary)
     else:
-        metadata = {
-            "format": FORMAT,
-            "gplode_version": __version__,
-            "backend": calculator.backend,
-            "hypers": hypers,
-            "batch_size": batch_size,
-            "invariants": invariants,
-            "n_structures": total,
-        }
-        store = FeatureStore(output, metadata)
-        pending = _skip_completed(
-            _batches(iter_frames(frames_or_path), batch_size), store.completed(), progress, summary
-        )
-        if client is None:
-            for index, batch in pending:
-                store.write_chunk(index, featurize_chunk(batch, calculator, invariants, skip_bad))
-                _count_written(len(batch), sum(len(atoms) for _, _, atoms in batch), progress, summary)
-        else:
-            _run_on_dask(client, pending, hypers, output, invariants, skip_bad, progress, summary)
+        if Path(output).exists():
+            _check_same_origin(output, _read_single_file(output)[0], metadata, "file")
+        results = []
+        for _, batch in batches:
+            results.append(featurize_chunk(batch, calculator, invariants, skip_bad))
+            _count(summary, progress, *_chunk_summary(batch, results[-1]))
+            summary["chunks_written"] += 1
+        _write_single_file(output, kind, results, calculator, metadata)
     progress.close()
     summary["seconds"] = time.perf_counter() - start
     return summary
 
 
-def _skip_completed(batches, done: set[int], progress, summary):
-    """Yield the chunks still to compute; count the complete ones (resume) as they pass."""
-    for index, batch in batches:
-        if index in done:
-            summary["chunks_resumed"] += 1
-            n_atoms = sum(len(atoms) for _, _, atoms in batch)
-            summary["atoms"] += n_atoms
-            progress.update(len(batch), n_atoms)
-        else:
-            yield index, batch
+def _count(summary: dict, progress: Progress, structures: int, atoms: int, rows: int, skipped: int) -> None:
+    summary["stored"] += structures - skipped
+    summary["skipped"] += skipped
+    summary["atoms"] += rows
+    progress.update(structures, atoms)
 
 
-def _count_written(n_structures: int, n_atoms: int, progress, summary) -> None:
-    summary["chunks_written"] += 1
-    summary["atoms"] += n_atoms
-    progress.update(n_structures, n_atoms)
+def _featurize_into_store(batches, calculator, output, metadata, skip_bad, client, progress, summary):
+    """Compute the chunks not complete yet into the (locked) store; a failure before the
+    first chunk removes a store this run created."""
+    store = FeatureStore(output, metadata)
+    try:
+        done = store.completed()
+        pending = []
+        for index, batch in batches:
+            if index in done:
+                rows, skipped = store.chunk_counts(index)
+                _count(summary, progress, len(batch), sum(len(atoms) for _, _, atoms in batch), rows, skipped)
+                summary["chunks_resumed"] += 1
+            elif client is None:
+                result = featurize_chunk(batch, calculator, metadata["invariants"], skip_bad)
+                store.write_chunk(index, result)
+                _count(summary, progress, *_chunk_summary(batch, result))
+                summary["chunks_written"] += 1
+            else:
+                pending.append((index, batch))
+        if client is not None:
+            _run_on_dask(client, pending, metadata, output, skip_bad, progress, summary)
+    except BaseException:
+        store.remove_if_empty()
+        raise
+    finally:
+        store.close()
 
 
-def _run_on_dask(client, pending, hypers, output, invariants, skip_bad, progress, summary):
+def _run_on_dask(client, pending, metadata, output, skip_bad, progress, summary):
     from dask.distributed import as_completed
 
-    hypers_json = json.dumps(hypers, sort_keys=True)
+    hypers_json = json.dumps(metadata["hypers"], sort_keys=True)
     window = 2 * max(1, len(client.scheduler_info().get("workers", {})))
     futures = as_completed()
     in_flight = 0
+
+    def collect(future):
+        _count(summary, progress, *future.result())
+        summary["chunks_written"] += 1
+
     for index, batch in pending:
-        futures.add(client.submit(_dask_task, index, batch, hypers_json, output, invariants, skip_bad, pure=False))
+        futures.add(
+            client.submit(
+                _dask_task, index, batch, hypers_json, output, metadata["invariants"], skip_bad, pure=False
+            )
+        )
         in_flight += 1
         while in_flight >= window:
-            _, n_atoms, n_structures = next(futures).result()
-            _count_written(n_structures, n_atoms, progress, summary)
+            collect(next(futures))
             in_flight -= 1
     for future in futures:
-        _, n_atoms, n_structures = future.result()
-        _count_written(n_structures, n_atoms, progress, summary)
+        collect(future)
 
 
-def _write_single_file(output, kind, results, calculator):
-    hypers = calculator.hypers
+def _check_writable(output: str) -> None:
+    """Before any computing: a single-file output's directory exists and takes new files."""
+    target = Path(output)
+    parent = target.parent
+    if not parent.is_dir():
+        raise DatasetError(f"{output}: cannot write ({parent} is not a directory)")
+    if target.exists() and not target.is_file():
+        raise DatasetError(f"{output}: cannot write (exists and is not a file)")
+    try:
+        probe = parent / f".{target.name}.{os.getpid()}.probe"
+        probe.touch()
+        probe.unlink()
+    except OSError as error:
+        raise DatasetError(f"{output}: cannot write ({error.strerror or error})") from error
+
+
+def _write_single_file(output, kind, results, calculator, metadata):
+    """Write all chunks to one ``.npz`` or ``.mts`` file via a temporary file in its directory."""
     arrays = {name: np.concatenate([r["arrays"][name] for r in results]) for name in results[0]["arrays"]}
-    skipped = [item for r in results for item in r["skipped"]]
+    meta = json.dumps({**metadata, "skipped": [item for r in results for item in r["skipped"]]})
+    target = Path(output)
+    temporary = target.parent / f".{target.name}.{os.getpid()}.tmp{kind}"
     try:
         if kind == ".npz":
-            np.savez(
-                output,
-                **arrays,
-                neighbor_types=np.array(hypers.neighbor_types),
-                metadata=np.array(
-                    json.dumps(
-                        {
-                            "gplode_version": __version__,
-                            "backend": calculator.backend,
-                            "hypers": hypers.to_dict(),
-                            "skipped": skipped,
-                        }
-                    )
-                ),
-            )
+            with open(temporary, "wb") as handle:
+                np.savez(handle, **arrays, neighbor_types=np.array(calculator.hypers.neighbor_types), metadata=meta)
         else:
-            import metatensor
-
             features = Features(
                 arrays["values"],
-                hypers.neighbor_types,
+                calculator.hypers.neighbor_types,
                 arrays["center_type"],
                 arrays["system"],
                 arrays["atom"],
-                hypers,
+                calculator.hypers,
                 calculator.backend,
             )
-            metatensor.save(output, features.to_tensormap())
+            tensor = features.to_tensormap()
+            tensor.set_info("gplode", meta)
+            _metatensor().save(str(temporary), tensor)
+        os.replace(temporary, output)
     except OSError as error:
         raise DatasetError(f"{output}: cannot write ({error})") from error
+    finally:
+        temporary.unlink(missing_ok=True)
