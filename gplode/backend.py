@@ -55,8 +55,8 @@ class Backend:
         self.center_term = potential.center_term(basis)
         self._pair_functions = None
         #: radius of the summed k-sphere in Å⁻¹ (explicit ``k_cutoff``, or from ``accuracy``)
-        self.k_cutoff = hypers.k_cutoff if hypers.k_cutoff is not None else default_k_cutoff(
-            hypers.smearing, hypers.accuracy
+        self.k_cutoff = (
+            hypers.k_cutoff if hypers.k_cutoff is not None else default_k_cutoff(hypers.smearing, hypers.accuracy)
         )
 
     @staticmethod

@@ -27,7 +27,15 @@ from scipy import fft
 from .bspline import ORDERS
 from .kvectors import default_k_cutoff
 
-__all__ = ["SHELL_TOLERANCE", "KPoints", "MeshParameters", "choose_mesh", "fast_length", "round_shape", "selected_kpoints"]
+__all__ = [
+    "SHELL_TOLERANCE",
+    "KPoints",
+    "MeshParameters",
+    "choose_mesh",
+    "fast_length",
+    "round_shape",
+    "selected_kpoints",
+]
 
 #: the error estimate is applied with this safety factor (calibrated in the tests)
 _SAFETY = 2.0

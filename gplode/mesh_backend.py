@@ -217,7 +217,9 @@ class NumpyBackend(Backend):
         else:  # not held between batches: the free GPU memory sets the next batch's size
             workspace = direct_sum.Workspace(xp)
         vhat, radial = self.potential_spline, self.radial_spline
-        values = direct_sum.kspace_sum(systems, species, vhat, radial, k_cutoff, h.max_angular, n_radial, xp, real, workspace)
+        values = direct_sum.kspace_sum(
+            systems, species, vhat, radial, k_cutoff, h.max_angular, n_radial, xp, real, workspace
+        )
         return self.stages.to_host(values)
 
     def _mesh_route(self, systems, species, params: MeshParameters) -> np.ndarray:

@@ -25,8 +25,9 @@ from .direct_sum import kspace_sum, memory_bytes, sphere_shape
 
 __all__ = ["ReferenceBackend"]
 
-#: largest amount of work accepted, in (atom, k-vector, species, channel) terms: about an
-#: hour on two cores (≈ 0.5 ns each, measured)
+#: time per (atom, k-vector, species, channel) term of the exact sum, measured on two cores
+SECONDS_PER_TERM = 0.5e-9
+#: largest amount of work accepted, in such terms: over an hour
 MAX_WORK = 1e13
 
 
@@ -60,8 +61,8 @@ class ReferenceBackend(Backend):
             )
         if work > MAX_WORK:
             raise ValueError(
-                f"{what} has {work:.2g} terms (≳ {work / MAX_WORK:.0f} h): more than the reference backend's "
-                f"limit of {MAX_WORK:.0e}; use backend='numpy', or raise `accuracy` or `smearing`"
+                f"{what} has {work:.2g} terms (about {work * SECONDS_PER_TERM / 3600:.1f} h): more than the reference "
+                f"backend's limit of {MAX_WORK:.0e}; use backend='numpy', or raise `accuracy` or `smearing`"
             )
 
     def _kspace_part(self, systems, species):

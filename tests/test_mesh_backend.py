@@ -151,3 +151,19 @@ def test_mesh_meets_accuracy_when_smearing_is_large_against_the_cell(smearing, o
     exact = gplode.LodeCalculator(backend="reference", k_cutoff=k_cutoff, **hypers).compute(atoms).values
     values = calc.compute(atoms).values
     assert np.sqrt(np.mean((values - exact) ** 2) / np.mean(exact**2)) <= 1e-8
+
+
+@pytest.mark.parametrize("route", ["direct", "mesh"])
+def test_k_cutoff_is_honoured_by_the_mesh_backend(route):
+    """An explicit k_cutoff sets the summed sphere on every backend (it used to be ignored)."""
+    atoms = SYSTEMS["triclinic-3-species"]
+    hypers = dict(HYPERS, exponent=1.0, k_cutoff=2.5)
+    exact = gplode.LodeCalculator(backend="reference", **hypers).compute(atoms).values
+    default = gplode.LodeCalculator(backend="reference", **dict(hypers, k_cutoff=None)).compute(atoms).values
+    values = _calculator(route, accuracy=1e-9, **hypers).compute(atoms).values
+
+    def error(a, b):
+        return np.sqrt(np.mean((a - b) ** 2) / np.mean(b**2))
+
+    assert error(default, exact) > 1e-3  # the truncation is visible
+    assert error(values, exact) <= 1e-9

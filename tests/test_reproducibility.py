@@ -68,3 +68,21 @@ def test_threads_share_a_calculator():
         thread.join()
     for got, expected in zip(results, serial, strict=True):
         np.testing.assert_array_equal(got, expected)
+
+
+def test_cells_longer_than_the_spline_floor_get_exact_potentials():
+    """The v̂_p spline starts at K_FLOOR = 2π/10,000 Å⁻¹; a 12,000 Å cell has smaller |k|,
+    evaluated exactly, so the fast backend still matches the reference."""
+    from gplode.potentials import SmearedPowerLaw
+    from gplode.splines import K_FLOOR, PotentialSpline
+
+    potential = SmearedPowerLaw(2.5, 1.0)
+    spline = PotentialSpline(potential, K_FLOOR, 6.0)
+    k = np.array([0.3 * K_FLOOR, 0.9 * K_FLOOR, 2 * K_FLOOR, 1.0])
+    np.testing.assert_array_equal(spline(k)[:2], potential.kspace(k[:2]))
+    np.testing.assert_allclose(spline(k), potential.kspace(k), rtol=1e-13)
+    atoms = ase.Atoms("NaCl", positions=[[0, 0, 0], [1.5, 1.5, 5000.0]], cell=[3.0, 3.0, 12000.0], pbc=True)
+    hypers = dict(exponent=2.5, smearing=1.0, cutoff=2.0, max_radial=1, max_angular=1, accuracy=1e-8)
+    exact = gplode.LodeCalculator(backend="reference", **hypers).compute(atoms).values
+    fast = gplode.LodeCalculator(backend="numpy", **hypers).compute(atoms).values
+    assert np.sqrt(np.mean((fast - exact) ** 2) / np.mean(exact**2)) <= 1e-8

@@ -90,3 +90,36 @@ def test_selected_kpoints_and_mesh_choice():
     # a tighter accuracy never gives a coarser mesh
     finer = choose_mesh(cell, smearing=0.8, accuracy=1e-9, n_atoms=100)
     assert finer.n_points >= params.n_points
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_shell_on_the_sphere_is_dropped_whole(seed):
+    """k_c = π on a 4 Å cube lies exactly on the |m|² = 4 shell (k = 2π/4 · (±2, 0, 0), …):
+    in any orientation the whole shell is dropped, and a k_c a hair larger keeps all of it."""
+    from scipy.spatial.transform import Rotation
+
+    cell = Rotation.random(random_state=seed).apply(4.0 * np.eye(3))
+    shape = (16, 16, 16)
+
+    def count(k_cutoff):
+        points = selected_kpoints(cell[None], shape, k_cutoff)
+        m2 = np.sum(points.frequencies**2, axis=1)
+        return np.bincount(m2.astype(int), weights=np.where(points.frequencies[:, 2] > 0, 2, 1), minlength=6)
+
+    on_shell, beyond = count(np.pi), count(np.pi * (1 + 1e-8))
+    # full-sphere counts per |m|²: 6, 12, 8 vectors at 1, 2, 3; 6 at 4
+    np.testing.assert_array_equal(on_shell[:5], [0, 6, 12, 8, 0])
+    np.testing.assert_array_equal(beyond[:5], [0, 6, 12, 8, 6])
+
+
+def test_k_cutoff_on_a_shell_gives_the_features_of_the_open_sphere():
+    import ase
+
+    import gplode
+
+    atoms = ase.Atoms("NaCl", scaled_positions=[[0, 0, 0], [0.5, 0.4, 0.3]], cell=4.0 * np.eye(3), pbc=True)
+    atoms.rotate(31, (1, 2, 3), rotate_cell=True)
+    hypers = dict(exponent=1.0, smearing=0.5, cutoff=2.0, max_radial=2, max_angular=2, backend="reference")
+    on_shell = gplode.LodeCalculator(k_cutoff=np.pi, **hypers).compute(atoms).values
+    inside = gplode.LodeCalculator(k_cutoff=np.pi * (1 - 1e-6), **hypers).compute(atoms).values
+    np.testing.assert_array_equal(on_shell, inside)

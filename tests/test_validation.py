@@ -1,5 +1,6 @@
 """Bad input gets a clear error naming the problem."""
 
+import re
 import sys
 
 import ase
@@ -150,3 +151,31 @@ def test_coincident_atoms_in_free_space():
     atoms = ase.Atoms("H3", positions=[[0, 0, 0], [1, 0, 0], [0, 0, 0]])
     with pytest.raises(ValueError, match="atoms 0 and 2 are at the same position"):
         CALC.compute(atoms)
+
+
+def test_reference_refuses_a_huge_k_sum_before_allocating():
+    """A 1000 Å cell at accuracy 1e-6 has ~1.7e9 k-vectors: refused in a moment, with the GiB."""
+    import time
+
+    start = time.perf_counter()
+    big = ase.Atoms("NaCl", positions=[[0, 0, 0], [500, 500, 500]], cell=np.eye(3) * 1000.0, pbc=True)
+    with pytest.raises(
+        MemoryError, match=r"exact k-sum of a structure of 2 atoms .* needs about [\d.]+ GiB.*backend='numpy'"
+    ):
+        CALC.compute(big)
+    tiny_smearing = gplode.LodeCalculator(smearing=1e-3, max_radial=1, max_angular=1, backend="reference")
+    with pytest.raises(MemoryError, match="raise `accuracy` or `smearing`"):
+        tiny_smearing.compute(ase.build.bulk("NaCl", "rocksalt", a=5.64))
+    assert time.perf_counter() - start < 2.0
+
+
+def test_reference_refuses_hours_of_work(monkeypatch):
+    from gplode.reference import MAX_WORK, ReferenceBackend
+
+    monkeypatch.setattr(ReferenceBackend, "available_memory", staticmethod(lambda: 2**50))
+    rng = np.random.default_rng(0)
+    n = 20_000
+    crowd = ase.Atoms(f"Na{n}", positions=rng.uniform(0, 100, (n, 3)), cell=np.eye(3) * 100.0, pbc=True)
+    calc = gplode.LodeCalculator(max_radial=7, max_angular=6, backend="reference")
+    with pytest.raises(ValueError, match=re.escape(f"h): more than the reference backend's limit of {MAX_WORK:.0e}")):
+        calc.compute(crowd)
