@@ -121,12 +121,14 @@ def ewald_site_potentials(atoms, charges, tolerance_exponent: float = 7.0) -> np
         \phi_i = \sum_{j,T}{}' q_j \frac{\operatorname{erfc}(\alpha r)}{r}
         + \frac{4\pi}{\Omega}\sum_{k\ne0}\frac{e^{-k^2/4\alpha^2}}{k^2}
           \sum_j q_j\cos\big(k\cdot(r_i-r_j)\big) - \frac{2\alpha}{\sqrt\pi}q_i
+          - \frac{\pi Q}{\Omega\alpha^2}
 
-    for a neutral cell. Independent of gplode (point charges, its own lattice sums); both
-    truncations are at ``erfc(x)``/``e^{-x²}`` with x = ``tolerance_exponent``.
+    A charged cell (Q = Σ q_j ≠ 0) comes with a uniform neutralising background, and the
+    potential is the one whose cell average vanishes (the last term). Independent of gplode
+    (point charges, its own lattice sums); both truncations are at ``erfc(x)``/``e^{-x²}``
+    with x = ``tolerance_exponent``.
     """
     charges = np.asarray(charges, dtype=float)
-    assert abs(charges.sum()) < 1e-12, "Ewald sum written for neutral cells"
     cell = np.array(atoms.cell[:], dtype=float)
     pos = atoms.positions
     volume = abs(np.linalg.det(cell))
@@ -147,7 +149,7 @@ def ewald_site_potentials(atoms, charges, tolerance_exponent: float = 7.0) -> np
         phase = np.cos((pos[i] - pos) @ kvec.T)  # (n_atoms, n_k)
         phi[i] += 4.0 * np.pi / volume * np.sum(np.exp(-k2 / (4 * alpha**2)) / k2 * (charges @ phase))
         phi[i] -= 2.0 * alpha / np.sqrt(np.pi) * charges[i]
-    return phi
+    return phi - np.pi * charges.sum() / (volume * alpha**2)
 
 
 def water(center=(0.0, 0.0, 0.0)):

@@ -9,6 +9,7 @@ c. A molecule in a growing cubic box tends to the free molecule as L^{-p}, with 
 d. Exact invariances: rotation (real Wigner matrices), translation, permutation, supercell.
 """
 
+import ase
 import mpmath
 import numpy as np
 import pytest
@@ -103,6 +104,41 @@ def test_madelung_constant(name):
     # measured ≤ 1.7e-14 (NaCl, CsCl, zincblende, wurtzite); the neglected Gaussian overlap
     # (1e-14) and the k-sum truncation (accuracy 1e-13) allow 1e-11
     np.testing.assert_allclose(madelung_i, madelung, rtol=1e-11)
+
+
+@pytest.mark.parametrize("charges", [(1.0, -1.0), (1.0, 0.5), (-2.0, 0.0)])
+def test_charged_cell_offsets_against_point_charges_with_background(charges):
+    """p = 1, any total charge Q: the l = 0 features are the ball average of the smeared
+    potential without the k = 0 term. Against the point-charge potential with a uniform
+    neutralising background (zero cell average; an independent Ewald sum), they differ by
+    two analytic offsets (README, "Charged cells"): the k = 0 term of the smearing's
+    short-range difference, 2πσ²Q/Ω, and the background's quadratic potential averaged
+    over the ball of radius r₀, (2π/5)(Q/Ω)r₀²."""
+    sigma, r0 = 0.3, 1.0
+    cell = 8.0 * np.eye(3) + np.array([[0, 0.4, 0], [0, 0, 0.3], [0.2, 0, 0]])
+    scaled = np.array([[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]) + 0.01 * np.arange(12).reshape(4, 3)
+    atoms = ase.Atoms("NaNaNaCl", scaled_positions=scaled, cell=cell, pbc=True)
+    q = np.where(atoms.numbers == 11, *charges)
+    total, volume = q.sum(), atoms.get_volume()
+    calc = gplode.LodeCalculator(
+        exponent=1.0,
+        smearing=sigma,
+        cutoff=r0,
+        max_radial=0,
+        max_angular=0,
+        radial_basis="monomial",
+        center_atom_weight=0.0,
+        backend="reference",
+        accuracy=1e-13,
+    )
+    feats = calc.compute(atoms)
+    charge_of_type = np.array([dict(zip(atoms.numbers, q, strict=True))[z] for z in feats.neighbor_types])
+    average = (feats.values[:, :, 0, 0] @ charge_of_type) / np.sqrt(4 * np.pi * r0**3 / 3)
+    point = ewald_site_potentials(atoms, q, tolerance_exponent=8.0)
+    offsets = 2 * np.pi * sigma**2 * total / volume + 2 * np.pi / 5 * total / volume * r0**2
+    np.testing.assert_allclose(average, point + offsets, rtol=0, atol=1e-11)
+    if total != 0:
+        assert abs(offsets) > 1e-4  # the offsets are visible at this tolerance
 
 
 #: (l, m) of the n = 0 coefficients of Σ_a q_a V_a allowed by each site symmetry (l ≤ 3):
