@@ -5,8 +5,8 @@ Two models, one per page, usable from a script, a notebook or the tests:
 * :class:`DecayModel` — multipole decay of the LODE coefficients that one fragment (an atom,
   or half of an S22 dimer, or the second structure of a file) induces around a centre atom
   of another fragment, as a function of their separation d, against the asymptotic series
-  of SPEC §5 (channel l decays as :math:`d^{-(p+l)}`).
-* :class:`DatasetModel` — LODE power spectra (SPEC §6) of a set of structures, reduced to
+  of docs/conventions.md (channel l decays as :math:`d^{-(p+l)}`).
+* :class:`DatasetModel` — LODE power spectra (docs/conventions.md) of a set of structures, reduced to
   two dimensions by PCA, with per-structure properties to colour by.
 
 Only the public gplode API is used. Calculators are memoised by their hyper-parameters
@@ -179,7 +179,7 @@ def s22x5_dataset() -> tuple[list[ase.Atoms], list[str], dict[str, np.ndarray]]:
 
 @dataclass(frozen=True)
 class DecayCurves:
-    """|c_l|(d) of a fragment pair on a grid of separations (SPEC §5).
+    """|c_l|(d) of a fragment pair on a grid of separations (multipole series: docs/conventions.md).
 
     :ivar distances: separations d in Å, ``(n_d,)``
     :ivar norms: :math:`|c_l|(d) = (\\sum_{a,n,m} c_{anlm}^2)^{1/2}`, ``(n_d, L+1)``
@@ -225,7 +225,7 @@ class LodeSettings(param.Parameterized):
     smearing = param.Number(default=1.0, bounds=(0.0, None), softbounds=(0.1, 3.0), step=0.05,
                             doc="Gaussian width σ in Å.")
     radial_basis = param.Selector(default="monomial", objects=["gto", "monomial"], doc="""
-        Radial basis. Monomials r^(l+2n) are the generalised multipoles of SPEC §5.""")
+        Radial basis. Monomials r^(l+2n) are the generalised multipoles of the far-field series.""")
     cutoff = param.Number(default=3.0, bounds=(0.0, None), softbounds=(0.5, 8.0), step=0.1,
                           doc="Basis radius r0 in Å.")
     max_radial = param.Integer(default=3, bounds=(0, 20), softbounds=(0, 10), doc="Largest n (inclusive).")
@@ -341,7 +341,7 @@ class DecayModel(LodeSettings):
     # --- computations ---------------------------------------------------------------------
 
     def compute_curves(self) -> DecayCurves:
-        """|c_l|(d) on the separation grid, with the SPEC §5 series and the fitted slopes.
+        """|c_l|(d) on the separation grid, with the multipole series (docs/conventions.md) and the fitted slopes.
 
         :raises ValueError, TypeError, OSError: for bad settings or files
         """
@@ -459,7 +459,7 @@ def _pca(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class DatasetModel(LodeSettings):
     """LODE invariants of a set of structures, mapped to 2D by PCA.
 
-    Each structure is described by the power spectrum (SPEC §6) averaged over its atoms;
+    Each structure is described by the power spectrum (docs/conventions.md) averaged over its atoms;
     the map is the PCA of these vectors after standardising each column. ``compute`` runs
     in batches and reports progress, so a GUI can show it.
     """

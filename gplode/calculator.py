@@ -1,4 +1,4 @@
-"""The public entry point: :class:`LodeCalculator` (SPEC §4)."""
+"""The public entry point: :class:`LodeCalculator` (docs/conventions.md)."""
 
 from __future__ import annotations
 

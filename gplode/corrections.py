@@ -1,4 +1,4 @@
-r"""The two analytic terms every periodic backend adds to its k ≠ 0 sum (SPEC §3).
+r"""The two analytic terms every periodic backend adds to its k ≠ 0 sum (docs/conventions.md).
 
 .. math::
 

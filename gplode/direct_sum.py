@@ -1,4 +1,4 @@
-r"""The direct k-space sum of periodic systems, batched over structures (SPEC §3).
+r"""The direct k-space sum of periodic systems, batched over structures (docs/conventions.md).
 
 .. math::
 

@@ -1,4 +1,5 @@
-r"""The result of :meth:`gplode.LodeCalculator.compute`: coefficients and their labels (SPEC §4)."""
+r"""The result of :meth:`gplode.LodeCalculator.compute`: coefficients and their labels
+(layout: docs/conventions.md)."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ class Features:
         return self.values[:, :, l * l : (l + 1) ** 2, :]
 
     def power_spectrum(self) -> np.ndarray:
-        r"""Rotation invariants (SPEC §6).
+        r"""Rotation invariants (docs/conventions.md).
 
         .. math::
 

@@ -1,4 +1,4 @@
-"""The calculator's hyper-parameters: one frozen, validated object (SPEC §4).
+"""The calculator's hyper-parameters: one frozen, validated object (docs/conventions.md).
 
 It round-trips through a plain dict (:meth:`LodeHypers.to_dict` /
 :meth:`LodeHypers.from_dict`) for the CLI, the app, stored outputs and cache keys.

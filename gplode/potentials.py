@@ -1,4 +1,4 @@
-r"""Smeared power-law potential of one atom, in real and reciprocal space (SPEC §1).
+r"""Smeared power-law potential of one atom, in real and reciprocal space (docs/conventions.md).
 
 The potential object owns every formula about the potential: :math:`v_p(r)`,
 :math:`\hat v_p(k)`, the k = 0 rule and the centre-atom term. Backends call it and never

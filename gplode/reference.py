@@ -1,6 +1,6 @@
 r"""The exact reference backend: reciprocal-space sum (periodic) and pair sum (free space).
 
-Periodic systems (SPEC §3):
+Periodic systems (docs/conventions.md):
 
 .. math::
 

@@ -4,7 +4,7 @@ Everything here is vectorised NumPy/SciPy in float64. The two functions the rest
 the package needs are
 
 * :func:`lower_gamma_ratio` :math:`\gamma(a, x) / x^a`, the real-space profile of the
-  smeared potential (SPEC §1), finite and accurate at :math:`x = 0`;
+  smeared potential (docs/conventions.md), finite and accurate at :math:`x = 0`;
 * :func:`expint_nu` the generalised exponential integral
   :math:`E_\nu(y) = \int_1^\infty e^{-yt} t^{-\nu} dt = y^{\nu-1}\Gamma(1-\nu, y)`, which
   carries the reciprocal-space kernel for *every* real exponent, including the

@@ -1,4 +1,4 @@
-r"""Real spherical harmonics in the SPEC §3 convention.
+r"""Real spherical harmonics, orthonormal, without the Condon–Shortley phase (docs/conventions.md).
 
 Orthonormal on the unit sphere, no Condon–Shortley phase, ``m = -l..l`` with
 ``m > 0`` ∝ cos(mφ) and ``m < 0`` ∝ sin(|m|φ):

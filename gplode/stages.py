@@ -1,4 +1,4 @@
-r"""The mesh pipeline's stages, NumPy implementations (SPEC §3, periodic closed form).
+r"""The mesh pipeline's stages, NumPy implementations (docs/conventions.md, periodic closed form).
 
 Each stage is a plain function with a documented array contract; the GPU launchers in
 ``gplode.kernels`` have the same signatures. The chain, for one periodic system:
