@@ -53,8 +53,9 @@ from .systems import as_systems
 __all__ = ["DatasetError", "FeatureStore", "featurize_dataset", "load_features"]
 
 FORMAT = "gplode-features/2"
-#: files up to this size are hashed whole; larger ones by their first and last MiB
-WHOLE_FILE_HASH_LIMIT = 2 * 2**20
+#: input files up to twice this size (bytes) are hashed whole; larger ones by their first
+#: and last ``HASH_BLOCK`` bytes
+HASH_BLOCK = 2**20
 #: two atoms closer than this (Å, periodic images included) are coincident: an invalid structure
 COINCIDENT_DISTANCE = 1e-6
 #: metadata keys that describe how features were computed (everything but the inputs)
@@ -131,11 +132,11 @@ def _file_record(path: str) -> dict:
     stat = os.stat(path)
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        if stat.st_size <= WHOLE_FILE_HASH_LIMIT:
+        if stat.st_size <= 2 * HASH_BLOCK:
             digest.update(handle.read())
         else:
-            digest.update(handle.read(2**20))
-            handle.seek(-(2**20), os.SEEK_END)
+            digest.update(handle.read(HASH_BLOCK))
+            handle.seek(-HASH_BLOCK, os.SEEK_END)
             digest.update(handle.read())
     return {"path": os.path.abspath(path), "size": stat.st_size, "mtime": stat.st_mtime, "sha256": digest.hexdigest()}
 
@@ -252,14 +253,18 @@ def _invalid(atoms) -> str | None:
     return None
 
 
+#: what :meth:`LodeCalculator.compute` raises for a structure it refuses (e.g. one too large
+#: for the memory, or for the reference backend's work limit)
+_REFUSALS = (ValueError, TypeError, MemoryError)
+
+
 def _refused(calculator: LodeCalculator, batch) -> list[tuple[int, str, str]]:
-    """The structures of ``batch`` that ``calculator`` refuses on their own (e.g. a species
-    not in ``neighbor_types``): ``(index, where, reason)``."""
+    """The structures of ``batch`` that ``calculator`` refuses on their own: ``(index, where, reason)``."""
     refused = []
     for index, where, atoms in batch:
         try:
             calculator.compute(atoms)
-        except (ValueError, TypeError) as error:
+        except _REFUSALS as error:
             refused.append((index, where, _reason(error)))
     return refused
 
@@ -295,7 +300,7 @@ def featurize_chunk(batch, calculator: LodeCalculator, invariants: bool, skip_ba
 
     A structure is invalid when :func:`gplode.systems.as_systems` refuses it, when two of
     its atoms coincide (:func:`coincident_atoms`) or when the calculator refuses it on its
-    own (e.g. a species not in ``neighbor_types``). Invalid structures raise
+    own (e.g. too large for the memory). Invalid structures raise
     :class:`DatasetError` naming the file and index, or with ``skip_bad`` are listed in
     ``skipped`` as ``[global_index, message]``.
     """
@@ -316,7 +321,7 @@ def featurize_chunk(batch, calculator: LodeCalculator, invariants: bool, skip_ba
     while good and feats is None:
         try:
             feats = calculator.compute([atoms for _, _, atoms in good])
-        except (ValueError, TypeError) as error:
+        except _REFUSALS as error:
             refused = _refused(calculator, good)
             if not refused:  # a problem of the batch as a whole, not of one structure
                 raise DatasetError(f"structures {good[0][0]}..{good[-1][0]} (0-based): {error}") from error
@@ -659,6 +664,7 @@ class Progress:
         self.total, self.quiet = total, quiet
         self.structures = self.atoms = 0
         self.start = self._last = time.perf_counter()
+        self._shown = False
 
     def update(self, structures: int, atoms: int) -> None:
         self.structures += structures
@@ -675,9 +681,11 @@ class Progress:
             text += f"/{self.total} structures ({100 * self.structures / self.total:.0f} %), ETA {eta:.0f} s"
         text += f", {rate:.1f} structures/s, {self.atoms / elapsed:.0f} atoms/s"
         print(text, end="", file=sys.stderr, flush=True)
+        self._shown = True
 
     def close(self) -> None:
-        if not self.quiet:
+        """End the progress line (if one was shown)."""
+        if self._shown:
             print(file=sys.stderr, flush=True)
 
 
@@ -776,18 +784,20 @@ def featurize_dataset(
     summary = {"structures": inputs["n_structures"], "stored": 0, "skipped": 0, "atoms": 0}
     summary.update(chunks_written=0, chunks_resumed=0)
     batches = _batches(iter_frames(sources), batch_size)
-    if kind == ".zarr":
-        _featurize_into_store(batches, calculator, output, metadata, skip_bad, client, progress, summary)
-    else:
-        if Path(output).exists():
-            _check_same_origin(output, _read_single_file(output)[0], metadata, "file")
-        results = []
-        for _, batch in batches:
-            results.append(featurize_chunk(batch, calculator, invariants, skip_bad))
-            _count(summary, progress, *_chunk_summary(batch, results[-1]))
-            summary["chunks_written"] += 1
-        _write_single_file(output, kind, results, calculator, metadata)
-    progress.close()
+    try:
+        if kind == ".zarr":
+            _featurize_into_store(batches, calculator, output, metadata, skip_bad, client, progress, summary)
+        else:
+            if Path(output).exists():
+                _check_same_origin(output, _read_single_file(output)[0], metadata, "file")
+            results = []
+            for _, batch in batches:
+                results.append(featurize_chunk(batch, calculator, invariants, skip_bad))
+                _count(summary, progress, *_chunk_summary(batch, results[-1]))
+                summary["chunks_written"] += 1
+            _write_single_file(output, kind, results, calculator, metadata)
+    finally:
+        progress.close()  # ends the progress line, also before an error message
     summary["seconds"] = time.perf_counter() - start
     return summary
 

@@ -215,21 +215,27 @@ def test_unreadable_inputs(tmp_path):
         featurize_dataset(_frames(2), calc, tmp_path / "o.txt")
 
 
-def test_species_absent_from_neighbor_types(tmp_path):
-    frames = _frames(2) + [ase.build.bulk("KCl", "rocksalt", a=6.3)] + _frames(2)
-    path = tmp_path / "mixed.extxyz"
+def test_structures_the_calculator_refuses_are_named_and_skippable(tmp_path):
+    """A structure that compute() refuses on its own (here: marked) is located in its chunk."""
+    frames = _frames(5)
+    frames[2].info["refuse"] = True
+    path = tmp_path / "marked.extxyz"
     ase.io.write(path, frames)
-    calc = gplode.LodeCalculator(neighbor_types=[11, 17], **HYPERS)
-    with pytest.raises(
-        DatasetError,
-        match=r"^file .*mixed.extxyz, structure 2 \(0-based\): .*atomic numbers \[19\] that are not in neighbor_types",
-    ):
+    calc = gplode.LodeCalculator(neighbor_types=[11, 17], **HYPERS)  # used as given (not rebuilt)
+    compute = calc.compute
+
+    def refusing(batch):
+        if any(atoms.info.get("refuse") for atoms in ([batch] if isinstance(batch, ase.Atoms) else batch)):
+            raise MemoryError("frame 0: needs about 9 GiB, more than the 8 GiB available")
+        return compute(batch)
+
+    calc.compute = refusing
+    with pytest.raises(DatasetError, match=r"^file .*marked.extxyz, structure 2 \(0-based\): needs about 9 GiB"):
         featurize_dataset(path, calc, tmp_path / "o.zarr", batch_size=5)
-    # --skip-bad skips it and keeps the other structures of its chunk
     summary = featurize_dataset(path, calc, tmp_path / "o.zarr", batch_size=5, skip_bad=True)
     assert summary["stored"] == 4 and summary["skipped"] == 1
     features, skipped = load_features(tmp_path / "o.zarr")
-    assert [index for index, _ in skipped] == [2] and "mixed.extxyz, structure 2" in skipped[0][1]
+    assert skipped == [[2, f"file {path}, structure 2 (0-based): needs about 9 GiB, more than the 8 GiB available"]]
     np.testing.assert_array_equal(np.unique(features.system), [0, 1, 3, 4])
 
 
