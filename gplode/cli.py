@@ -83,7 +83,9 @@ def _load_config(path: str) -> dict:
         try:
             config = json.loads(text)
         except json.JSONDecodeError as error:
-            raise ValueError(f"config {path}: invalid JSON at line {error.lineno}, column {error.colno} ({error.msg})") from None
+            raise ValueError(
+                f"config {path}: invalid JSON at line {error.lineno}, column {error.colno} ({error.msg})"
+            ) from None
     if not isinstance(config, dict):
         raise ValueError(f"config {path}: must be a table of hyper-parameters, got {type(config).__name__}")
     allowed = _hyper_defaults()
@@ -182,7 +184,9 @@ def _dask_client(args):
     try:
         from dask.distributed import Client, LocalCluster
     except ImportError as error:
-        raise ImportError(f"--dask and --dask-local need the dask extra ({error}): pip install 'gplode[dask]'") from None
+        raise ImportError(
+            f"--dask and --dask-local need the dask extra ({error}): pip install 'gplode[dask]'"
+        ) from None
     if args.dask:
         return Client(args.dask)
     if _dask_cuda_available():

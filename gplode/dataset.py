@@ -31,7 +31,6 @@ made with other settings or inputs is not overwritten.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import hashlib
 import json
@@ -178,7 +177,7 @@ def _input_differences(old: dict, new: dict) -> list[str]:
     elif old_files is not None:
         if len(old_files) != len(new_files):
             differences.append(f"{len(old_files)} → {len(new_files)} input files")
-        for before, after in zip(old_files, new_files):
+        for before, after in zip(old_files, new_files, strict=False):  # a count change is named above
             if before["path"] != after["path"]:
                 differences.append(f"input file {before['path']} → {after['path']}")
             elif before["size"] != after["size"]:
@@ -192,13 +191,27 @@ def _input_differences(old: dict, new: dict) -> list[str]:
     return differences
 
 
+def _setting_differences(old: dict, new: dict) -> list[str]:
+    """What differs between the settings of two metadata dicts, hyper-parameters one by one."""
+    differences = []
+    for key in SETTINGS:
+        before, after = old.get(key), json.loads(json.dumps(new.get(key)))
+        if isinstance(before, dict) and isinstance(after, dict):
+            names = sorted(set(before) | set(after))
+            differences += [
+                f"{key}.{k} {before.get(k)!r} → {after.get(k)!r}" for k in names if before.get(k) != after.get(k)
+            ]
+        elif before != after:
+            differences.append(f"{key} {before!r} → {after!r}")
+    return differences
+
+
 def _check_same_origin(path: str, existing: dict, metadata: dict, what: str) -> None:
     """Refuse to add to (or replace) an output made with other settings or inputs."""
-    existing = dict(existing)
-    changed = sorted(k for k in SETTINGS if existing.get(k) != json.loads(json.dumps(metadata.get(k))))
-    if changed:
+    differences = _setting_differences(existing, metadata)
+    if differences:
         raise DatasetError(
-            f"{path}: existing {what} was written with different settings ({', '.join(changed)}); "
+            f"{path}: existing {what} was written with different settings ({'; '.join(differences)}); "
             "use a new output path or the same settings"
         )
     differences = _input_differences(existing.get("inputs", {}), metadata["inputs"])
@@ -444,6 +457,8 @@ class FeatureStore:
         try:
             self._start_run(zarr, metadata)
         except BaseException:
+            if self.created:
+                shutil.rmtree(self.path, ignore_errors=True)
             self.close()
             raise
 
@@ -851,9 +866,7 @@ def _run_on_dask(client, pending, metadata, output, skip_bad, progress, summary)
 
     for index, batch in pending:
         futures.add(
-            client.submit(
-                _dask_task, index, batch, hypers_json, output, metadata["invariants"], skip_bad, pure=False
-            )
+            client.submit(_dask_task, index, batch, hypers_json, output, metadata["invariants"], skip_bad, pure=False)
         )
         in_flight += 1
         while in_flight >= window:

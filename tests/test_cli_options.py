@@ -73,13 +73,16 @@ def test_config_errors_name_the_file_and_the_key(tmp_path, capsys, name, text, m
 
 
 def test_missing_config_file(tmp_path, capsys):
-    assert "cannot be read (No such file or directory)" in _error(capsys, ["demo", "--config", str(tmp_path / "a.json")])
+    assert "cannot be read (No such file or directory)" in _error(
+        capsys, ["demo", "--config", str(tmp_path / "a.json")]
+    )
 
 
 @pytest.mark.parametrize("value", ["0", "-1"])
 def test_dask_local_needs_a_positive_worker_count(tmp_path, capsys, value):
-    err = _error(capsys, ["featurize", str(tmp_path / "never-read.xyz"), "-o", str(tmp_path / "o.zarr"),
-                          "--dask-local", value])  # fmt: skip
+    err = _error(
+        capsys, ["featurize", str(tmp_path / "never-read.xyz"), "-o", str(tmp_path / "o.zarr"), "--dask-local", value]
+    )
     assert err == f"--dask-local needs N >= 1 worker processes, got {value}"
     err = _error(capsys, ["featurize", "x.xyz", "-o", "o.zarr", "--dask", "tcp://h:1", "--dask-local", "2"])
     assert err == "use either --dask ADDRESS or --dask-local N, not both"
@@ -154,8 +157,13 @@ def test_bench_quick_writes_quick_results_and_prints_the_table(tmp_path, monkeyp
     monkeypatch.setattr(
         bench_cpu,
         "run_isolated",
-        lambda module, function, kwargs: {"seconds": 0.5, "spread": 0.0, "rms_error": 1e-6, "max_error": 1e-5,
-                                          "peak_rss_gib": 0.1},  # fmt: skip
+        lambda module, function, kwargs: {
+            "seconds": 0.5,
+            "spread": 0.0,
+            "rms_error": 1e-6,
+            "max_error": 1e-5,
+            "peak_rss_gib": 0.1,
+        },
     )
     monkeypatch.setattr(sys, "argv", ["bench_cpu.py", "--quick"])
     bench_cpu.main()

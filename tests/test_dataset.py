@@ -80,9 +80,9 @@ def test_mismatched_settings_are_refused(dataset, tmp_path):
     path, _ = dataset
     featurize_dataset(path, gplode.LodeCalculator(**HYPERS), tmp_path / "out.zarr", batch_size=5)
     other = gplode.LodeCalculator(**dict(HYPERS, exponent=6.0))
-    with pytest.raises(DatasetError, match=r"different settings \(hypers\)"):
+    with pytest.raises(DatasetError, match=r"different settings \(hypers.exponent 1.0 → 6.0\); use a new"):
         featurize_dataset(path, other, tmp_path / "out.zarr", batch_size=5)
-    with pytest.raises(DatasetError, match="batch_size"):
+    with pytest.raises(DatasetError, match=r"different settings \(batch_size 5 → 4\)"):
         featurize_dataset(path, gplode.LodeCalculator(**HYPERS), tmp_path / "out.zarr", batch_size=4)
 
 

@@ -27,8 +27,24 @@ def _run(inputs, output, **kwargs):
 
 
 def _command(path, output, *extra):
-    return [sys.executable, "-m", "gplode.cli", "featurize", str(path), "-o", str(output), "--batch-size", "4",
-            "--max-radial", "3", "--max-angular", "3", "--accuracy", "1e-6", *extra]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "gplode.cli",
+        "featurize",
+        str(path),
+        "-o",
+        str(output),
+        "--batch-size",
+        "4",
+        "--max-radial",
+        "3",
+        "--max-angular",
+        "3",
+        "--accuracy",
+        "1e-6",
+        *extra,
+    ]
 
 
 def _wait_for_chunks(store, count, process, timeout=120):
@@ -49,7 +65,9 @@ def test_second_writer_is_refused_while_a_run_holds_the_store(tmp_path):
     _run(_frames(6), out)
     holder = FeatureStore(out, FeatureStore(out).metadata)  # what a running featurize holds
     try:
-        with pytest.raises(DatasetError, match=rf"out.zarr: store is being written by another run \(pid {os.getpid()}\)"):
+        with pytest.raises(
+            DatasetError, match=rf"out.zarr: store is being written by another run \(pid {os.getpid()}\)"
+        ):
             _run(_frames(6), out)
         with pytest.raises(DatasetError, match="out.zarr: store is being written by another run"):
             _run(_frames(6), out, batch_size=3)  # refused before the settings are compared
@@ -70,8 +88,10 @@ def test_concurrent_writers_in_two_processes(tmp_path):
     finally:
         assert first.wait(timeout=300) == 0
     assert second.returncode == 2
-    assert second.stderr == f"gplode: error: {out}: store is being written by another run (pid {first.pid}); " \
-        "wait for it to finish or use another output path\n"  # fmt: skip
+    assert (
+        second.stderr == f"gplode: error: {out}: store is being written by another run (pid {first.pid}); "
+        "wait for it to finish or use another output path\n"
+    )
     features, _ = load_features(out)  # complete, and all of the first run's
     np.testing.assert_array_equal(np.unique(features.system), np.arange(320))
 
@@ -100,7 +120,9 @@ def test_interrupted_store_being_written_says_so(tmp_path):
     root[FeatureStore.chunk_name(2)].attrs["complete"] = False
     holder = FeatureStore(out, FeatureStore(out).metadata)
     try:
-        with pytest.raises(DatasetError, match=r"incomplete \(2 of 3 chunks, 10 of 12 structures\) and is being written"):
+        with pytest.raises(
+            DatasetError, match=r"incomplete \(2 of 3 chunks, 10 of 12 structures\) and is being written"
+        ):
             load_features(out)
     finally:
         holder.close()
@@ -147,7 +169,9 @@ def test_npz_is_not_overwritten_with_other_settings_or_inputs(tmp_path):
     out = tmp_path / "out.npz"
     _run(_frames(6), out)
     written = out.read_bytes()
-    with pytest.raises(DatasetError, match=r"out.npz: existing file was written with different settings \(hypers\)"):
+    with pytest.raises(
+        DatasetError, match=r"out.npz: existing file was written with different settings \(hypers.exponent 1.0 → 2.0\)"
+    ):
         featurize_dataset(_frames(6), gplode.LodeCalculator(**dict(HYPERS, exponent=2.0)), out, batch_size=5)
     with pytest.raises(DatasetError, match=r"out.npz: existing file was made from different inputs \(6 → 7 structures"):
         _run(_frames(7), out)
@@ -214,10 +238,21 @@ def test_npz_and_mts_load_like_the_store(tmp_path, dtype):
     [
         (lambda: ase.Atoms("NaClNa", positions=[[0, 0, 0], [1, 1, 1], [0, 0, 0]]), (0, 2)),  # free space
         # periodic: the same position modulo the lattice, in a skewed cell, up to round-off
-        (lambda: ase.Atoms("NaCl", positions=[[0.1, 0, 0], [5.1 + 1.5, 3.9, 1e-12]],
-                           cell=[[5, 0, 0], [1.5, 3.9, 0], [0, 0.7, 4.2]], pbc=True), (0, 1)),  # fmt: skip
-        (lambda: ase.Atoms("NaClCl", positions=[[0, 0, 0], [2, 2, 2], [4 - 1e-9, 4, 0]], cell=np.eye(3) * 4, pbc=True),
-         (0, 2)),  # fmt: skip
+        (
+            lambda: ase.Atoms(
+                "NaCl",
+                positions=[[0.1, 0, 0], [5.1 + 1.5, 3.9, 1e-12]],
+                cell=[[5, 0, 0], [1.5, 3.9, 0], [0, 0.7, 4.2]],
+                pbc=True,
+            ),
+            (0, 1),
+        ),
+        (
+            lambda: ase.Atoms(
+                "NaClCl", positions=[[0, 0, 0], [2, 2, 2], [4 - 1e-9, 4, 0]], cell=np.eye(3) * 4, pbc=True
+            ),
+            (0, 2),
+        ),
     ],
 )
 def test_coincident_atoms_are_invalid_structures(tmp_path, build, pair):
