@@ -62,7 +62,7 @@ def _one_mesh(calc, frames):
     return {calc._backend.mesh_parameters(s.cell, s.n_atoms) for s in as_systems(frames)}
 
 
-@pytest.mark.parametrize("stages", ["numpy", "triton"])
+@pytest.mark.parametrize("stages", ["numpy", pytest.param("triton", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("p", [1.0, 6.0])
 def test_batch_equals_one_structure_at_a_time(stages, p):
     frames = _family(6, seed=int(p))

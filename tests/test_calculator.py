@@ -138,6 +138,7 @@ def test_repr_and_backend_name():
     assert "Features(n_atoms=2" in repr(calc.compute(ase.build.bulk("NaCl", "rocksalt", a=5.64)))
 
 
+@pytest.mark.slow
 def test_features_continuous_across_p3():
     """k ≠ 0 part and free-space features are continuous at p = 3; only the k = 0 term
     (kept for p > 3) jumps, as 1/(p − 3), because the lattice sum itself diverges there."""

@@ -56,8 +56,8 @@ def _calculator(route, **kwargs):
 
 @pytest.mark.parametrize("route", ["mesh", "direct"])
 @pytest.mark.parametrize("name", list(SYSTEMS))
-@pytest.mark.parametrize("p", EXPONENTS)
-@pytest.mark.parametrize("basis", BASES)
+@pytest.mark.parametrize("p", [p if p in (1.0, 4.5) else pytest.param(p, marks=pytest.mark.slow) for p in EXPONENTS])
+@pytest.mark.parametrize("basis", ["gto", pytest.param("monomial", marks=pytest.mark.slow)])
 def test_accuracy_against_reference(route, name, p, basis):
     exact = _exact(name, p, basis)
     rms = np.sqrt(np.mean(exact**2))
@@ -91,6 +91,7 @@ def test_rotation_equivariance(p):
     np.testing.assert_allclose(ps_rotated, ps, atol=1e-6 * np.abs(ps).max())
 
 
+@pytest.mark.slow
 def test_free_space_uses_the_pair_sum():
     molecule = ase.build.molecule("CH3CH2OH")
     hypers = dict(exponent=1.0, **HYPERS)

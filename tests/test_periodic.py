@@ -229,9 +229,9 @@ def _real_space_lattice_sum(atoms, calc, radius, width):
 #: 5e-5 … 1.2e-10 for p = 4.5, whose slower tail makes the remainder larger); at
 #: R = 30 Å, W = 5 Å the tolerances leave a 100× margin.
 LATTICE_SUM_CASES = [
-    (6.0, "gto", 1e-10),
-    (6.0, "monomial", 1e-10),
-    (4.5, "gto", 1e-8),
+    pytest.param(6.0, "gto", 1e-10, marks=pytest.mark.slow),
+    pytest.param(6.0, "monomial", 1e-10, marks=pytest.mark.slow),
+    pytest.param(4.5, "gto", 1e-8, marks=pytest.mark.slow),
     (4.5, "monomial", 1e-8),
 ]
 
@@ -288,6 +288,7 @@ def test_cubic_lattice_zeta_known_value():
     assert abs(_cubic_lattice_zeta(6.0) - 8.4019239748275) < 1e-12
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("radial_basis", BASES)
 @pytest.mark.parametrize("p", [6.0, 4.5])
 def test_molecule_in_box_tends_to_free_space(p, radial_basis):
