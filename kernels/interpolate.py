@@ -41,6 +41,25 @@ def _interpolate_kernel(
     tl.store(out_ptr + mesh * n_atoms + atoms, accumulator, mask=atom_mask)
 
 
+def compile_variants(block_atoms: int = 32, block_stencil: int = 64):
+    """``(kernel, signature, constexprs)`` of every specialisation :func:`interpolate`
+    launches (float32 and float64, every B-spline order), for ahead-of-time compilation checks."""
+    from gplode.bspline import ORDERS
+
+    for real in ("fp32", "fp64"):
+        for order in ORDERS:
+            signature = {"meshes_ptr": f"*{real}", "indices_ptr": "*i64", "weights_ptr": f"*{real}"}
+            signature.update(out_ptr=f"*{real}", n_atoms="i64", n_points="i64")
+            signature.update(dict.fromkeys(("STENCIL", "BLOCK_ATOMS", "BLOCK_STENCIL"), "constexpr"))
+            stencil = order**3
+            constexprs = {
+                "STENCIL": stencil,
+                "BLOCK_ATOMS": block_atoms,
+                "BLOCK_STENCIL": min(block_stencil, triton.next_power_of_2(stencil)),
+            }
+            yield _interpolate_kernel, signature, constexprs
+
+
 def interpolate(meshes, indices, weights, xp, block_atoms: int = 32, block_stencil: int = 64):
     """Values of ``meshes`` ``(n_meshes, M1, M2, M3)`` at the atoms: ``(n_meshes, n_atoms)``."""
     if meshes.dtype != weights.dtype:  # the compiled kernel accumulates in one type

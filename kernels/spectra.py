@@ -44,6 +44,16 @@ def _channel_spectra_kernel(
     tl.store(out + 1, (phase_re * pre_im + phase_im * pre_re) * scale, mask=inside)
 
 
+def compile_variants(block: int = 1024):
+    """``(kernel, signature, constexprs)`` of every specialisation :func:`channel_spectra_into`
+    launches (float32 and float64), for ahead-of-time compilation checks."""
+    for real in ("fp32", "fp64"):
+        signature = dict.fromkeys(("prefactor_ptr", "ylm_ptr", "radial_ptr"), f"*{real}")
+        signature.update(selected_ptr="*i64", batch_ptr=f"*{real}", n_k="i64", n_radial="i64", n_half="i64")
+        signature.update(phase_re="fp64", phase_im="fp64", BLOCK="constexpr")
+        yield _channel_spectra_kernel, signature, {"BLOCK": block}
+
+
 def channel_spectra_into(batch, selected, prefactor, radial, ylm, l: int, xp, block: int = 1024):
     """Fill ``batch[:, selected]`` (complex ``(n_radial, n_half)``) with the channel's spectra."""
     n_radial, n_half = batch.shape

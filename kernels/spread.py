@@ -35,6 +35,15 @@ def _spread_kernel(
     tl.atomic_add(mesh_ptr + kind * n_points + index, weight, mask=valid)
 
 
+def compile_variants(block: int = 1024):
+    """``(kernel, signature, constexprs)`` of every specialisation :func:`spread` launches
+    (float32 and float64 weights), for ahead-of-time compilation checks."""
+    for real in ("fp32", "fp64"):
+        signature = {"indices_ptr": "*i64", "weights_ptr": f"*{real}", "kind_ptr": "*i64", "mesh_ptr": f"*{real}"}
+        signature.update(dict.fromkeys(("n_entries", "stencil", "n_points", "n_species"), "i64"), BLOCK="constexpr")
+        yield _spread_kernel, signature, {"BLOCK": block}
+
+
 def spread(indices, weights, species_index, n_species: int, shape, xp, block: int = 1024):
     """Per-species density meshes ``(n_species, *shape)`` (see :func:`gplode.stages.spread`).
 
