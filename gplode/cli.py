@@ -247,7 +247,13 @@ def main(argv=None) -> int:
     feat.add_argument("inputs", nargs="+", help="input files (extxyz, ASE db, …), read lazily")
     feat.add_argument("-o", "--output", required=True, help="output: DIR.zarr (resumable), FILE.npz or FILE.mts")
     _add_hyper_arguments(feat, {})
-    feat.add_argument("--neighbor-types", type=int, nargs="+", help="atomic numbers (default: all in the inputs)")
+    feat.add_argument(
+        "--neighbor-types",
+        type=int,
+        nargs="+",
+        help="neighbour species, atomic numbers (default: all in the inputs); atoms of other species are "
+        "centres but no one's neighbours",
+    )
     feat.add_argument("--invariants", action="store_true", help="also store per-atom power spectra (not in .mts)")
     feat.add_argument(
         "--batch-size", type=int, default=None, help="structures per chunk (default 100 on a CPU, 2000 on a GPU)"
