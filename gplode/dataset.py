@@ -626,20 +626,21 @@ def load_features(path, *, partial: bool = False, power_spectrum: bool = False):
 
 def _read_single_file(path: str) -> tuple[dict, dict]:
     """Metadata and arrays of a ``.npz`` or ``.mts`` output (:class:`DatasetError` if it is not one)."""
+    kind = Path(path).suffix
+    if kind not in (".npz", ".mts"):
+        raise DatasetError(f"{path}: not a feature output (.zarr directory, .npz or .mts file)")
+    metatensor = _metatensor() if kind == ".mts" else None
+    damaged = (OSError, ValueError, KeyError, TypeError) + ((metatensor.MetatensorError,) if metatensor else ())
     try:
-        if path.endswith(".mts"):
-            tensor = _metatensor().load(path)
+        if metatensor:
+            tensor = metatensor.load(path)
             meta = json.loads(tensor.info()["gplode"])
             arrays = _arrays_from_tensormap(tensor, meta)
-        elif path.endswith(".npz"):
+        else:
             with np.load(path) as data:
                 arrays = {name: data[name] for name in data.files if name not in ("metadata", "neighbor_types")}
                 meta = json.loads(str(data["metadata"]))
-        else:
-            raise DatasetError(f"{path}: not a feature output (.zarr directory, .npz or .mts file)")
-    except (OSError, ValueError, KeyError, TypeError) as error:  # not ours, or damaged
-        if isinstance(error, DatasetError):
-            raise
+    except damaged as error:  # not ours, or damaged
         raise DatasetError(f"{path}: not a gplode feature file ({type(error).__name__}: {error})") from error
     if meta.get("format") != FORMAT:
         raise DatasetError(f"{path}: feature file format {meta.get('format')!r} is not {FORMAT!r}")

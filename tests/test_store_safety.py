@@ -180,8 +180,15 @@ def test_npz_is_not_overwritten_with_other_settings_or_inputs(tmp_path):
     assert _run(_frames(6), out)["stored"] == 6  # the same settings and inputs: written again
     foreign = tmp_path / "foreign.npz"
     np.savez(foreign, values=np.zeros(3))
-    with pytest.raises(DatasetError, match="foreign.npz: not a gplode feature file"):
+    with pytest.raises(DatasetError, match=r"foreign.npz: not a gplode feature file \(KeyError"):
         _run(_frames(6), foreign)
+    import_peer("metatensor")
+    (tmp_path / "foreign.mts").write_text("not a TensorMap")
+    with pytest.raises(DatasetError, match=r"foreign.mts: not a gplode feature file \(MetatensorError"):
+        load_features(tmp_path / "foreign.mts")
+    with pytest.raises(DatasetError, match=r"foreign.txt: not a feature output"):
+        (tmp_path / "foreign.txt").write_text("")
+        load_features(tmp_path / "foreign.txt")
 
 
 def test_single_file_outputs_are_checked_before_computing(tmp_path, monkeypatch):
