@@ -8,66 +8,137 @@ r"""Free-space (non-periodic) LODE coefficients as a pair sum (SPEC §3).
     v_p\big(\sqrt{r^2+d^2-2rdu}\big)\,du\,dr
 
 :class:`PairRadialFunctions` tabulates :math:`F_{nl}` by 2D quadrature on Chebyshev
-panels in d up to ``d_switch`` and uses the multipole series (SPEC §5) beyond.
+panels in d up to ``d_switch`` and uses the multipole series (SPEC §5) beyond; the switch
+distance and the number of series terms come from error bounds (:data:`SWITCH_TOLERANCE`).
 """
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
+from scipy import special as sp
 
 from .corrections import species_index
-from .multipoles import asymptotic_radial
-from .radial import gauss_legendre_panels
+from .multipoles import multipole_coefficients, series_radial
 from .spherical_harmonics import real_spherical_harmonics
 
-__all__ = ["PairRadialFunctions", "free_space_coefficients"]
+__all__ = ["MAX_TABLE_BYTES", "MAX_TABLE_WORK", "SWITCH_TOLERANCE", "PairRadialFunctions", "free_space_coefficients"]
 
-#: beyond this many σ the smeared potential equals r^-p to ~1e-19 relative
-#: (Γ(p/2, 50)/Γ(p/2) ≈ 50^{p/2-1} e^{-50})
-_SMEARING_RANGE = 10.0
+#: bound on the relative error, at and beyond ``d_switch``, of the multipole series
+#: against the exact pair function (truncation, smearing and basis tail each below it)
+SWITCH_TOLERANCE = 1e-14
+#: at least this many σ between the basis support and d_switch (the p = 0 overlap there
+#: is e^{-50} of its maximum); large p need more (the smeared tail Γ(p/2, x)/Γ(p/2))
+_MIN_SMEARING_RANGE = 10.0
+#: when R + cσ needs too many terms (hard-edged basis, small σ), d_switch = this × R,
+#: where the series converges at least as (R/d)² ≤ 4/9 per term (~150 terms at p = 20)
+_MIN_SWITCH_RATIO = 1.5
+#: series terms accepted at d_switch = R + cσ before falling back to d_switch = 1.5 R
+_SERIES_TERMS = 256
+_MAX_SERIES_TERMS = 4096
 _CHEB_DEGREE = 20
-_INNER_PANELS, _INNER_ORDER = 12, 12
+#: inner (angular) rule: Gauss–Legendre panels of this width in w = ln(q + σ²), each with
+#: _INNER_ORDER nodes; outer (radial) rule: panels ≤ min(σ, basis length scale), _OUTER_ORDER
+#: nodes. Measured against a rule with 4× the nodes: ≤ 8e-15 of max|F_l| for p ∈ {0, 1, 6, 20},
+#: both bases, σ ∈ {0.3, 1} (the previous fixed 12 × 12 inner rule with panels half as wide
+#: used 8–12× more potential evaluations for the same error).
+_INNER_PANEL, _INNER_ORDER = 1.0, 12
+_OUTER_ORDER = 16
+#: pairs (distance, radial node) processed at once by the quadrature
+_PAIR_BLOCK = 4096
+#: refuse tables needing more potential evaluations than this (~1 min on one core)
+MAX_TABLE_WORK = 2e9
+#: refuse tables larger than this (bytes)
+MAX_TABLE_BYTES = 2**30
 
 
-def _legendre_table(u: np.ndarray, max_l: int) -> np.ndarray:
-    """P_l(u) for l = 0..max_l, shape ``(max_l + 1,) + u.shape``, by the stable recurrence."""
-    out = np.empty((max_l + 1,) + u.shape)
-    out[0] = 1.0
-    if max_l > 0:
-        out[1] = u
-    for l in range(2, max_l + 1):
-        out[l] = ((2 * l - 1) * u * out[l - 1] - (l - 1) * out[l - 2]) / l
-    return out
+def _smearing_range(exponent: float) -> float:
+    r"""Distance in σ beyond which the smearing changes :math:`r^{-p}` by less than the tolerance.
+
+    :math:`v_p(r) = r^{-p}\,[1 - Q(p/2, r^2/2\sigma^2)]` (Q: regularised upper incomplete
+    gamma), so :math:`c = \sqrt{2\,Q^{-1}(p/2, \varepsilon)}`, at least :data:`_MIN_SMEARING_RANGE`.
+    """
+    if exponent == 0.0:
+        return _MIN_SMEARING_RANGE
+    return max(_MIN_SMEARING_RANGE, float(np.sqrt(2.0 * sp.gammainccinv(0.5 * exponent, SWITCH_TOLERANCE))))
 
 
 class PairRadialFunctions:
-    r"""The pair functions :math:`F_{nl}(d)` of one (potential, basis) pair.
+    r"""The pair functions :math:`F_{nl}(d)` of one (potential, basis) pair, in Å^(3/2-p).
 
-    Quadrature (near field, ``d < d_switch``): the inner integral is taken over
-    :math:`q = |r-d|^2` with the substitution :math:`w = \ln(q + \sigma^2)`, which
-    resolves both the smearing scale σ² near q = 0 and the power-law scale q far away
-    with a fixed composite Gauss–Legendre rule; the outer r rule has panels no wider
-    than σ. F is then interpolated on Chebyshev panels of width ≤ 2σ (degree 20).
-    Far field (``d >= d_switch = support_radius + 10σ``): the multipole series.
+    The basis is integrated over :math:`[0, R]`, R = ``radius``: its support radius, or for
+    the GTO (no hard cutoff) further out until the bound of what the omitted weight adds
+    at any d ≥ d_switch, :math:`4\pi[v_p((d-R)/2)\,\mathrm{tail}(R) + v_p(0)\,
+    \mathrm{tail}((R+d)/2)]` (:meth:`~gplode.radial.RadialBasis.tail_mass`), is below
+    :data:`SWITCH_TOLERANCE` of the leading far field :math:`4\pi|A_{l0}M_{nl,0}|d^{-(p+l)}`
+    at d = d_switch (relative to it the bound decreases beyond, for R ≥ 11 σ_max). For large
+    p and small σ the smeared core :math:`v_p(0)\propto\sigma^{-p}` overlapping the
+    Gaussian tail can otherwise exceed :math:`d^{-p}`.
+
+    Near field (``d < d_switch``): the inner integral is taken over :math:`q = |r-d|^2`
+    with the substitution :math:`w = \ln(q + \sigma^2)`, which resolves both the smearing
+    scale σ² near q = 0 and the power-law scale q far away, on Gauss–Legendre panels of
+    fixed width in w (their number grows with the w-range); the outer r rule has panels no
+    wider than σ. F is then interpolated on Chebyshev panels of width ≤ 2σ (degree 20).
+
+    Far field (``d >= d_switch``): the multipole series of the basis restricted to [0, R],
+
+    .. math::
+
+        F_{nl}(d) = 4\pi d^{-p}\sum_{k<K_l} A^{(p)}_{lk}\,m_{nl,k}\,(R/d)^{l+2k},\qquad
+        m_{nl,k} = \int_0^R r^2\tilde R_{nl}(r)\,(r/R)^{l+2k}\,dr
+
+    exact for the unsmeared potential. ``d_switch = R + cσ``, c such that the smearing
+    correction :math:`Q(p/2, c^2/2)` (relative) is below :data:`SWITCH_TOLERANCE`; if that
+    needs more than 256 terms (a hard-edged basis with small σ: R/d close to 1),
+    ``d_switch = 1.5 R``, where the series converges at least as :math:`(4/9)^k`. :math:`K_l` is the
+    smallest K with the bound of the omitted terms (with
+    :math:`b_{nl,k} = \int_0^R r^2|\tilde R_{nl}|(r/R)^{l+2k}dr`, non-increasing in k)
+
+    .. math::
+
+        4\pi d^{-p}(R/d)^{l+2K}\,\max_n b_{nl,K}\,|A_{lK}|\,/\,(1 - x\max(1, \rho_K)),
+        \qquad x = (R/d)^2,\ \rho_K = |A_{l,K+1}/A_{lK}| \ (\text{non-increasing for } k \ge K)
+
+    below :data:`SWITCH_TOLERANCE` × :math:`\max_n|F_{nl}(d_\mathrm{switch})|`; relative to
+    F the bound only shrinks beyond d_switch.
 
     :param potential: a :class:`gplode.potentials.SmearedPowerLaw`
     :param basis: a :class:`gplode.radial.RadialBasis`
+    :param progress: optional callable ``progress(done, total)`` called as the table's
+        distances are computed
+    :raises MemoryError: when the table needs more than :data:`MAX_TABLE_BYTES`
+    :raises ValueError: when it needs more than :data:`MAX_TABLE_WORK` potential evaluations
     """
 
-    def __init__(self, potential, basis):
+    def __init__(self, potential, basis, progress=None):
         self.potential = potential
         self.basis = basis
         self.max_angular = basis.max_angular
         sigma = potential.smearing
-        self.d_switch = basis.support_radius + _SMEARING_RANGE * sigma
-        n_panels = max(2, int(np.ceil(self.d_switch / min(2.0 * sigma, basis.length_scale * 2.0))))
+        self.radius = self._integration_radius()
+        near_switch = self.radius + _smearing_range(potential.exponent) * sigma
+        self.d_switch = near_switch
+        self._check_cost()
+        self._r, self._wr = basis.radial_quadrature(sigma, _OUTER_ORDER, self.radius, resolution=1.0)
+        #: per l, A_lk m_nl,k for k < K_l, shape (K_l, n_radial)
+        self._series = []
+        if potential.exponent != 0.0:
+            self._series = self._series_weights(_SERIES_TERMS)
+            if self._series is None:  # (R/d)² too close to 1 (a hard-edged basis, small σ)
+                self.d_switch = max(near_switch, _MIN_SWITCH_RATIO * self.radius)
+                self._check_cost()
+                self._series = self._series_weights(_MAX_SERIES_TERMS)
+                if self._series is None:  # pragma: no cover - (R/d)² ≤ 4/9 converges long before
+                    raise RuntimeError(f"multipole series did not converge in {_MAX_SERIES_TERMS} terms")
+        n_panels = self._n_panels()
         self.edges = np.linspace(0.0, self.d_switch, n_panels + 1)
         nodes = np.cos(np.pi * (np.arange(_CHEB_DEGREE) + 0.5) / _CHEB_DEGREE)  # in (-1, 1)
         half = 0.5 * np.diff(self.edges)
         mid = 0.5 * (self.edges[1:] + self.edges[:-1])
-        d_nodes = mid[:, None] + half[:, None] * nodes[None, :]
-        values = self._quadrature(d_nodes.ravel())  # (n_d, L+1, n_radial)
-        values = values.reshape(n_panels, _CHEB_DEGREE, *values.shape[1:])
+        values = self._quadrature((mid[:, None] + half[:, None] * nodes[None, :]).ravel(), progress)
+        values = values.reshape(n_panels, _CHEB_DEGREE, *values.shape[1:])  # (panels, nodes, L+1, n_radial)
         # Chebyshev coefficients per panel (discrete cosine transform of the node values)
         k = np.arange(_CHEB_DEGREE)
         cosines = np.cos(np.pi * k[:, None] * (np.arange(_CHEB_DEGREE) + 0.5)[None, :] / _CHEB_DEGREE)
@@ -75,29 +146,153 @@ class PairRadialFunctions:
         coefficients[:, 0] *= 0.5
         self._coefficients = coefficients  # (n_panels, degree, L+1, n_radial)
 
-    def _quadrature(self, d: np.ndarray) -> np.ndarray:
-        """F_nl at distances ``d`` (> 0) by direct 2D quadrature, shape ``(n_d, L+1, n_radial)``."""
+    def _n_panels(self) -> int:
+        """Chebyshev panels on [0, d_switch]: width ≤ 2σ and ≤ twice the basis length scale."""
+        width = min(2.0 * self.potential.smearing, 2.0 * self.basis.length_scale)
+        return max(2, int(np.ceil(self.d_switch / width)))
+
+    # --- construction -----------------------------------------------------------------
+
+    def _integration_radius(self) -> float:
+        """R: ``support_radius``, grown for the GTO until its omitted tail is negligible."""
         pot, basis = self.potential, self.basis
+        radius = basis.support_radius
+        if pot.exponent == 0.0:  # the far field is 0: relative to the table's maximum, e^-40 is
+            return radius
+        monopoles = [
+            np.abs(multipole_coefficients(pot.exponent, l, 1)[0] * basis.moments(l, 1)[:, 0]).max()
+            for l in range(self.max_angular + 1)
+        ]
+        step = 0.25 * basis.length_scale
+        while True:
+            d_switch = radius + _smearing_range(pot.exponent) * pot.smearing  # the bound only shrinks beyond
+            far = 4.0 * np.pi * min(m * d_switch ** -(pot.exponent + l) for l, m in enumerate(monopoles))
+            middle = 0.5 * (radius + d_switch)
+            v_middle, v_core = pot.real_space(np.array([0.5 * (d_switch - radius), 0.0]))
+            omitted = 4.0 * np.pi * (v_middle * basis.tail_mass(radius) + v_core * basis.tail_mass(middle))
+            if omitted <= SWITCH_TOLERANCE * far:
+                return radius
+            radius += step
+
+    def _check_cost(self) -> None:
+        """Refuse, before anything is allocated, tables beyond :data:`MAX_TABLE_BYTES` or
+        :data:`MAX_TABLE_WORK` potential evaluations (estimated on a 64 × 64 sample of
+        (distance, radius) for the inner panels)."""
+        basis, sigma, L = self.basis, self.potential.smearing, self.max_angular
+        n_panels = self._n_panels()
+        n_d = n_panels * _CHEB_DEGREE
+        n_r = max(4, int(np.ceil(self.radius / min(sigma, basis.length_scale)))) * _OUTER_ORDER
+        table = 2 * n_d * (L + 1) * basis.n_radial * 8  # node values + Chebyshev coefficients
+        what = (
+            f"the free-space pair table (σ = {sigma:g} Å, basis radius {self.radius:.3g} Å: {n_panels} panels up "
+            f"to d_switch = {self.d_switch:.3g} Å, {n_r} radial nodes)"
+        )
+        remedy = (
+            "lower `smearing` or raise `cutoff`"
+            if sigma > basis.length_scale
+            else "raise `smearing`, or lower `cutoff`"
+        )
+        if table + n_r * (L + 1) * basis.n_radial * 8 > MAX_TABLE_BYTES:
+            raise MemoryError(
+                f"{what} needs {table / 2**30:.2f} GiB, more than the limit of {MAX_TABLE_BYTES / 2**30:.0f} GiB; "
+                f"{remedy}; or lower `max_radial` or `max_angular`"
+            )
+        d = np.linspace(0.0, self.d_switch, 65)[1:, None]
+        r = np.linspace(0.0, self.radius, 65)[None, 1:]
+        work = n_d * n_r * _INNER_ORDER * float(np.mean(self._inner_panels(d, r)))
+        if work > MAX_TABLE_WORK:
+            raise ValueError(
+                f"{what} needs ~{work:.2g} potential evaluations, more than the limit of {MAX_TABLE_WORK:.0e} "
+                f"(~1 min); {remedy}"
+            )
+
+    def _inner_panels(self, d: np.ndarray, r: np.ndarray):
+        """Number of inner panels and the w-range ln(q_max + σ²) − ln(q_min + σ²) of each (d, r)."""
+        s2 = self.potential.smearing ** 2
+        width = np.log1p(4.0 * r * d / ((r - d) ** 2 + s2))
+        return np.maximum(1, np.ceil(width / _INNER_PANEL)).astype(int)
+
+    def _series_weights(self, limit: int) -> list[np.ndarray] | None:
+        """:math:`A_{lk} m_{nl,k}` for :math:`k < K_l`, with :math:`K_l` from the tail bound at
+        ``d_switch`` relative to the quadrature there; None if some :math:`K_l > ` ``limit``.
+
+        The moments are computed for k < 64, 128, … until the bound is met, on radial
+        panels narrow enough for :math:`(r/R)^{2k}` (≤ 8R/(2k), ≤ 8 e-folds per panel).
+        """
+        p, basis, radius = self.potential.exponent, self.basis, self.radius
+        at_switch = self._quadrature(np.array([self.d_switch]))[0]  # (L+1, n_radial)
+        x = (radius / self.d_switch) ** 2
+        weights = []
+        for l in range(self.max_angular + 1):
+            scale = np.abs(at_switch[l]).max()
+            n_max = 64
+            while True:
+                k = np.arange(n_max)
+                r, w = basis.radial_quadrature(8.0 * radius / (2 * n_max + l), _OUTER_ORDER, radius, resolution=1.0)
+                values = (w * r**2)[:, None] * basis.evaluate(r, l)  # (n_r, n_radial)
+                powers = (r / radius)[:, None] ** (l + 2 * k)[None, :]  # (n_r, n_max)
+                bounds = (powers.T @ np.abs(values)).max(axis=1)  # max_n b_nl,k
+                a = multipole_coefficients(p, l, n_max + 1)
+                ratio = np.abs(a[1:]) / np.maximum(np.abs(a[:-1]), np.finfo(float).tiny)
+                contraction = x * np.maximum(1.0, ratio)
+                with np.errstate(divide="ignore"):
+                    growth = np.where(contraction < 1.0, 1.0 / (1.0 - contraction), np.inf)
+                omitted = 4.0 * np.pi * self.d_switch**-p * x ** (0.5 * l + k) * bounds * np.abs(a[:-1]) * growth
+                below = np.flatnonzero(omitted <= SWITCH_TOLERANCE * scale)
+                if below.size:
+                    break
+                if n_max >= limit:
+                    return None
+                n_max *= 2
+            n_terms = max(1, int(below[0]))
+            weights.append(a[:n_terms, None] * (powers[:, :n_terms].T @ values))
+        return weights
+
+    def _quadrature(self, d: np.ndarray, progress=None) -> np.ndarray:
+        """F_nl at distances ``d`` (> 0) by direct 2D quadrature, shape ``(n_d, L+1, n_radial)``.
+
+        All (distance, radial node) pairs of a block of distances at once; pairs with the
+        same number of inner panels share one rule.
+        """
+        pot, basis, L = self.potential, self.basis, self.max_angular
         s2 = pot.smearing**2
-        r, wr = basis.radial_quadrature(scale=pot.smearing, order=12)
-        radial = [(wr * r**2)[:, None] * basis.evaluate(r, l) for l in range(self.max_angular + 1)]
-        t, wt = gauss_legendre_panels(np.linspace(0.0, 1.0, _INNER_PANELS + 1), _INNER_ORDER)
-        out = np.empty((d.size, self.max_angular + 1, basis.n_radial))
-        for i, di in enumerate(d):
-            two_rd = 2.0 * r * di  # (n_r,)
-            q_min = (r - di) ** 2
+        r = self._r
+        radial = np.stack([(self._wr * r**2)[:, None] * basis.evaluate(r, l) for l in range(L + 1)])  # (L+1, n_r, N)
+        d = np.asarray(d, dtype=float)
+        out = np.empty((d.size, L + 1, basis.n_radial))
+        block = max(1, _PAIR_BLOCK // r.size)
+        for start in range(0, d.size, block):
+            dd = d[start : start + block, None]
+            two_rd = (2.0 * r[None, :] * dd).ravel()
+            q_min = ((r[None, :] - dd) ** 2).ravel()
             base = q_min + s2
             width = np.log1p(2.0 * two_rd / base)  # w-range: ln(q_max + σ²) - ln(q_min + σ²)
-            w = width[:, None] * t[None, :]
-            delta = base[:, None] * np.expm1(w)  # q - q_min, accurate for small w
-            jac = width[:, None] * wt[None, :] * base[:, None] * np.exp(w)  # dq = (q + σ²) dw
-            f = pot.real_space(np.sqrt(q_min[:, None] + delta)) * jac
-            u = 1.0 - delta / two_rd[:, None]
-            legendre = _legendre_table(u, self.max_angular)
-            inner = np.einsum("lrq,rq->lr", legendre, f) * (2.0 * np.pi / two_rd)[None, :]
-            for l in range(self.max_angular + 1):
-                out[i, l] = inner[l] @ radial[l]
+            panels = self._inner_panels(dd, r[None, :]).ravel()
+            inner = np.empty((L + 1, two_rd.size))
+            for n_panels in np.unique(panels):
+                pairs = np.flatnonzero(panels == n_panels)
+                t, wt = _inner_rule(int(n_panels))
+                w = width[pairs, None] * t[None, :]
+                delta = base[pairs, None] * np.expm1(w)  # q - q_min, accurate for small w
+                jac = width[pairs, None] * wt[None, :] * base[pairs, None] * np.exp(w)  # dq = (q + σ²) dw
+                f = pot.real_space(np.sqrt(q_min[pairs, None] + delta)) * jac
+                u = 1.0 - delta / two_rd[pairs, None]
+                # Legendre recurrence, each P_l contracted with f as soon as it is known
+                previous, current = np.ones_like(u), u
+                inner[0, pairs] = f.sum(axis=1)
+                if L > 0:
+                    inner[1, pairs] = (u * f).sum(axis=1)
+                for l in range(2, L + 1):
+                    previous, current = current, ((2 * l - 1) * u * current - (l - 1) * previous) / l
+                    inner[l, pairs] = (current * f).sum(axis=1)
+            inner *= 2.0 * np.pi / two_rd[None, :]
+            inner = inner.reshape(L + 1, dd.shape[0], r.size)
+            out[start : start + dd.shape[0]] = np.einsum("ldr,lrn->dln", inner, radial)
+            if progress is not None:
+                progress(min(start + block, d.size), d.size)
         return out
+
+    # --- evaluation ---------------------------------------------------------------------
 
     def __call__(self, d: np.ndarray, l: int) -> np.ndarray:
         """F_nl(d) for distances ``d`` (Å, > 0), shape ``(len(d), n_radial)``, in Å^(3/2-p)."""
@@ -128,9 +323,26 @@ class PairRadialFunctions:
             out[near] = values.reshape(dn.size, *out.shape[1:])
         if np.any(~near):
             far = d[~near]
-            for l in range(self.max_angular + 1):
-                out[~near, l] = asymptotic_radial(far, self.potential.exponent, self.basis, l)
+            if self.potential.exponent == 0.0:  # a Gaussian: beyond d_switch below e^-50 of its maximum
+                out[~near] = 0.0
+            for l, weights in enumerate(self._series):
+                out[~near, l] = series_radial(far, self.potential.exponent, l, weights, self.radius)
         return out
+
+    @property
+    def series_terms(self) -> list[int]:
+        """Number of multipole terms :math:`K_l` used beyond ``d_switch``, per l."""
+        return [weights.shape[0] for weights in self._series]
+
+
+@functools.lru_cache(maxsize=None)
+def _inner_rule(n_panels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Composite Gauss–Legendre rule on [0, 1] with ``n_panels`` equal panels."""
+    x, w = np.polynomial.legendre.leggauss(_INNER_ORDER)
+    edges = np.linspace(0.0, 1.0, n_panels + 1)
+    half = 0.5 * np.diff(edges)
+    nodes = (0.5 * (edges[1:] + edges[:-1]))[:, None] + half[:, None] * x[None, :]
+    return nodes.ravel(), (half[:, None] * w[None, :]).ravel()
 
 
 def free_space_coefficients(

@@ -21,22 +21,44 @@ from scipy import special as sp
 
 from .spherical_harmonics import real_spherical_harmonics
 
-__all__ = ["asymptotic_coefficients", "asymptotic_radial", "multipole_coefficients"]
+__all__ = ["asymptotic_coefficients", "asymptotic_radial", "multipole_coefficients", "series_radial"]
 
 
 def multipole_coefficients(exponent: float, l: int, n_terms: int) -> np.ndarray:
-    r""":math:`A^{(p)}_{lk}` for ``k = 0..n_terms-1``, shape ``(n_terms,)`` (dimensionless)."""
+    r""":math:`A^{(p)}_{lk}` for ``k = 0..n_terms-1``, shape ``(n_terms,)`` (dimensionless).
+
+    By the ratio :math:`A_{l,k+1}/A_{lk} = (p/2+l+k)((p-1)/2+k)/((3/2+l+k)(k+1))` from
+    :math:`A_{l0} = (p/2)_l/(3/2)_l`, finite for any number of terms (the Pochhammer
+    symbols themselves overflow beyond k ≈ 150).
+    """
     p = float(exponent)
-    k = np.arange(n_terms, dtype=float)
-    return sp.poch(0.5 * p, l + k) * sp.poch(0.5 * (p - 1.0), k) / (sp.poch(1.5, l + k) * sp.factorial(k))
+    k = np.arange(n_terms - 1, dtype=float)
+    ratios = (0.5 * p + l + k) * (0.5 * (p - 1.0) + k) / ((1.5 + l + k) * (k + 1.0))
+    first = sp.poch(0.5 * p, l) / sp.poch(1.5, l)
+    return first * np.concatenate([[1.0], np.cumprod(ratios)])
+
+
+def series_radial(distances: np.ndarray, exponent: float, l: int, weights: np.ndarray, radius: float) -> np.ndarray:
+    r""":math:`4\pi d^{-p}\sum_k w_{nk}\,(R/d)^{l+2k}`, the multipole series with
+    :math:`w_{nk} = A_{lk}M_{nl,k}/R^{l+2k}` (moments in units of ``radius`` R, so that
+    many terms neither overflow nor underflow).
+
+    :param distances: d in Å, shape ``(n,)``, all > 0
+    :param weights: shape ``(n_terms, n_radial)``
+    :return: shape ``(n, n_radial)``
+    """
+    d = np.asarray(distances, dtype=float)
+    powers = (radius / d)[:, None] ** (l + 2.0 * np.arange(weights.shape[0]))[None, :]
+    return 4.0 * np.pi * d[:, None] ** -exponent * (powers @ weights)
 
 
 def asymptotic_radial(distances: np.ndarray, exponent: float, basis, l: int, n_terms: int = 40) -> np.ndarray:
     r"""Far-field radial functions :math:`F_{nl}(d) \approx 4\pi\sum_k A_{lk}M_{nl,k}d^{-(p+l+2k)}`.
 
     Valid when the basis has no weight beyond ``d`` and the smearing is negligible at
-    the distance (see :class:`gplode.free_space.PairRadialFunctions`). For ``p = 0`` the
-    potential is a Gaussian, not a power law, and the far field is exactly 0.
+    the distance (see :class:`gplode.free_space.PairRadialFunctions`, which chooses the
+    number of terms from an error bound). For ``p = 0`` the potential is a Gaussian, not a
+    power law, and the far field is exactly 0.
 
     :param distances: d in Å, shape ``(n,)``, all > 0
     :param n_terms: number of k terms; the series' terms shrink by ~(r/d)² each
@@ -46,10 +68,7 @@ def asymptotic_radial(distances: np.ndarray, exponent: float, basis, l: int, n_t
     if exponent == 0.0:
         return np.zeros((d.size, basis.n_radial))
     a = multipole_coefficients(exponent, l, n_terms)
-    moments = basis.moments(l, n_terms)  # (n_radial, n_terms)
-    powers = -(exponent + l + 2.0 * np.arange(n_terms))
-    terms = d[:, None] ** powers[None, :]  # (n, n_terms)
-    return 4.0 * np.pi * terms @ (a[:, None] * moments.T)
+    return series_radial(d, exponent, l, a[:, None] * basis.moments(l, n_terms).T, 1.0)
 
 
 def asymptotic_coefficients(

@@ -16,6 +16,8 @@ quadratures :math:`\int r^2 \tilde R_{nl} f\,dr`. All lengths in Å, wave number
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from scipy import special as sp
 
@@ -33,6 +35,56 @@ def gauss_legendre_panels(edges: np.ndarray, order: int = 16) -> tuple[np.ndarra
     nodes = (0.5 * (a + b))[:, None] + half[:, None] * x[None, :]
     weights = half[:, None] * w[None, :]
     return nodes.ravel(), weights.ravel()
+
+
+#: largest max_radial of the GTO basis. The Löwdin functions are sums of primitives with
+#: coefficients growing with max_radial (overlap condition number 2e8 at 12, 4e11 at 16),
+#: which cancel in float64: orthonormality by quadrature stays ≤ 1e-10 up to 16 (5e-11;
+#: 1.1e-10 at 17), but the k-space integrals Ĩ_nl (₁F₁ × coefficients) reach ~1e-11 relative
+#: noise at 12 (measured 8.5e-12 … 9.9e-12), 4.6e-11 at 13, and the fast backends' splines
+#: are checked to 1e-11; at 11 they reach ≤ 5.7e-12.
+GTO_MAX_RADIAL = 11
+#: decimal digits of the extended-precision Löwdin orthonormalisation (condition number
+#: ≤ 1e12 loses ≤ 12 of them)
+_LOWDIN_DIGITS = 40
+
+
+@functools.lru_cache(maxsize=None)
+def _lowdin_matrix(max_radial: int) -> np.ndarray:
+    r""":math:`S^{-1/2}` of the normalised GTO primitives, in extended precision (mpmath).
+
+    With :math:`\sigma_n \propto \max(\sqrt n, 1)` the overlap of the normalised primitives
+    depends only on ``max_radial`` (not on r₀):
+
+    .. math::
+
+        S_{nm} = \frac{\Gamma(\frac{n+m+3}{2})}{\sqrt{\Gamma(n+\frac32)\Gamma(m+\frac32)}}
+        \frac{(2\sigma_n\sigma_m)^{(n+m+3)/2}\,\sigma_n^{(m-n)/2}\,\sigma_m^{(n-m)/2}}
+        {(\sigma_n^2+\sigma_m^2)^{(n+m+3)/2}}
+
+    whose condition number reaches 1e11 at max_radial 16: float64 eigenvalues would lose
+    all but ~5 digits; computed with 40 digits, then rounded once to float64.
+    """
+    try:
+        import mpmath
+    except ImportError:  # pragma: no cover - mpmath is a dependency
+        raise ImportError("the GTO basis needs mpmath: pip install mpmath") from None
+    with mpmath.workdps(_LOWDIN_DIGITS):
+        n_radial = max_radial + 1
+        sigma = [mpmath.sqrt(max(n, 1)) for n in range(n_radial)]  # in units of r₀ / n_radial
+        overlap = mpmath.matrix(n_radial, n_radial)
+        for n in range(n_radial):
+            for m in range(n_radial):
+                half = mpmath.mpf(n + m + 3) / 2
+                overlap[n, m] = (
+                    mpmath.gamma(half)
+                    / mpmath.sqrt(mpmath.gamma(n + mpmath.mpf(3) / 2) * mpmath.gamma(m + mpmath.mpf(3) / 2))
+                    * (2 * sigma[n] * sigma[m] / (sigma[n] ** 2 + sigma[m] ** 2)) ** half
+                    * (sigma[m] / sigma[n]) ** (mpmath.mpf(n - m) / 2)
+                )
+        eigval, eigvec = mpmath.eigsy(overlap)
+        inverse_root = eigvec * mpmath.diag([1 / mpmath.sqrt(e) for e in eigval]) * eigvec.T
+        return np.array(inverse_root.tolist(), dtype=float)
 
 
 class RadialBasis:
@@ -72,11 +124,23 @@ class RadialBasis:
         r""":math:`M_{nl,k}` for ``k = 0..n_terms-1``, shape ``(n_radial, n_terms)``."""
         raise NotImplementedError
 
-    def radial_quadrature(self, scale: float | None = None, order: int = 16) -> tuple[np.ndarray, np.ndarray]:
-        """Nodes and weights on ``[0, support_radius]`` resolving ``min(scale, length_scale)``."""
-        width = 0.5 * min(self.length_scale, scale if scale is not None else np.inf)
-        n_panels = max(4, int(np.ceil(self.support_radius / width)))
-        return gauss_legendre_panels(np.linspace(0.0, self.support_radius, n_panels + 1), order)
+    def radial_quadrature(
+        self, scale: float | None = None, order: int = 16, radius: float | None = None, resolution: float = 0.5
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Composite Gauss–Legendre nodes and weights on ``[0, radius]`` (default
+        ``support_radius``), ``order`` nodes per panel, panels no wider than
+        ``resolution × min(scale, length_scale)`` (Å)."""
+        radius = self.support_radius if radius is None else float(radius)
+        n_panels = max(4, int(np.ceil(radius / self._panel_width(scale, resolution))))
+        return gauss_legendre_panels(np.linspace(0.0, radius, n_panels + 1), order)
+
+    def _panel_width(self, scale: float | None, resolution: float) -> float:
+        return resolution * min(self.length_scale, scale if scale is not None else np.inf)
+
+    def tail_mass(self, radius: float) -> float:
+        r"""Upper bound of :math:`\max_{n,l}\int_{R}^\infty r^2|\tilde R_{nl}(r)|\,dr` for
+        ``R = radius`` ≥ ``support_radius`` (Å^{3/2}): the weight a quadrature on [0, R] omits."""
+        raise NotImplementedError
 
     def integrate(self, func, l: int, scale: float | None = None) -> np.ndarray:
         r""":math:`\int_0^\infty r^2 \tilde R_{nl}(r) f(r)\,dr`, shape ``(n_radial,)``.
@@ -104,6 +168,12 @@ class GtoBasis(RadialBasis):
     name = "gto"
 
     def __init__(self, cutoff: float, max_radial: int, max_angular: int):
+        if max_radial > GTO_MAX_RADIAL:
+            raise ValueError(
+                f"radial_basis='gto' supports max_radial <= {GTO_MAX_RADIAL}, got {max_radial}: beyond, the "
+                "Löwdin-orthonormalised GTOs cancel so much that their k-space integrals lose the 1e-11 "
+                "accuracy the splines need (overlap condition number > 1e8); use radial_basis='monomial'"
+            )
         super().__init__(cutoff, max_radial, max_angular)
         n = np.arange(self.n_radial, dtype=float)
         self.sigmas = self.cutoff * np.maximum(np.sqrt(n), 1.0) / self.n_radial
@@ -111,11 +181,8 @@ class GtoBasis(RadialBasis):
         self.powers = n
         # ∫ r^{2n+2} e^{-r²/σ²} dr = Γ(n + 3/2) σ^{2n+3} / 2
         self.norms = np.sqrt(2.0 / (sp.gamma(n + 1.5) * self.sigmas ** (2 * n + 3)))
-        overlap = self._primitive_moment(n[:, None] + n[None, :] + 2, self.alphas[:, None] + self.alphas[None, :])
-        overlap *= self.norms[:, None] * self.norms[None, :]
-        eigval, eigvec = np.linalg.eigh(overlap)
         # coefficients: R̃_n = Σ_m coefficients[n, m] r^m e^{-b_m r²}
-        self.coefficients = (eigvec @ np.diag(eigval**-0.5) @ eigvec.T) * self.norms[None, :]
+        self.coefficients = _lowdin_matrix(self.max_radial) * self.norms[None, :]
         self.length_scale = float(self.sigmas[0])
         # r² R_n(r) ~ r^{n+2} e^{-r²/2σ²} peaks at σ√(n+2); 9σ further it is e^-40 smaller
         self.support_radius = float(np.max(self.sigmas * (np.sqrt(n + 2) + 9.0)))
@@ -152,6 +219,13 @@ class GtoBasis(RadialBasis):
         power = self.powers[:, None] + 2 + l + 2 * order[None, :]
         primitive = self._primitive_moment(power, self.alphas[:, None])
         return self.coefficients @ primitive
+
+    def tail_mass(self, radius):
+        r"""Bound :math:`\sum_m \max_n|C_{nm}| \int_R^\infty r^{m+2}e^{-b_m r^2}dr`, with
+        :math:`\int_R^\infty r^{P}e^{-br^2}dr = \Gamma(\frac{P+1}{2}, bR^2)/(2b^{(P+1)/2})`."""
+        a = 0.5 * (self.powers + 3)
+        upper = sp.gammaincc(a, self.alphas * radius**2) * np.exp(sp.gammaln(a) - a * np.log(self.alphas)) / 2
+        return float(np.abs(self.coefficients).max(axis=0) @ upper)
 
 
 class MonomialBasis(RadialBasis):
@@ -190,10 +264,10 @@ class MonomialBasis(RadialBasis):
         values = self._unnormalised(r, l) * self._norms[l]
         return np.where((r <= self.cutoff)[:, None], values, 0.0)
 
-    def radial_quadrature(self, scale=None, order=16):
-        # the basis ends at r₀ with a jump: panels must end exactly there
-        width = 0.5 * min(self.length_scale, scale if scale is not None else np.inf)
-        n_panels = max(4, int(np.ceil(self.cutoff / width)))
+    def radial_quadrature(self, scale=None, order=16, radius=None, resolution=0.5):
+        # the basis ends at r₀ with a jump: panels must end exactly there (``radius`` beyond
+        # r₀ would only add zeros)
+        n_panels = max(4, int(np.ceil(self.cutoff / self._panel_width(scale, resolution))))
         return gauss_legendre_panels(
             np.linspace(0.0, self.cutoff, n_panels + 1), max(order, self._exact_rule(0)[0].size)
         )
@@ -210,6 +284,10 @@ class MonomialBasis(RadialBasis):
         r, w = self._exact_rule(extra_degree=2 * int(k_max * self.cutoff) + 80)
         bessel = sp.spherical_jn(l, k[:, None] * r[None, :])
         return bessel @ ((w * r**2)[:, None] * self.evaluate(r, l))
+
+    def tail_mass(self, radius):
+        """0: the functions vanish beyond r₀ = ``support_radius``."""
+        return 0.0
 
     def moments(self, l, n_terms):
         r, w = self._exact_rule(extra_degree=l + 2 * n_terms)
