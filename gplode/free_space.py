@@ -207,8 +207,8 @@ class PairRadialFunctions:
             )
 
     def _inner_panels(self, d: np.ndarray, r: np.ndarray):
-        """Number of inner panels and the w-range ln(q_max + σ²) − ln(q_min + σ²) of each (d, r)."""
-        s2 = self.potential.smearing ** 2
+        """Number of inner panels of each (d, r): the w-range ln(q_max + σ²) − ln(q_min + σ²) over _INNER_PANEL."""
+        s2 = self.potential.smearing**2
         width = np.log1p(4.0 * r * d / ((r - d) ** 2 + s2))
         return np.maximum(1, np.ceil(width / _INNER_PANEL)).astype(int)
 
