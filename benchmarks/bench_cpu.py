@@ -79,7 +79,7 @@ def run_one(code: str, repeat: int, p: float, setting: float, exact_file: str) -
 
         calc = gplode.LodeCalculator(exponent=p, backend="numpy", accuracy=setting, **HYPERS)
         seconds, spread, values = timed(lambda: calc.compute(atoms).values)
-        extra = {"mesh": list(calc._backend.mesh_parameters(atoms.cell.array, len(atoms)).shape)}
+        extra = {"mesh": list(calc.pipeline.mesh.parameters(atoms.cell.array, len(atoms)).shape)}
     else:
         seconds, spread, values = timed(lambda: featomic_values(atoms, p, setting))
         extra = {}

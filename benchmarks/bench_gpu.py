@@ -64,27 +64,30 @@ def _dataset(n_structures: int, seed: int = 0):
     return frames
 
 
-class _TimedStages:
-    """Wraps a stage provider: synchronised wall time and minimal bytes moved per stage."""
+STAGES = ("stencil", "spread", "prepare_interpolation", "rfftn", "irfftn", "channel_spectra_into", "interpolate")
 
-    def __init__(self, inner, synchronize):
-        self.inner, self.xp, self.synchronize = inner, inner.xp, synchronize
-        self.seconds, self.bytes, self.calls = collections.Counter(), collections.Counter(), collections.Counter()
 
-    def __getattr__(self, name):
-        stage = getattr(self.inner, name)
+def _timed(device, synchronize):
+    """``device`` with its stage calls timed (synchronised wall time) and their minimal
+    bytes moved counted, in ``device.seconds``, ``device.bytes`` and ``device.calls``."""
+    device.seconds, device.bytes, device.calls = collections.Counter(), collections.Counter(), collections.Counter()
 
-        def timed(*args):
-            self.synchronize()
+    def timed(name, stage):
+        def call(*args):
+            synchronize()
             start = time.perf_counter()
             result = stage(*args)
-            self.synchronize()
-            self.seconds[name] += time.perf_counter() - start
-            self.bytes[name] += _bytes_moved(name, args, result)
-            self.calls[name] += 1
+            synchronize()
+            device.seconds[name] += time.perf_counter() - start
+            device.bytes[name] += _bytes_moved(name, args, result)
+            device.calls[name] += 1
             return result
 
-        return timed
+        return call
+
+    for name in STAGES:
+        setattr(device, name, timed(name, getattr(device, name)))
+    return device
 
 
 def _nbytes(array) -> int:
@@ -96,7 +99,7 @@ def _bytes_moved(stage: str, args, result) -> int:
     if stage == "stencil":
         return _nbytes(args[0]) + sum(_nbytes(a) for a in result)
     if stage == "spread":  # stencil in, atomics into the meshes (each touched point once)
-        (indices, weights), kind = args[0], args[1]
+        indices, weights, kind = args[:3]
         return _nbytes(indices) + _nbytes(weights) + _nbytes(kind) + 2 * _nbytes(result)
     if stage in ("rfftn", "irfftn"):
         return _nbytes(args[0]) + _nbytes(result)
@@ -105,14 +108,19 @@ def _bytes_moved(stage: str, args, result) -> int:
         written = batch.shape[0] * selected.size * batch.dtype.itemsize
         return written + _nbytes(selected) + _nbytes(prefactor) + _nbytes(radial) + _nbytes(ylm)
     if stage == "interpolate":  # meshes gathered at the stencil points, stencil read per mesh
-        fields, (indices, weights) = args[0], args[1]
-        per_mesh = indices.size * fields.dtype.itemsize + _nbytes(indices) + _nbytes(weights)
+        fields, plan = args
+        if hasattr(plan[0], "nnz"):  # the CPU's sparse matrix (smoke runs)
+            entries, stencil_bytes = plan[0].nnz, plan[0].data.nbytes + plan[0].indices.nbytes
+        else:  # the CUDA device's (indices, weights)
+            entries, stencil_bytes = plan[0].size, _nbytes(plan[0]) + _nbytes(plan[1])
+        per_mesh = entries * fields.dtype.itemsize + stencil_bytes
         return fields.shape[0] * per_mesh + _nbytes(result)
     return 0
 
 
 def main():
     import gplode
+    from gplode.devices import CpuDevice, CudaDevice
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny cases on the CPU, nothing written")
@@ -165,10 +173,10 @@ def main():
         print(json.dumps({"case": "NaCl-4096", "exponent": p, "speedup_vs_numpy": slow["seconds"] / fast["seconds"]}))
 
     # per-stage times and bandwidth fractions
-    calc = gplode.LodeCalculator(backend=gpu, dtype="float32", exponent=1.0, **HYPERS)
-    calc._backend.uses_mesh = lambda *a: True
+    profiled = CpuDevice() if args.smoke else CudaDevice()
+    calc = gplode.LodeCalculator(backend=gpu, device=profiled, dtype="float32", exponent=1.0, route="mesh", **HYPERS)
     calc.compute(big)
-    stages = calc._backend.stages = _TimedStages(calc._backend.stages, synchronize)
+    stages = _timed(profiled, synchronize)
     start = time.perf_counter()
     calc.compute(big)
     synchronize()

@@ -4,26 +4,30 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._dispatch import gpu_available
+from .devices import CpuDevice, CudaDevice, Device, gpu_available
 from .features import Features
-from .gpu_backend import GpuBackend
 from .hypers import LodeHypers
-from .mesh_backend import NumpyBackend
+from .methods.pipeline import Pipeline
 from .potentials import SmearedPowerLaw
 from .radial import make_basis
-from .reference import ReferenceBackend
 from .systems import as_systems, atom_owners
 
 __all__ = ["LodeCalculator"]
 
-_BACKENDS = {"reference": ReferenceBackend, "numpy": NumpyBackend, "gpu": GpuBackend}
 
-
-def _resolve_backend(name: str):
-    """The backend class: ``"auto"`` is ``"gpu"`` when a GPU is usable, else ``"numpy"``."""
-    if name == "auto":
-        return GpuBackend if gpu_available() else NumpyBackend
-    return _BACKENDS[name]
+def _device(backend: str, device: Device | None) -> Device:
+    """The device of ``backend`` (``"auto"``: the GPU when usable), or the one given."""
+    if device is not None:
+        if not isinstance(device, Device):
+            raise TypeError(f"device must be a gplode.devices.Device, got {type(device).__name__}")
+        if backend == "reference" and not isinstance(device, CpuDevice):
+            raise ValueError("backend='reference' runs on the CPU: device must be a CpuDevice")
+        if backend in ("numpy", "gpu") and device.name != backend:
+            raise ValueError(f"backend={backend!r} does not run on a {type(device).__name__}")
+        return device
+    if backend == "gpu" or (backend == "auto" and gpu_available()):
+        return CudaDevice()
+    return CpuDevice()
 
 
 class LodeCalculator:
@@ -43,10 +47,16 @@ class LodeCalculator:
     :param backend: ``"auto"``, ``"reference"``, ``"numpy"`` or ``"gpu"``
     :param accuracy: target relative RMS error of the coefficients
     :param dtype: ``"float64"`` or ``"float32"``
-    :param k_cutoff: reference backend only: sum exactly 0 < |k| < k_cutoff (Å⁻¹)
+    :param k_cutoff: sum exactly 0 < |k| < k_cutoff (Å⁻¹) instead of the sphere from ``accuracy``
     :param neighbor_types: atomic numbers of the neighbour species (default: all present)
     :param mesh_spacing: mesh backends: override the mesh spacing in Å
     :param interpolation_order: mesh backends: override the B-spline order (4, 6, 8, 10)
+    :param route: periodic structures: ``"auto"`` (cheaper of the two by the device's cost
+        model), ``"direct"`` (direct k-sum) or ``"mesh"`` (particle mesh)
+    :param device: a :class:`gplode.devices.Device` to run on instead of the backend's
+        default one, e.g. ``CpuDevice(memory=2**30)`` to bound the memory used, or
+        ``CudaDevice(round_shapes=False)``; not a hyper-parameter (results agree to
+        round-off or to ``accuracy``)
 
     >>> import ase.build, gplode
     >>> calc = gplode.LodeCalculator(exponent=1.0, smearing=1.0, cutoff=3.0,
@@ -56,17 +66,24 @@ class LodeCalculator:
     (2, 2, 4, 3)
     """
 
-    def __init__(self, **kwargs):
+    def __init__(self, *, device: Device | None = None, **kwargs):
         self.hypers = LodeHypers(**kwargs)
         h = self.hypers
         self.potential = SmearedPowerLaw(h.exponent, h.smearing)
         self.basis = make_basis(h.radial_basis, h.cutoff, h.max_radial, h.max_angular)
-        self._backend = _resolve_backend(h.backend)(h, self.potential, self.basis)
+        self.device = _device(h.backend, device)
+        self._pipeline = Pipeline(h, self.potential, self.basis, self.device, exact=h.backend == "reference")
 
     @property
     def backend(self) -> str:
         """Name of the backend in use (``"auto"`` resolved)."""
-        return self._backend.name
+        return "reference" if self._pipeline.exact else self.device.name
+
+    @property
+    def pipeline(self) -> Pipeline:
+        """The methods this calculator runs (:class:`gplode.methods.pipeline.Pipeline`):
+        route choice, mesh parameters, splines."""
+        return self._pipeline
 
     def __repr__(self):
         return f"LodeCalculator({', '.join(f'{k}={v!r}' for k, v in self.hypers.to_dict().items())})"
@@ -87,7 +104,7 @@ class LodeCalculator:
             species = np.array(self.hypers.neighbor_types, dtype=np.int64)
         system, atom = atom_owners(systems)
         return Features(
-            values=self._backend.compute(systems, species),
+            values=self._pipeline.compute(systems, species),
             neighbor_types=species,
             center_types=np.concatenate([s.numbers for s in systems]),
             system=system,

@@ -198,7 +198,7 @@ def _dask_client(args):
 
 def _dask_cuda_available() -> bool:
     """dask-cuda is installed and a GPU is usable: --dask-local then starts one worker per GPU."""
-    from ._dispatch import gpu_available
+    from .devices import gpu_available
 
     try:
         import dask_cuda  # noqa: F401

@@ -785,7 +785,7 @@ def featurize_dataset(
     hypers = calculator.hypers.to_dict()
     if hypers["neighbor_types"] is None:
         hypers["neighbor_types"] = species
-        calculator = LodeCalculator(**hypers)
+        calculator = LodeCalculator(device=calculator.device, **hypers)
     metadata = {
         "format": FORMAT,
         "gplode_version": __version__,

@@ -15,9 +15,10 @@ import numpy as np
 
 from .bspline import ORDERS
 
-__all__ = ["BACKENDS", "DTYPES", "RADIAL_BASES", "LodeHypers"]
+__all__ = ["BACKENDS", "DTYPES", "RADIAL_BASES", "ROUTES", "LodeHypers"]
 
 BACKENDS = ("auto", "reference", "numpy", "gpu")
+ROUTES = ("auto", "direct", "mesh")
 RADIAL_BASES = ("gto", "monomial")
 DTYPES = ("float64", "float32")
 #: largest supported l: the spherical-harmonic recurrences are exact well beyond this,
@@ -80,7 +81,7 @@ class LodeHypers:
     :param dtype: ``"float64"`` or ``"float32"`` (or the NumPy dtype; output precision of
         fast backends)
     :param k_cutoff: if given, every backend sums exactly the sphere 0 < |k| < k_cutoff (Å⁻¹)
-        (shells on the sphere excluded, see :data:`gplode.mesh.SHELL_TOLERANCE`); the mesh
+        (shells on the sphere excluded, see :data:`gplode.lib.kvectors.SHELL_TOLERANCE`); the mesh
         backends still choose the mesh from ``accuracy``
     :param neighbor_types: atomic numbers of the neighbour species (axis 1 of the
         features); ``None`` uses all species present in the frames of each call. Atoms of
@@ -88,6 +89,9 @@ class LodeHypers:
     :param mesh_spacing: mesh backends only: override the mesh spacing (Å) chosen from
         ``accuracy``
     :param interpolation_order: mesh backends only: override the B-spline order (4, 6, 8 or 10)
+    :param route: periodic structures on the fast backends: ``"auto"`` (the cheaper by the
+        device's cost model), ``"direct"`` (direct k-sum) or ``"mesh"`` (particle mesh;
+        implied by ``mesh_spacing`` or ``interpolation_order``)
     """
 
     exponent: float = 1.0
@@ -104,6 +108,7 @@ class LodeHypers:
     neighbor_types: tuple[int, ...] | None = None
     mesh_spacing: float | None = None
     interpolation_order: int | None = None
+    route: str = "auto"
 
     def __post_init__(self):
         set_ = object.__setattr__
@@ -159,7 +164,14 @@ class LodeHypers:
             if isinstance(order, bool) or not isinstance(order, numbers.Integral) or order not in ORDERS:
                 raise ValueError(f"interpolation_order must be one of {ORDERS} or None, got {order!r}")
             set_(self, "interpolation_order", int(order))
+        _choice("route", self.route, ROUTES)
+        if self.route == "direct" and (self.mesh_spacing is not None or self.interpolation_order is not None):
+            raise ValueError(
+                "route='direct' has no mesh: mesh_spacing and interpolation_order need route 'auto' or 'mesh'"
+            )
         if self.backend == "reference":
+            if self.route == "mesh":
+                raise ValueError("backend='reference' sums the k-sphere directly: route must be 'auto' or 'direct'")
             for name in ("mesh_spacing", "interpolation_order"):
                 if getattr(self, name) is not None:
                     raise ValueError(

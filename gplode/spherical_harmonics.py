@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 from scipy import special as sp
 
-from ._dispatch import array_module
 
 __all__ = ["lm_index", "real_spherical_harmonics"]
 
@@ -22,7 +21,7 @@ def lm_index(l: int, m: int) -> int:
     return l * l + l + m
 
 
-def real_spherical_harmonics(vectors: np.ndarray, max_angular: int) -> np.ndarray:
+def real_spherical_harmonics(vectors: np.ndarray, max_angular: int, xp=np) -> np.ndarray:
     r"""Evaluate :math:`Y_{lm}(\hat x)` for all ``l <= max_angular``.
 
     Built from Cartesian recurrences: :math:`Y_{lm} = N_{lm} Q_l^{|m|}(z/r)\,
@@ -30,12 +29,11 @@ def real_spherical_harmonics(vectors: np.ndarray, max_angular: int) -> np.ndarra
     so the poles need no special care. Accurate to round-off for ``max_angular <= 60``.
 
     :param vectors: direction vectors, shape ``(n, 3)``, any non-zero length (Å or Å^-1);
-        a zero vector is treated as pointing along +z; NumPy or CuPy (the result lives on
-        the same device)
+        a zero vector is treated as pointing along +z
     :param max_angular: largest l, ``>= 0``
+    :param xp: array module of ``vectors`` and of the result (``numpy`` or ``cupy``)
     :return: array of shape ``(n, (max_angular + 1)**2)``
     """
-    xp = array_module(vectors)
     vectors = xp.asarray(vectors, dtype=float).reshape(-1, 3)
     n = vectors.shape[0]
     L = int(max_angular)

@@ -16,7 +16,6 @@ import math
 import numpy as np
 from scipy.interpolate import make_interp_spline
 
-from ._dispatch import array_module, to_host
 
 __all__ = ["K_FLOOR", "PotentialSpline", "RadialIntegralSpline", "UniformQuinticSpline"]
 
@@ -74,13 +73,13 @@ class UniformQuinticSpline:
             self._on_device[key] = xp.asarray(np.ascontiguousarray(coefficients))
         return self._on_device[key]
 
-    def __call__(self, x, column=None):
-        """Spline values at ``x`` (1-D, NumPy or CuPy, inside ``[lo, hi]``).
+    def __call__(self, x, column=None, xp=np):
+        """Spline values at ``x`` (1-D array of ``xp``, inside ``[lo, hi]``).
 
         :param column: index into the first tail axis (evaluates that column only)
+        :param xp: array module of ``x`` and of the result (``numpy`` or ``cupy``)
         :return: shape ``x.shape + tail`` (without the first tail axis when ``column`` is given)
         """
-        xp = array_module(x)
         coefficients = self._coefficients_for(xp, column)
         cell = xp.clip(xp.floor((x - self.lo) / self.step).astype(xp.int64), 0, coefficients.shape[0] - 1)
         t = x - (self.lo + (cell + 0.5) * self.step)
@@ -116,13 +115,12 @@ class RadialIntegralSpline:
         self.grid = self._spline.grid
         self.max_error = self._spline.max_error
 
-    def __call__(self, k, l: int):
-        r""":math:`\tilde I_{nl}(k)` for ``0 <= k <= k_max`` (NumPy or CuPy), shape ``(len(k), n_radial)``."""
-        xp = array_module(k)
+    def __call__(self, k, l: int, xp=np):
+        r""":math:`\tilde I_{nl}(k)` for ``0 <= k <= k_max`` (array of ``xp``), shape ``(len(k), n_radial)``."""
         k = xp.asarray(k, dtype=float)
         if k.size and (float(k.min()) < 0 or float(k.max()) > self.k_max * (1 + 1e-12)):
             raise ValueError(f"k must lie in [0, {self.k_max}] Å⁻¹, got [{float(k.min())}, {float(k.max())}]")
-        return self._spline(k, column=l)
+        return self._spline(k, column=l, xp=xp)
 
 
 class PotentialSpline:
@@ -153,13 +151,13 @@ class PotentialSpline:
         )
         self.max_error = self._spline.max_error
 
-    def __call__(self, k):
-        r""":math:`\hat v_p(k)` for ``0 < k <= k_max`` (NumPy or CuPy), Å^(3-p).
+    def __call__(self, k, xp=np, to_host=np.asarray):
+        r""":math:`\hat v_p(k)` for ``0 < k <= k_max`` (array of ``xp``), Å^(3-p).
 
-        Below ``k_min`` (cells longer than 2π/k_min) the exact function is evaluated on the host.
+        Below ``k_min`` (cells longer than 2π/k_min) the exact function is evaluated on the
+        host (``to_host``: the device's copy to NumPy).
         """
-        xp = array_module(k)
-        values = xp.exp(self._spline(xp.log(xp.maximum(k, self.k_min))))
+        values = xp.exp(self._spline(xp.log(xp.maximum(k, self.k_min)), xp=xp))
         below = k < self.k_min
         if bool(below.any()):
             values[below] = xp.asarray(self.potential.kspace(to_host(k[below])))

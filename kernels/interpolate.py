@@ -1,7 +1,7 @@
 """Spherical-harmonic projection, last step: gather channel meshes at the atoms.
 
 c[mesh, atom] = Σ_s weights[atom, s] · meshes[mesh, indices[atom, s]], the B-spline
-interpolation of :func:`gplode.stages.interpolate` (one program per block of atoms and
+interpolation of :meth:`gplode.devices.CpuDevice.interpolate` (one program per block of atoms and
 mesh; the stencil is walked in tiles of ``BLOCK_STENCIL``).
 """
 
@@ -60,8 +60,12 @@ def compile_variants(block_atoms: int = 32, block_stencil: int = 64):
             yield _interpolate_kernel, signature, constexprs
 
 
-def interpolate(meshes, indices, weights, xp, block_atoms: int = 32, block_stencil: int = 64):
-    """Values of ``meshes`` ``(n_meshes, M1, M2, M3)`` at the atoms: ``(n_meshes, n_atoms)``."""
+def interpolate(meshes, plan, xp, block_atoms: int = 32, block_stencil: int = 64):
+    """Values of ``meshes`` ``(n_meshes, ...)`` at the atoms: ``(n_meshes, n_atoms)``.
+
+    :param plan: ``(indices, weights)`` of the stencils, ``(n_atoms, P**3)`` each
+    """
+    indices, weights = plan
     if meshes.dtype != weights.dtype:  # the compiled kernel accumulates in one type
         raise TypeError(f"meshes ({meshes.dtype}) and weights ({weights.dtype}) must have the same dtype")
     n_meshes = meshes.shape[0]

@@ -2,8 +2,8 @@
 
 For a channel (species a, l, m), every n and every selected k-point:
 G_n(k) = iˡ · prefactor_a(k) · Y_lm(k̂) · Ĩ_nl(|k|), written into the half-spectrum batch
-at the k-point's flat position (same result as :func:`gplode.stages.channel_spectra`
-followed by ``batch[:, selected] = …``). The prefactor already holds
+at the k-point's flat position (same result as
+:meth:`gplode.devices.CpuDevice.channel_spectra_into`). The prefactor already holds
 N_mesh (4π/Ω) v̂_p(k) Q̂_a(k) / K̂_P(k)², so any real exponent p enters only through it.
 """
 

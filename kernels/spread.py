@@ -1,6 +1,6 @@
 """Mesh building: scatter every atom's B-spline weights onto its species' density mesh.
 
-Same contract as :func:`gplode.stages.spread` (after :func:`gplode.stages.stencil`).
+Same contract as :meth:`gplode.devices.base.Stages.spread` (after :func:`gplode.bspline.stencil`).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def compile_variants(block: int = 1024):
 
 
 def spread(indices, weights, species_index, n_species: int, shape, xp, block: int = 1024):
-    """Per-species density meshes ``(n_species, *shape)`` (see :func:`gplode.stages.spread`).
+    """Per-species density meshes ``(n_species, *shape)`` (see :meth:`gplode.devices.base.Stages.spread`).
 
     :param xp: the array module of the inputs (``cupy`` on a GPU, ``numpy`` in the interpreter)
     """

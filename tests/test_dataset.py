@@ -14,6 +14,7 @@ import pytest
 from peers import import_peer
 
 import gplode
+from gplode.devices import CudaDevice
 from gplode.dataset import DatasetError, FeatureStore, featurize_dataset, load_features
 
 import_peer("zarr")
@@ -289,6 +290,7 @@ def test_default_chunk_size_depends_on_the_backend(tmp_path):
     calc = gplode.LodeCalculator(**HYPERS)
     featurize_dataset(frames, calc, tmp_path / "cpu.zarr")
     assert FeatureStore(tmp_path / "cpu.zarr").metadata["batch_size"] == 100
-    calc._backend.name = "gpu"  # chunks large enough to batch many structures per kernel
-    featurize_dataset(frames, calc, tmp_path / "gpu.zarr")
+    # the CUDA device's chain on NumPy arrays: chunks large enough to batch many structures per kernel
+    gpu = gplode.LodeCalculator(device=CudaDevice(xp=np), **dict(HYPERS, backend="gpu"))
+    featurize_dataset(frames, gpu, tmp_path / "gpu.zarr")
     assert FeatureStore(tmp_path / "gpu.zarr").metadata["batch_size"] == 2000

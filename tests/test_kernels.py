@@ -11,15 +11,18 @@ import pytest
 from peers import import_peer
 
 import gplode
-from gplode import stages
 from gplode.bspline import ORDERS
+from gplode.devices import CpuDevice, CudaDevice
 
 import_peer("triton")
 from gplode.kernels import interpolate as kinterpolate  # noqa: E402
 from gplode.kernels import spectra as kspectra  # noqa: E402
 from gplode.kernels import spread as kspread  # noqa: E402
 from gplode.kernels._adapter import as_triton  # noqa: E402
-from gplode.kernels.stages import TritonStages  # noqa: E402
+
+CPU = CpuDevice()
+#: the CUDA device's chain on NumPy arrays, kernels in Triton's interpreter
+INTERPRETED = CudaDevice(xp=np, round_shapes=False)
 
 RNG = np.random.default_rng(8)
 SHAPE = (9, 10, 12)
@@ -28,7 +31,7 @@ ATOM_COUNTS = [0, 1, 7, 129]
 
 def _stencil(n_atoms, order):
     fractional = RNG.uniform(size=(n_atoms, 3))
-    return stages.stencil(fractional, SHAPE, order)
+    return CPU.stencil(fractional, SHAPE, order)
 
 
 @pytest.mark.parametrize("n_atoms", ATOM_COUNTS)
@@ -36,7 +39,7 @@ def _stencil(n_atoms, order):
 def test_spread_kernel(n_atoms, order):
     indices, weights = _stencil(n_atoms, order)
     kind = RNG.integers(0, 4, size=n_atoms)  # type 3 is not a neighbour type below
-    expected = stages.spread(indices, weights, kind, 3, SHAPE)
+    expected = CPU.spread(indices, weights, kind, 3, SHAPE)
     # atomics accumulate in a different order: equal to round-off
     np.testing.assert_allclose(kspread.spread(indices, weights, kind, 3, SHAPE, np), expected, atol=1e-14)
 
@@ -46,8 +49,8 @@ def test_spread_kernel(n_atoms, order):
 def test_interpolate_kernel(n_atoms, order):
     indices, weights = _stencil(n_atoms, order)
     fields = RNG.normal(size=(3, *SHAPE))
-    expected = stages.interpolate(fields, *stages.interpolation_matrix(indices, weights, int(np.prod(SHAPE))))
-    np.testing.assert_allclose(kinterpolate.interpolate(fields, indices, weights, np), expected, atol=1e-13)
+    expected = CPU.interpolate(fields, CPU.prepare_interpolation(indices, weights, int(np.prod(SHAPE))))
+    np.testing.assert_allclose(kinterpolate.interpolate(fields, (indices, weights), np), expected, atol=1e-13)
 
 
 @pytest.mark.parametrize("l", [0, 1, 2, 3])
@@ -58,7 +61,7 @@ def test_channel_spectra_kernel(l, n_k):
     prefactor = RNG.normal(size=n_k) + 1j * RNG.normal(size=n_k)
     radial, ylm = RNG.normal(size=(n_k, n_radial)), RNG.normal(size=n_k)
     expected = np.zeros((n_radial, n_half), dtype=complex)
-    expected[:, selected] = stages.channel_spectra(prefactor, radial, ylm, l)
+    CPU.channel_spectra_into(expected, selected, prefactor, radial, ylm, l)
     batch = np.zeros((n_radial, n_half), dtype=complex)
     kspectra.channel_spectra_into(batch, selected, prefactor, radial, ylm, l, np)
     np.testing.assert_allclose(batch, expected, atol=1e-15)
@@ -80,14 +83,13 @@ def _triclinic(seed, n_atoms):
 @pytest.mark.parametrize("p", [0.0, 1.0, 4.5, 6.0])
 @pytest.mark.parametrize("n_atoms", [1, 7])
 def test_gpu_orchestration_with_interpreted_kernels(p, n_atoms):
-    """The GPU backend's whole chain (TritonStages) on NumPy arrays equals the NumPy mesh route."""
+    """The CUDA device's whole chain on NumPy arrays (interpreted kernels) equals the CPU
+    device's mesh route (the B-spline order is fixed, so both pick the same mesh)."""
     atoms = _triclinic(int(10 * p) + n_atoms, n_atoms)
     hypers = dict(exponent=p, smearing=1.0, cutoff=3.0, max_radial=2, max_angular=2, accuracy=1e-3)
+    hypers["interpolation_order"] = 6
     numpy_calc = gplode.LodeCalculator(backend="numpy", **hypers)
-    numpy_calc._backend.uses_mesh = lambda *args: True
-    triton_calc = gplode.LodeCalculator(backend="numpy", **hypers)
-    triton_calc._backend.uses_mesh = lambda *args: True
-    triton_calc._backend.stages = TritonStages(np)
+    triton_calc = gplode.LodeCalculator(backend="gpu", device=INTERPRETED, **hypers)
     expected = numpy_calc.compute(atoms).values
     np.testing.assert_allclose(triton_calc.compute(atoms).values, expected, atol=1e-13 * np.abs(expected).max())
 
@@ -96,9 +98,7 @@ def test_float32_chain_with_interpreted_kernels():
     atoms = _triclinic(4, 5)
     hypers = dict(exponent=1.0, smearing=1.0, cutoff=3.0, max_radial=2, max_angular=2, accuracy=1e-4)
     exact = gplode.LodeCalculator(backend="reference", **dict(hypers, accuracy=1e-12)).compute(atoms).values
-    calc = gplode.LodeCalculator(backend="numpy", dtype="float32", **hypers)
-    calc._backend.uses_mesh = lambda *args: True
-    calc._backend.stages = TritonStages(np)
+    calc = gplode.LodeCalculator(backend="gpu", device=INTERPRETED, dtype="float32", route="mesh", **hypers)
     values = calc.compute(atoms).values
     assert values.dtype == np.float32
     assert np.sqrt(np.mean((values - exact) ** 2) / np.mean(exact**2)) <= 1e-4

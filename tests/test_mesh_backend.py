@@ -48,10 +48,8 @@ def _exact(name, p, basis):
 
 
 def _calculator(route, **kwargs):
-    """A numpy-backend calculator forced onto one periodic route ("mesh" or "direct" k-sum)."""
-    calc = gplode.LodeCalculator(backend="numpy", **kwargs)
-    calc._backend.uses_mesh = lambda *args: route == "mesh"
-    return calc
+    """A numpy-backend calculator on one periodic route ("mesh" or "direct" k-sum)."""
+    return gplode.LodeCalculator(backend="numpy", route=route, **kwargs)
 
 
 @pytest.mark.parametrize("route", ["mesh", "direct"])
@@ -103,7 +101,7 @@ def test_free_space_uses_the_pair_sum():
 def test_overrides_and_memory_error():
     atoms = SYSTEMS["NaCl-2x2x2"]
     calc = gplode.LodeCalculator(backend="numpy", mesh_spacing=0.4, interpolation_order=8, exponent=1.0, **HYPERS)
-    params = calc._backend.mesh_parameters(atoms.cell.array, len(atoms))
+    params = calc.pipeline.mesh.parameters(atoms.cell.array, len(atoms))
     assert params.order == 8 and all(n >= 29 for n in params.shape)  # 11.28 Å / 0.4 Å
     coarse = gplode.LodeCalculator(backend="numpy", mesh_spacing=1.0, exponent=1.0, **HYPERS)
     with pytest.raises(ValueError, match=r"mesh_spacing=1.0 Å is too coarse .* below 0.4\d* Å"):
@@ -116,11 +114,10 @@ def test_overrides_and_memory_error():
 def test_route_choice():
     """Small cells take the direct k-sum, large ones the mesh."""
     calc = gplode.LodeCalculator(backend="numpy", exponent=1.0, smearing=1.0, cutoff=4.0, max_radial=5, max_angular=4)
-    backend = calc._backend
-    for repeat, mesh in ((1, False), (4, True)):
+    for repeat, route in ((1, "direct"), (4, "mesh")):
         atoms = ase.build.bulk("NaCl", "rocksalt", a=5.64, cubic=True).repeat(repeat)
         system = gplode.systems.as_systems(atoms)[0]
-        assert backend.uses_mesh(system, 2, backend.mesh_parameters(system.cell, system.n_atoms)) is mesh
+        assert calc.pipeline.method_for(system, 2)[0].name == route
 
 
 def test_auto_backend_is_numpy_without_gpu():
@@ -148,7 +145,7 @@ def test_mesh_meets_accuracy_when_smearing_is_large_against_the_cell(smearing, o
     atoms = ase.Atoms("NaCl", scaled_positions=[[0, 0, 0], [0.3, 0.4, 0.5]], cell=5.0 * np.eye(3), pbc=True)
     hypers = dict(HYPERS, smearing=smearing, exponent=1.0)
     calc = gplode.LodeCalculator(backend="numpy", accuracy=1e-8, interpolation_order=order, **hypers)
-    k_cutoff = calc._backend.mesh_parameters(atoms.cell.array, len(atoms)).k_cutoff
+    k_cutoff = calc.pipeline.k_cutoff
     exact = gplode.LodeCalculator(backend="reference", k_cutoff=k_cutoff, **hypers).compute(atoms).values
     values = calc.compute(atoms).values
     assert np.sqrt(np.mean((values - exact) ** 2) / np.mean(exact**2)) <= 1e-8

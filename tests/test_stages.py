@@ -1,12 +1,14 @@
-"""Mesh-pipeline stages: B-spline kernel, spreading, interpolation, mesh choice."""
+"""Mesh-pipeline stages on the CPU device: B-spline kernel, spreading, interpolation, mesh choice."""
 
 import numpy as np
 import pytest
 from helpers import half_sphere_kvectors
 
-from gplode import stages
 from gplode.bspline import ORDERS, bspline_fourier, bspline_stencil
-from gplode.mesh import choose_mesh, selected_kpoints
+from gplode.devices import CpuDevice
+from gplode.methods.mesh import choose_mesh, selected_kpoints
+
+CPU = CpuDevice()
 
 RNG = np.random.default_rng(4)
 
@@ -38,17 +40,17 @@ def test_bspline_fourier_matches_discrete_transform(order):
 def test_spread_and_interpolate_are_adjoint():
     shape, order = (9, 10, 12), 6
     frac = RNG.uniform(size=(7, 3))
-    indices, weights = stages.stencil(frac, shape, order)
+    indices, weights = CPU.stencil(frac, shape, order)
     kind = np.array([0, 1, 0, 2, 1, 0, 5])  # type 5 is not a neighbour type: ignored
-    meshes = stages.spread(indices, weights, kind, 3, shape)
+    meshes = CPU.spread(indices, weights, kind, 3, shape)
     assert meshes.shape == (3, *shape)
     np.testing.assert_allclose(meshes.reshape(3, -1).sum(1), [3, 2, 1], rtol=1e-14)
     field = RNG.normal(size=(2, *shape))
-    matrix, rows = stages.interpolation_matrix(indices, weights, int(np.prod(shape)))
-    values = stages.interpolate(field, matrix, rows)  # (2, 7)
+    plan = CPU.prepare_interpolation(indices, weights, int(np.prod(shape)))
+    values = CPU.interpolate(field, plan)  # (2, 7)
     # <spread(δ_atom), field> = interpolate(field)[atom]
     for atom in range(7):
-        single = stages.spread(indices[atom : atom + 1], weights[atom : atom + 1], np.zeros(1, int), 1, shape)
+        single = CPU.spread(indices[atom : atom + 1], weights[atom : atom + 1], np.zeros(1, int), 1, shape)
         np.testing.assert_allclose((single[0] * field).sum(axis=(1, 2, 3)), values[:, atom], rtol=1e-13)
 
 
@@ -59,10 +61,10 @@ def test_interpolation_of_a_plane_wave():
     g = np.stack(np.meshgrid(*(np.arange(n) for n in shape), indexing="ij"), -1)
     field = np.cos(2 * np.pi * (g / np.array(shape)) @ m)
     frac = RNG.uniform(size=(50, 3))
-    indices, weights = stages.stencil(frac, shape, order)
+    indices, weights = CPU.stencil(frac, shape, order)
     khat = np.prod([bspline_fourier(mi, order, n) for mi, n in zip(m, shape, strict=True)])
-    matrix, rows = stages.interpolation_matrix(indices, weights, int(np.prod(shape)))
-    values = stages.interpolate(field[None], matrix, rows)[0] / khat
+    plan = CPU.prepare_interpolation(indices, weights, int(np.prod(shape)))
+    values = CPU.interpolate(field[None], plan)[0] / khat
     np.testing.assert_allclose(values, np.cos(2 * np.pi * frac @ m), atol=1e-7)
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import gplode
-from gplode._dispatch import gpu_available
+from gplode.devices import CudaDevice, gpu_available
 from gplode.systems import as_systems
 
 pytestmark = pytest.mark.skipif(not gpu_available(), reason="needs a CUDA GPU with CuPy and Triton")
@@ -64,7 +64,7 @@ def _strained_supercells(n_structures, seed=0):
     return frames
 
 
-def test_batched_dataset_matches_numpy_backend_and_splits_to_fit(monkeypatch):
+def test_batched_dataset_matches_numpy_backend_and_splits_to_fit():
     """Many small cells: batched on the GPU (the direct k-sum for these sizes), same
     features as the CPU backend at the accuracy level, and identical when the memory
     budget forces many small batches."""
@@ -75,11 +75,11 @@ def test_batched_dataset_matches_numpy_backend_and_splits_to_fit(monkeypatch):
     values = calc.compute(frames).values
     rms = np.sqrt(np.mean(expected**2))
     assert np.sqrt(np.mean((values - expected) ** 2)) <= 2e-6 * rms
-    backend = calc._backend
     one = 0
     for system in as_systems(frames):
-        params = backend.mesh_parameters(system.cell, system.n_atoms)
-        mesh = backend.uses_mesh(system, 2, params)
-        one = max(one, backend._memory_bytes([backend._sizes(system, params)], 2, params, mesh))
-    monkeypatch.setattr(backend, "available_memory", lambda: int(3 * one / backend.MEMORY_FRACTION))
-    np.testing.assert_allclose(calc.compute(frames).values, values, atol=1e-12 * np.abs(values).max())
+        method, params = calc.pipeline.method_for(system, 2)
+        one = max(one, method.batch_bytes(method.grow(None, system, params), 2))
+    small = gplode.LodeCalculator(
+        backend="gpu", device=CudaDevice(memory=int(3 * one / CudaDevice.memory_fraction)), **hypers
+    )
+    np.testing.assert_allclose(small.compute(frames).values, values, atol=1e-12 * np.abs(values).max())

@@ -24,12 +24,16 @@ from typing import NamedTuple
 import numpy as np
 from scipy import fft
 
-from .bspline import ORDERS
-from .kvectors import default_k_cutoff
+from ..bspline import ORDERS, bspline_fourier
+from ..corrections import species_index
+from ..kvectors import default_k_cutoff
+from ..spherical_harmonics import real_spherical_harmonics
+from ..systems import atom_owners
 
 __all__ = [
     "SHELL_TOLERANCE",
     "KPoints",
+    "MeshKSum",
     "MeshParameters",
     "choose_mesh",
     "fast_length",
@@ -71,10 +75,17 @@ class MeshParameters:
         return self.k_cutoff**3 * volume / (12 * np.pi**2)
 
     def memory_bytes(
-        self, n_atoms: int, n_species: int, n_radial: int, n_lm: int, volume: float, itemsize: int = 8
+        self,
+        n_atoms: int,
+        n_species: int,
+        n_radial: int,
+        n_lm: int,
+        volume: float,
+        itemsize: int = 8,
+        n_structures: int = 1,
     ) -> int:
-        """Peak memory of one structure in the mesh pipeline (bytes); a batch of
-        structures sharing this mesh needs the sum over its members.
+        """Peak memory (bytes) of ``n_structures`` structures sharing this mesh in the mesh
+        pipeline, with ``n_atoms`` atoms and cell volumes ``volume`` (Å³) in all.
 
         Counts the density meshes and their spectra, one channel batch of ``n_radial``
         spectra and meshes (twice, for the FFT work space, plus the copy of its input the
@@ -84,11 +95,13 @@ class MeshParameters:
         the output (device and host).
         """
         real, complex_ = itemsize, 2 * itemsize
-        meshes = n_species * (self.n_points * real + self.n_half * complex_)
-        channels = n_radial * (2 * self.n_points * real + 3 * self.n_half * complex_)
+        meshes = n_structures * n_species * (self.n_points * real + self.n_half * complex_)
+        channels = n_structures * n_radial * (2 * self.n_points * real + 3 * self.n_half * complex_)
         stencils = 2 * n_atoms * self.order**3 * (8 + real)
-        n_k = 1.1 * self.n_kpoints(volume) + 1
-        kdata = 9 * self.n_half + n_k * (8 * (16 + 3 * n_radial) + real * (n_lm + n_radial) + complex_ * n_species)
+        n_k = 1.1 * self.n_kpoints(volume) + n_structures
+        kdata = 9 * self.n_half * n_structures + n_k * (
+            8 * (16 + 3 * n_radial) + real * (n_lm + n_radial) + complex_ * n_species
+        )
         output = n_atoms * n_species * n_lm * n_radial * (real + 8)
         return int(meshes + channels + stencils + kdata + output)
 
@@ -125,6 +138,7 @@ def choose_mesh(
     n_atoms: int = 1,
     order: int | None = None,
     k_cutoff: float | None = None,
+    costs=None,
 ) -> MeshParameters:
     """Cheapest mesh meeting ``accuracy`` for this cell.
 
@@ -134,7 +148,13 @@ def choose_mesh(
     :param n_atoms: number of atoms (interpolation cost grows as n_atoms P³)
     :param order: force the B-spline order (default: chosen here)
     :param k_cutoff: radius of the k-sphere, Å⁻¹ (default: from ``accuracy``)
+    :param costs: the device's :class:`gplode.devices.base.Costs` (the cost per channel is
+        ``mesh_point`` × mesh points + ``mesh_stencil`` × atoms × P³); default: the CPU's
     """
+    if costs is None:
+        from ..devices.cpu import CpuDevice
+
+        costs = CpuDevice.costs
     if k_cutoff is None:
         k_cutoff = default_k_cutoff(smearing, accuracy)
     nyquist = (k_cutoff / np.pi * np.linalg.norm(cell, axis=1)).tolist()  # points per axis at α = 1
@@ -148,10 +168,7 @@ def choose_mesh(
     for p in ORDERS if order is None else (order,):
         alpha = _oversampling(p, smearing, accuracy, k_cutoff, y_ref)
         shape = tuple(fast_length(math.ceil(alpha * n) + 1) for n in nyquist)
-        # per channel, measured on the 2-core machine (4,096 atoms, 90³ mesh): an inverse
-        # real FFT costs ~8 ns per mesh point, the sorted sparse interpolation ~1.1 ns per
-        # atom and stencil point
-        cost = 8.0 * math.prod(shape) + 1.1 * n_atoms * p**3
+        cost = costs.mesh_point * math.prod(shape) + costs.mesh_stencil * n_atoms * p**3  # per channel
         if best is None or cost < best[0]:
             best = (cost, shape, p)
     return MeshParameters(best[1], best[2], k_cutoff)
@@ -236,3 +253,120 @@ def selected_kpoints(cells: np.ndarray, shape: tuple[int, int, int], k_cutoff: f
     frequencies = xp.stack([m[0].ravel()[i1], m[1].ravel()[i2], m[2].ravel()[i3]], axis=1)
     k = xp.einsum("ki,kij->kj", frequencies, xp.asarray(recip)[structure])
     return KPoints(structure, position, frequencies, k)
+
+
+class MeshKSum:
+    r"""The particle-mesh k-sum as a method, written once over devices (the stages of
+    :class:`gplode.devices.base.Stages`): mesh choice, memory and cost models, batches.
+
+    Structures sharing a mesh (shape and B-spline order) go through the stages together:
+    structure b's density meshes and channel meshes are the b-th of a batch, its stencil
+    indices offset by b·M, its selected k-points by b·(half spectrum). Everything after the
+    atom positions is computed on the device; the host sends positions and cells and
+    receives the coefficients.
+
+    :param device: :class:`gplode.devices.base.Device`
+    :param vhat: splined v̂_p, ``(|k|, xp) -> values`` (:class:`gplode.splines.PotentialSpline`)
+    :param radial: splined Ĩ_nl, ``(|k|, l, xp) -> (n_k, n_radial)``
+    :param hypers: :class:`gplode.hypers.LodeHypers` (smearing, accuracy, mesh overrides, L, dtype)
+    :param k_cutoff: k_c, Å⁻¹
+    :param n_radial: radial functions per l
+    """
+
+    name = "mesh"
+
+    def __init__(self, device, vhat, radial, hypers, k_cutoff: float, n_radial: int):
+        self.device, self.hypers, self.k_cutoff, self.n_radial = device, hypers, float(k_cutoff), n_radial
+        self._vhat, self._radial = vhat, radial
+        self.n_lm = (hypers.max_angular + 1) ** 2
+        # dtype="float32": the whole chain in single precision (FFTs in complex64)
+        self.real = np.float32 if hypers.dtype == "float32" else np.float64
+
+    def parameters(self, cell: np.ndarray, n_atoms: int = 1) -> MeshParameters:
+        """Mesh of ``cell``: from ``accuracy`` and the device's costs, or the user's overrides,
+        rounded up to the shape ladder when the device rounds shapes."""
+        h = self.hypers
+        params = choose_mesh(
+            cell,
+            h.smearing,
+            h.accuracy,
+            n_atoms,
+            order=h.interpolation_order,
+            k_cutoff=self.k_cutoff,
+            costs=self.device.costs,
+        )
+        if h.mesh_spacing is not None:
+            lengths = np.linalg.norm(cell, axis=1)
+            shape = tuple(fast_length(math.ceil(n / h.mesh_spacing)) for n in lengths)
+            # every k-vector of the sphere needs |m_i| = |k·a_i|/2π < M_i/2
+            if any(m <= self.k_cutoff * n / np.pi for m, n in zip(shape, lengths, strict=True)):
+                raise ValueError(
+                    f"mesh_spacing={h.mesh_spacing} Å is too coarse for accuracy={h.accuracy}: the k-sphere "
+                    f"(k_c = {self.k_cutoff:.3g} Å⁻¹) needs a spacing below {np.pi / self.k_cutoff:.3g} Å"
+                )
+            params = MeshParameters(shape, params.order, self.k_cutoff)
+        if self.device.round_shapes:
+            params = MeshParameters(round_shape(params.shape), params.order, self.k_cutoff)
+        return params
+
+    def grow(self, batch, system, params: MeshParameters):
+        """The summary of a batch sharing ``params`` with ``system`` added (``batch`` None: a
+        new batch): members, atoms and volume, for :meth:`batch_bytes`."""
+        count, n_atoms, volume = (0, 0, 0.0) if batch is None else batch[1:]
+        return params, count + 1, n_atoms + system.n_atoms, volume + system.volume
+
+    def batch_bytes(self, batch, n_species: int) -> int:
+        """Peak memory of a batch (bytes) from its :meth:`grow` summary
+        (:meth:`MeshParameters.memory_bytes`)."""
+        params, count, n_atoms, volume = batch
+        itemsize = np.dtype(self.real).itemsize
+        return params.memory_bytes(n_atoms, n_species, self.n_radial, self.n_lm, volume, itemsize, count)
+
+    def cost(self, system, n_species: int, params: MeshParameters) -> float:
+        """Estimated seconds on the device (:class:`gplode.devices.base.Costs`)."""
+        c = self.device.costs
+        per_channel = c.mesh_point * params.n_points + c.mesh_stencil * system.n_atoms * params.order**3
+        return n_species * self.n_lm * self.n_radial * per_channel
+
+    def compute(self, systems, species, params: MeshParameters) -> np.ndarray:
+        """The k ≠ 0 coefficients of ``systems`` sharing ``params`` (host array, their atoms
+        one after the other), every stage called once per batch (per channel)."""
+        device, xp, real = self.device, self.device.xp, self.real
+        L, n_radial, n_species, n_batch = self.hypers.max_angular, self.n_radial, len(species), len(systems)
+        shape, n_points, n_half = params.shape, params.n_points, params.n_half
+        cells = np.stack([system.cell for system in systems])
+        owner, _ = atom_owners(systems)
+        owner = xp.asarray(owner)
+        positions = xp.asarray(np.concatenate([system.positions for system in systems]))
+        fractional = xp.einsum("ni,nij->nj", positions, xp.asarray(np.linalg.inv(cells))[owner]) % 1.0
+        indices, weights = device.stencil(fractional.astype(real), shape, params.order)
+        indices = indices + (owner * n_points)[:, None]  # into the batch of meshes
+        kind, present = species_index(np.concatenate([system.numbers for system in systems]), species)
+        kind = xp.asarray(np.where(present, kind, n_species))
+        density = device.spread(indices, weights, kind, n_species, (n_batch, *shape))
+        plan = device.prepare_interpolation(indices, weights, n_batch * n_points)
+        # ≈ K̂ ρ_a(k)*, (n_species, n_batch · half spectrum)
+        spectra = device.rfftn(density.reshape(n_species * n_batch, *shape)).reshape(n_species, n_batch * n_half)
+
+        kpoints = selected_kpoints(cells, shape, self.k_cutoff, xp)
+        destination = kpoints.structure * n_half + kpoints.position
+        knorm = xp.linalg.norm(kpoints.k, axis=1)
+        khat = 1.0
+        for d in range(3):
+            khat = khat * bspline_fourier(kpoints.frequencies[:, d], params.order, shape[d], xp)
+        volumes = xp.asarray([system.volume for system in systems])
+        out = xp.zeros((owner.size, n_species, (L + 1) ** 2, n_radial), dtype=real)
+        if knorm.size:  # else: k_c below the smallest |k|, nothing to sum
+            vhat = self._vhat(knorm, xp)
+            base = (n_points * 4.0 * np.pi / volumes[kpoints.structure] * vhat / khat**2).astype(real)
+            prefactors = base[None, :] * spectra[:, destination]  # (n_species, n_k)
+            ylm = real_spherical_harmonics(kpoints.k, L, xp).astype(real)
+            batch = xp.zeros((n_radial, n_batch * n_half), dtype=spectra.dtype)
+            for l in range(L + 1):
+                radial = self._radial(knorm, l, xp).astype(real)
+                for a in range(n_species):
+                    for lm in range(l * l, (l + 1) ** 2):
+                        device.channel_spectra_into(batch, destination, prefactors[a], radial, ylm[:, lm], l)
+                        fields = device.irfftn(batch.reshape(n_radial * n_batch, *shape[:2], -1), shape)
+                        out[:, a, lm, :] = device.interpolate(fields.reshape(n_radial, -1), plan).T
+        return device.to_host(out)

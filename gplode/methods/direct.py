@@ -7,7 +7,7 @@ r"""The direct k-space sum of periodic systems, batched over structures (docs/co
     \rho_a(k) = \sum_{j\in a}e^{ik\cdot r_j}
 
 (the k ≠ 0 part; :mod:`gplode.corrections` adds the rest). The k-vectors are the points
-of a ``rfftn`` half spectrum (:func:`gplode.mesh.selected_kpoints`) on a grid just large
+of a ``rfftn`` half spectrum (:func:`gplode.methods.mesh.selected_kpoints`) on a grid just large
 enough for the sphere: the m₃ > 0 points stand for ±k (weight 2), the m₃ = 0 plane holds
 both. Structures of a batch are padded to a common number of atoms and k-points, so that
 every step is one batched array operation (phases, structure factors, and per l one
@@ -19,19 +19,22 @@ structure, as dense matrix products: fast on a GPU, and on CPUs for small cells.
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 
-from ._dispatch import to_host
-from .corrections import species_index
+from ..corrections import species_index
+from ..spherical_harmonics import real_spherical_harmonics
+from ..systems import atom_owners
 from .mesh import selected_kpoints
-from .spherical_harmonics import real_spherical_harmonics
-from .systems import atom_owners
 
-__all__ = ["Workspace", "kspace_sum", "memory_bytes", "sphere_shape"]
+__all__ = ["DirectKSum", "Workspace", "kspace_sum", "memory_bytes", "sphere_shape"]
 
 #: k-points per structure handled at once: bounds the (atoms, species, k) arrays
 K_CHUNK = 2048
+#: largest amount of work accepted, in (atom, k-vector, species, channel) terms (over an
+#: hour on two cores): beyond it the direct sum is refused rather than run for hours
+MAX_WORK = 1e13
 
 
 def sphere_shape(cells: np.ndarray, k_cutoff: float) -> tuple[int, int, int]:
@@ -50,7 +53,7 @@ def memory_bytes(
     counts with the largest member's ``n_atoms``, ``n_kpoints`` and ``n_grid`` (padding).
 
     Counts, per k chunk, the phases, the structure-factor products, one l's kernel; the
-    k-point data; the |k|² grid of :func:`gplode.mesh.selected_kpoints` (``n_grid`` points,
+    k-point data; the |k|² grid of :func:`gplode.methods.mesh.selected_kpoints` (``n_grid`` points,
     with its temporaries); and the output.
     """
     width = min(K_CHUNK, n_kpoints)
@@ -67,7 +70,7 @@ def kspace_sum(
     k_cutoff: float,
     max_angular: int,
     n_radial: int,
-    xp=np,
+    device,
     real=np.float64,
     workspace: Workspace | None = None,
 ):
@@ -76,12 +79,13 @@ def kspace_sum(
     :param vhat: callable ``|k| -> v̂_p(|k|)`` on arrays of ``xp`` (exact or splined)
     :param radial: callable ``(|k|, l) -> Ĩ_nl(|k|)``, shape ``(n_k, n_radial)``
     :param k_cutoff: k_c in Å⁻¹
-    :param xp: array module to compute with (``numpy``, or ``cupy`` on a GPU)
+    :param device: the :class:`gplode.devices.base.Device` to compute on
     :param real: floating type of the matrix products (phases are formed in float64)
     :param workspace: buffers to reuse (a fresh :class:`Workspace` by default)
-    :return: ``(total atoms, len(species), (max_angular+1)**2, n_radial)`` on ``xp``, the
-        systems' atoms one after the other
+    :return: ``(total atoms, len(species), (max_angular+1)**2, n_radial)`` on the device,
+        the systems' atoms one after the other
     """
+    xp = device.xp
     L, n_species, n_batch = max_angular, len(species), len(systems)
     complex_ = np.complex64 if real == np.float32 else np.complex128
     owner, slot = atom_owners(systems)  # each atom's system and index in it
@@ -95,14 +99,14 @@ def kspace_sum(
 
     cells = np.stack([system.cell for system in systems])
     points = selected_kpoints(cells, sphere_shape(cells, k_cutoff), k_cutoff, xp)
-    n_k = np.bincount(to_host(points.structure), minlength=n_batch)
+    n_k = np.bincount(device.to_host(points.structure), minlength=n_batch)
     rank = xp.arange(points.structure.size) - xp.asarray(np.cumsum(n_k) - n_k)[points.structure]
     knorm = xp.linalg.norm(points.k, axis=1)
     volumes = xp.asarray([system.volume for system in systems])
     weight = xp.where(points.frequencies[:, 2] > 0, 2.0, 1.0) * 4.0 * np.pi / volumes[points.structure]
     if knorm.size:
         weight = weight * vhat(knorm)
-    ylm = real_spherical_harmonics(points.k, L)
+    ylm = real_spherical_harmonics(points.k, L, xp)
 
     out = xp.zeros((n_batch, n_max * n_species, (L + 1) ** 2 * n_radial), dtype=real)
     workspace = Workspace(xp) if workspace is None else workspace
@@ -153,3 +157,90 @@ class Workspace:
         if buffer is None or buffer.size < size or buffer.dtype != dtype:
             buffer = self._buffers[name] = self.xp.empty(size, dtype=dtype)
         return buffer[:size].reshape(shape)
+
+
+class DirectKSum:
+    r"""The direct k-sum as a method: memory and cost models, batches, work buffers.
+
+    :param device: :class:`gplode.devices.base.Device` to compute on
+    :param vhat: ``(|k|, xp) -> v̂_p(|k|)`` (exact, or a spline)
+    :param radial: ``(|k|, l, xp) -> Ĩ_nl(|k|)``, ``(n_k, n_radial)``
+    :param k_cutoff: k_c, Å⁻¹
+    :param max_angular: L
+    :param n_radial: radial functions per l
+    :param dtype: ``"float64"`` or ``"float32"`` of the matrix products
+    """
+
+    name = "direct"
+
+    def __init__(self, device, vhat, radial, k_cutoff: float, max_angular: int, n_radial: int, dtype="float64"):
+        self.device, self.k_cutoff = device, float(k_cutoff)
+        self._vhat, self._radial = vhat, radial
+        self.max_angular, self.n_radial = max_angular, n_radial
+        self.real = np.float32 if dtype == "float32" else np.float64
+        self.n_channels = (max_angular + 1) ** 2 * n_radial
+        self._local = threading.local()  # per-thread work buffers (CPU)
+
+    def n_kpoints(self, volume: float) -> float:
+        r"""Expected number of half-sphere k-vectors, :math:`k_c^3\Omega/12\pi^2`."""
+        return self.k_cutoff**3 * volume / (12 * np.pi**2)
+
+    def sizes(self, system) -> tuple[int, float, float]:
+        """(atoms, expected k-vectors, points of the half-box grid) of ``system``."""
+        n_grid = math.prod(sphere_shape(system.cell, self.k_cutoff)) / 2
+        return system.n_atoms, self.n_kpoints(system.volume), n_grid
+
+    def grow(self, batch, system, params=None):
+        """The summary of a batch with ``system`` added (``batch`` None: a new batch):
+        members, and the largest atoms, k-vectors and grid points, to which all are padded."""
+        sizes = self.sizes(system)
+        return (1, sizes) if batch is None else (batch[0] + 1, tuple(map(max, batch[1], sizes)))
+
+    def batch_bytes(self, batch, n_species: int) -> int:
+        """Peak memory of a batch (bytes) from its :meth:`grow` summary: every member padded
+        to the largest (:func:`memory_bytes`)."""
+        count, (n_atoms, n_k, n_grid) = batch
+        itemsize = np.dtype(self.real).itemsize
+        return count * memory_bytes(n_atoms, n_species, self.n_channels, n_k, n_grid, itemsize)
+
+    def work(self, system, n_species: int) -> float:
+        """Terms of the sum: (atoms) × (k-vectors) × (species) × (channels)."""
+        return system.n_atoms * self.n_kpoints(system.volume) * n_species * self.n_channels
+
+    def cost(self, system, n_species: int, params=None) -> float:
+        """Estimated seconds on the device (:class:`gplode.devices.base.Costs`)."""
+        c = self.device.costs
+        per_atom_k = c.direct_term * n_species * self.n_channels + c.direct_phase + c.direct_species * n_species
+        return system.n_atoms * self.n_kpoints(system.volume) * per_atom_k
+
+    def check(self, system, n_species: int) -> None:
+        """Refuse a structure beyond :data:`MAX_WORK` terms (``ValueError``)."""
+        work = self.work(system, n_species)
+        if work > MAX_WORK:
+            raise ValueError(
+                f"the direct k-sum of a structure of {system.n_atoms} atoms (volume {system.volume:.4g} Å³, "
+                f"k_c = {self.k_cutoff:.3g} Å⁻¹) has {work:.2g} terms (about "
+                f"{work * self.device.costs.direct_term / 3600:.1f} h): more than the limit of {MAX_WORK:.0e}; "
+                "use a mesh backend ('numpy', 'gpu'), or raise `accuracy` or `smearing`"
+            )
+
+    def compute(self, systems, species, params=None) -> np.ndarray:
+        """The k ≠ 0 coefficients of ``systems`` (host array, their atoms one after the other)."""
+        device, xp = self.device, self.device.xp
+        if device.keep_workspace:  # per thread: threads sharing a calculator get their own
+            if getattr(self._local, "workspace", None) is None:
+                self._local.workspace = Workspace(xp)
+            workspace = self._local.workspace
+        else:
+            workspace = Workspace(xp)
+
+        def vhat(k):
+            return self._vhat(k, xp)
+
+        def radial(k, l):
+            return self._radial(k, l, xp)
+
+        values = kspace_sum(
+            systems, species, vhat, radial, self.k_cutoff, self.max_angular, self.n_radial, device, self.real, workspace
+        )
+        return device.to_host(values)

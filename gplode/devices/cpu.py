@@ -1,0 +1,92 @@
+"""The CPU device: NumPy arrays, ``scipy.fft`` on all cores, sparse-matrix interpolation."""
+
+from __future__ import annotations
+
+import functools
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from scipy import fft, sparse
+
+from ..bspline import stencil
+from .base import Costs, Device
+
+__all__ = ["CpuDevice", "host_memory"]
+
+
+def host_memory() -> int:
+    """Bytes of memory available to this process (``MemAvailable``, else physical memory)."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:  # pragma: no cover - non-Linux
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+class CpuDevice(Device):
+    """NumPy + ``scipy.fft`` (all cores); see :class:`gplode.devices.base.Device` for the
+    parameters. Batches are capped at 512 MiB: on a CPU larger ones gain nothing and their
+    work buffers stay allocated."""
+
+    name = "numpy"
+    #: measured on the 2-core development machine: direct sum ~0.5 ns per (atom, species,
+    #: k-vector, channel) plus ~20 ns per (atom, k-vector) for the phases; the mesh ~12 ns
+    #: per (channel, mesh point) plus ~1.1 ns per (channel, atom, stencil point). Small
+    #: cells (≲ 40 atoms) are faster directly.
+    costs = Costs(direct_term=0.5e-9, direct_phase=20e-9, direct_species=0.0, mesh_point=12e-9, mesh_stencil=1.1e-9)
+    default_max_batch_bytes = 2**29
+    keep_workspace = True
+
+    def free_memory(self) -> int:
+        return host_memory()
+
+    def stencil(self, fractional, shape, order):
+        return stencil(fractional, shape, order, np)
+
+    def spread(self, indices, weights, species_index, n_species, shape):
+        n_points = int(np.prod(shape))
+        keep = species_index < n_species
+        flat = (species_index[keep, None] * n_points + indices[keep]).ravel()
+        mesh = np.bincount(flat, weights=weights[keep].ravel(), minlength=n_species * n_points)
+        return mesh.reshape(n_species, *shape).astype(weights.dtype, copy=False)  # bincount sums in float64
+
+    def prepare_interpolation(self, indices, weights, n_points):
+        """A sparse (CSR) matrix of the interpolation, rows sorted by mesh position, and the
+        row order: consecutive atoms then read neighbouring mesh memory (measured 7x faster
+        than an unsorted gather for 13,824 atoms on a 135³ mesh)."""
+        order = np.argsort(indices[:, 0], kind="stable")
+        n_atoms, width = indices.shape
+        pointers = np.arange(0, n_atoms * width + 1, width)
+        matrix = sparse.csr_matrix(
+            (weights[order].ravel(), indices[order].ravel(), pointers), shape=(n_atoms, n_points)
+        )
+        return matrix, order
+
+    def rfftn(self, meshes):
+        return fft.rfftn(meshes, axes=(1, 2, 3), workers=-1)
+
+    def irfftn(self, spectra, shape):
+        return fft.irfftn(spectra, s=shape, axes=(1, 2, 3), workers=-1)
+
+    def channel_spectra_into(self, batch, selected, prefactor, radial, ylm, l):
+        phase = (1.0, 1j, -1.0, -1j)[l % 4]  # i^l
+        batch[:, selected] = (phase * prefactor * ylm)[None, :] * radial.T
+
+    def interpolate(self, meshes, plan):
+        matrix, order = plan
+        values = np.empty((meshes.shape[0], order.size), dtype=meshes.dtype)
+        # one sparse mat-vec per mesh (no transposed copy); SciPy releases the GIL there, so
+        # threads give ~1.8x on 2 cores (measured, 4,096 atoms, 90³ mesh, P = 10)
+        products = _threads().map(lambda mesh: matrix @ mesh.ravel(), meshes)
+        for i, product in enumerate(products):
+            values[i, order] = product
+        return values
+
+
+@functools.lru_cache(maxsize=1)
+def _threads() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="gplode-interpolate")

@@ -1,0 +1,177 @@
+"""From validated systems to coefficients: the methods of this folder, on one device.
+
+Periodic structures take the direct k-sum (:class:`gplode.methods.direct.DirectKSum`) or
+the particle mesh (:class:`gplode.methods.mesh.MeshKSum`), per structure by ``route`` (by
+default, whichever the device's cost model finds cheaper); structures of one route (and
+mesh) are computed in batches cut to the device's memory, and the analytic k = 0 and
+centre terms of :mod:`gplode.corrections` are added in one place. Free-space structures
+use the pair sum of :mod:`gplode.free_space`.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+
+import numpy as np
+
+from ..corrections import periodic_corrections
+from ..free_space import PairRadialFunctions, free_space_coefficients
+from ..kvectors import default_k_cutoff
+from ..splines import K_FLOOR, PotentialSpline, RadialIntegralSpline
+from .direct import DirectKSum
+from .mesh import MeshKSum
+
+__all__ = ["Pipeline", "format_bytes"]
+
+
+def format_bytes(n_bytes: float) -> str:
+    """``n_bytes`` as GiB, or MiB below 1 GiB."""
+    return f"{n_bytes / 2**30:.1f} GiB" if n_bytes >= 2**30 else f"{n_bytes / 2**20:.0f} MiB"
+
+
+class Pipeline:
+    """Every method a calculator needs, on one device.
+
+    :param hypers: :class:`gplode.hypers.LodeHypers`
+    :param potential: :class:`gplode.potentials.SmearedPowerLaw`
+    :param basis: :class:`gplode.radial.RadialBasis`
+    :param device: :class:`gplode.devices.base.Device`
+    :param exact: the reference: the direct k-sum only, with the exact v̂_p and Ĩ_nl (no
+        splines), in float64, one structure at a time
+    """
+
+    def __init__(self, hypers, potential, basis, device, exact: bool = False):
+        self.hypers, self.potential, self.basis, self.device, self.exact = hypers, potential, basis, device, exact
+        self.center_term = potential.center_term(basis)
+        #: radius of the summed k-sphere in Å⁻¹ (explicit ``k_cutoff``, or from ``accuracy``)
+        self.k_cutoff = (
+            hypers.k_cutoff if hypers.k_cutoff is not None else default_k_cutoff(hypers.smearing, hypers.accuracy)
+        )
+        L, n_radial = hypers.max_angular, basis.n_radial
+        if exact:
+            self.direct = DirectKSum(
+                device,
+                lambda k, xp: potential.kspace(k),
+                lambda k, l, xp: basis.kspace_integral(k, l),
+                self.k_cutoff,
+                L,
+                n_radial,
+            )
+            self.mesh = None
+        else:
+            self.direct = DirectKSum(device, self._vhat, self._radial, self.k_cutoff, L, n_radial, hypers.dtype)
+            self.mesh = MeshKSum(device, self._vhat, self._radial, hypers, self.k_cutoff, n_radial)
+        self._lock = threading.Lock()
+
+    # ---- the splines of the fast methods: built once, on first use, over a fixed range
+    @functools.cached_property
+    def radial_spline(self) -> RadialIntegralSpline:
+        """Splined Ĩ_nl on [0, k_c]."""
+        return RadialIntegralSpline(self.basis, self.k_cutoff)
+
+    @functools.cached_property
+    def potential_spline(self) -> PotentialSpline:
+        """Splined v̂_p on [:data:`gplode.splines.K_FLOOR`, k_c]. Its range does not depend on
+        the structures computed, so neither do its values: a structure's features are the
+        same whatever the calculator computed before."""
+        return PotentialSpline(self.potential, min(K_FLOOR, 0.5 * self.k_cutoff), self.k_cutoff)
+
+    @functools.cached_property
+    def pair_functions(self) -> PairRadialFunctions:
+        """The free-space pair functions F_nl(d), tabulated on first use."""
+        return PairRadialFunctions(self.potential, self.basis)
+
+    def _vhat(self, k, xp):
+        return self.potential_spline(k, xp, self.device.to_host)
+
+    def _radial(self, k, l, xp):
+        return self.radial_spline(k, l, xp)
+
+    # ---- routes and batches
+    def method_for(self, system, n_species: int):
+        """``(method, mesh parameters or None)`` of a periodic ``system``."""
+        h = self.hypers
+        if self.mesh is None:
+            return self.direct, None
+        params = self.mesh.parameters(system.cell, system.n_atoms)
+        if h.route == "mesh" or h.mesh_spacing is not None or h.interpolation_order is not None:
+            return self.mesh, params
+        if h.route == "direct":
+            return self.direct, None
+        cheaper = self.mesh.cost(system, n_species, params) < self.direct.cost(system, n_species)
+        return (self.mesh, params) if cheaper else (self.direct, None)
+
+    def batches(self, members: list[int], systems, n_species: int, method, params):
+        """Split ``members`` (indices of systems sharing ``method`` and ``params``) into
+        batches within the device's budget; refuse a structure that alone exceeds the
+        device's memory, before anything is allocated."""
+        available, budget = self.device.available_memory(), self.device.batch_budget()
+        if method is self.direct:  # similar sizes together: less padding
+            members = sorted(members, key=lambda i: systems[i].n_atoms)
+        batch, summary = [], None
+        for i in members:
+            system = systems[i]
+            if method is self.direct:
+                self.direct.check(system, n_species)
+            alone = method.grow(None, system, params)
+            needed = method.batch_bytes(alone, n_species)
+            if needed > available:
+                lengths = ", ".join(f"{n:.3g}" for n in np.linalg.norm(system.cell, axis=1))
+                what = f"the mesh {params.shape} (order {params.order})" if params else "the direct k-sum"
+                raise MemoryError(
+                    f"{what} of a structure of {system.n_atoms} atoms (cell lengths {lengths} Å) needs about "
+                    f"{format_bytes(needed)}, more than the {format_bytes(available)} available; raise `accuracy`"
+                    + (" or `mesh_spacing`" if params else " or `smearing`, or use a mesh backend")
+                )
+            grown = method.grow(summary, system, params)
+            if batch and (self.exact or method.batch_bytes(grown, n_species) > budget):
+                yield batch
+                batch, grown = [], alone
+            batch.append(i)
+            summary = grown
+        if batch:
+            yield batch
+
+    def _kspace_part(self, systems, species):
+        """Yield ``(members, block)``: indices into the periodic ``systems`` and the k ≠ 0
+        coefficients of their atoms, one system after the other; every system appears once."""
+        n_species = len(species)
+        groups = {}  # (method, mesh) -> indices of the systems: similar cells, batched together
+        for i, system in enumerate(systems):
+            method, params = self.method_for(system, n_species)
+            groups.setdefault((method.name, params), (method, []))[1].append(i)
+        for (_, params), (method, members) in groups.items():
+            for batch in self.batches(members, systems, n_species, method, params):
+                yield batch, method.compute([systems[i] for i in batch], species, params)
+
+    def compute(self, systems, species: np.ndarray) -> np.ndarray:
+        """Coefficients of all atoms of ``systems``, system after system.
+
+        :return: ``(total atoms, len(species), (L+1)**2, n_radial)`` in ``hypers.dtype``
+        """
+        h = self.hypers
+        counts = np.array([system.n_atoms for system in systems])
+        offsets = np.concatenate([[0], np.cumsum(counts)])
+        out = np.empty((offsets[-1], len(species), (h.max_angular + 1) ** 2, self.basis.n_radial), dtype=h.dtype)
+        periodic = [i for i, system in enumerate(systems) if system.periodic]
+        periodic_systems = [systems[i] for i in periodic]
+        for members, block in self._kspace_part(periodic_systems, species):
+            start = 0
+            for i in (periodic[j] for j in members):  # block rows: the members' atoms in order
+                out[offsets[i] : offsets[i + 1]] = block[start : start + counts[i]]
+                start += counts[i]
+        if periodic:
+            corrections = periodic_corrections(
+                periodic_systems, species, self.potential, self.basis, self.center_term, h.center_atom_weight
+            ).astype(h.dtype, copy=False)
+            if len(periodic) == len(systems):
+                out[:, :, 0, :] += corrections
+            else:
+                out[np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in periodic]), :, 0, :] += corrections
+        for i, system in enumerate(systems):
+            if not system.periodic:
+                out[offsets[i] : offsets[i + 1]] = free_space_coefficients(
+                    system, species, self.pair_functions, self.center_term, h.center_atom_weight, h.max_angular
+                )
+        return out
