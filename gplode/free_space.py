@@ -335,7 +335,7 @@ class PairRadialFunctions:
         return [weights.shape[0] for weights in self._series]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _inner_rule(n_panels: int) -> tuple[np.ndarray, np.ndarray]:
     """Composite Gauss–Legendre rule on [0, 1] with ``n_panels`` equal panels."""
     x, w = np.polynomial.legendre.leggauss(_INNER_ORDER)

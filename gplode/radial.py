@@ -49,7 +49,7 @@ GTO_MAX_RADIAL = 11
 _LOWDIN_DIGITS = 40
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _lowdin_matrix(max_radial: int) -> np.ndarray:
     r""":math:`S^{-1/2}` of the normalised GTO primitives, in extended precision (mpmath).
 

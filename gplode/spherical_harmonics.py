@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 from scipy import special as sp
 
-
 __all__ = ["lm_index", "real_spherical_harmonics"]
 
 

@@ -16,7 +16,6 @@ import math
 import numpy as np
 from scipy.interpolate import make_interp_spline
 
-
 __all__ = ["K_FLOOR", "PotentialSpline", "RadialIntegralSpline", "UniformQuinticSpline"]
 
 #: lower end (Å⁻¹) of the fast backends' v̂_p spline, fixed so that the spline does not

@@ -14,8 +14,8 @@ import pytest
 from peers import import_peer
 
 import gplode
-from gplode.devices import CudaDevice
 from gplode.dataset import DatasetError, FeatureStore, featurize_dataset, load_features
+from gplode.devices import CudaDevice
 
 import_peer("zarr")
 HYPERS = dict(smearing=1.0, cutoff=3.0, max_radial=2, max_angular=2, backend="numpy", accuracy=1e-5)
