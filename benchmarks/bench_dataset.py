@@ -50,7 +50,7 @@ def periodic_frames(n: int, seed: int = 0):
 def run_one(path: str, output: str, batch_size: int) -> dict:
     """Featurise ``path`` into ``output`` (in its own process)."""
     import gplode
-    from gplode.dataset import featurize_dataset
+    from gplode.io.dataset import featurize_dataset
 
     calc = gplode.LodeCalculator(**HYPERS)
     summary = featurize_dataset(path, calc, output, batch_size=batch_size)

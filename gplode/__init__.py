@@ -8,9 +8,9 @@
 
 from ._version import __version__
 from .calculator import LodeCalculator
-from .dataset import featurize_dataset, load_features
 from .features import Features
 from .hypers import LodeHypers
+from .io.dataset import featurize_dataset, load_features
 from .multipoles import asymptotic_coefficients
 from .potentials import SmearedPowerLaw
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from .basis import make_basis
 from .devices import CpuDevice, CudaDevice, Device, gpu_available
 from .features import Features
 from .hypers import LodeHypers
 from .methods.pipeline import Pipeline
 from .potentials import SmearedPowerLaw
-from .radial import make_basis
 from .systems import as_systems, atom_owners
 
 __all__ = ["LodeCalculator"]

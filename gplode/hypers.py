@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from .bspline import ORDERS
+from .lib.bspline import ORDERS
 
 __all__ = ["BACKENDS", "DTYPES", "RADIAL_BASES", "ROUTES", "LodeHypers"]
 

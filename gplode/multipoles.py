@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import special as sp
 
-from .spherical_harmonics import real_spherical_harmonics
+from .lib.spherical_harmonics import real_spherical_harmonics
 
 __all__ = ["asymptotic_coefficients", "asymptotic_radial", "multipole_coefficients", "series_radial"]
 
@@ -56,7 +56,7 @@ def asymptotic_radial(distances: np.ndarray, exponent: float, basis, l: int, n_t
     r"""Far-field radial functions :math:`F_{nl}(d) \approx 4\pi\sum_k A_{lk}M_{nl,k}d^{-(p+l+2k)}`.
 
     Valid when the basis has no weight beyond ``d`` and the smearing is negligible at
-    the distance (see :class:`gplode.free_space.PairRadialFunctions`, which chooses the
+    the distance (see :class:`gplode.methods.pair_sum.PairRadialFunctions`, which chooses the
     number of terms from an error bound). For ``p = 0`` the potential is a Gaussian, not a
     power law, and the far field is exactly 0.
 
@@ -82,7 +82,7 @@ def asymptotic_coefficients(
         M_{nl,k}\, d^{-(p+l+2k)}
 
     :param vectors: neighbour positions relative to the centre, shape ``(n, 3)``
-    :param basis: a :class:`gplode.radial.RadialBasis`
+    :param basis: a :class:`gplode.basis.RadialBasis`
     :return: shape ``(n, (max_angular+1)**2, n_radial)``
     """
     vectors = np.asarray(vectors, dtype=float).reshape(-1, 3)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import special as sp
 
-from .special import expint_nu, lower_gamma_ratio
+from .lib.special import expint_nu, lower_gamma_ratio
 
 __all__ = ["SmearedPowerLaw"]
 
@@ -105,7 +105,7 @@ class SmearedPowerLaw:
 
             c^{\mathrm{center}}_n = \sqrt{4\pi}\int_0^\infty r^2\,\tilde R_{n0}(r)\,v_p(r)\,dr
 
-        :param basis: a :class:`gplode.radial.RadialBasis`
+        :param basis: a :class:`gplode.basis.RadialBasis`
         """
         return np.sqrt(4 * np.pi) * basis.integrate(self.real_space, l=0, scale=self.smearing)
 

@@ -44,7 +44,7 @@ def _interpolate_kernel(
 def compile_variants(block_atoms: int = 32, block_stencil: int = 64):
     """``(kernel, signature, constexprs)`` of every specialisation :func:`interpolate`
     launches (float32 and float64, every B-spline order), for ahead-of-time compilation checks."""
-    from gplode.bspline import ORDERS
+    from gplode.lib.bspline import ORDERS
 
     for real in ("fp32", "fp64"):
         for order in ORDERS:

@@ -1,6 +1,6 @@
 """Mesh building: scatter every atom's B-spline weights onto its species' density mesh.
 
-Same contract as :meth:`gplode.devices.base.Stages.spread` (after :func:`gplode.bspline.stencil`).
+Same contract as :meth:`gplode.devices.base.Stages.spread` (after :func:`gplode.lib.bspline.stencil`).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import ase.build
 import numpy as np
 from scipy import special as sp
 
-from gplode.methods.mesh import SHELL_TOLERANCE
+from gplode.lib.kvectors import SHELL_TOLERANCE
 
 __all__ = [
     "CRYSTALS",

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from scipy import fft, sparse
 
-from ..bspline import stencil
+from ..lib.bspline import stencil
 from .base import Costs, Device
 
 __all__ = ["CpuDevice", "host_memory"]

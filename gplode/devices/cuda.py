@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from ..bspline import stencil
+from ..lib.bspline import stencil
 from .base import Costs, Device
 from .cpu import host_memory
 

@@ -6,8 +6,8 @@ r"""The direct k-space sum of periodic systems, batched over structures (docs/co
     Y_{lm}(\hat k)\,\Re\Big[i^l e^{ik\cdot r_i}\rho_a(k)^*\Big],\qquad
     \rho_a(k) = \sum_{j\in a}e^{ik\cdot r_j}
 
-(the k ≠ 0 part; :mod:`gplode.corrections` adds the rest). The k-vectors are the points
-of a ``rfftn`` half spectrum (:func:`gplode.methods.mesh.selected_kpoints`) on a grid just large
+(the k ≠ 0 part; :mod:`gplode.methods.corrections` adds the rest). The k-vectors are the points
+of a ``rfftn`` half spectrum (:func:`gplode.lib.kvectors.selected_kpoints`) on a grid just large
 enough for the sphere: the m₃ > 0 points stand for ±k (weight 2), the m₃ = 0 plane holds
 both. Structures of a batch are padded to a common number of atoms and k-points, so that
 every step is one batched array operation (phases, structure factors, and per l one
@@ -23,27 +23,18 @@ import threading
 
 import numpy as np
 
-from ..corrections import species_index
-from ..spherical_harmonics import real_spherical_harmonics
+from ..lib.kvectors import selected_kpoints, sphere_shape
+from ..lib.spherical_harmonics import real_spherical_harmonics
 from ..systems import atom_owners
-from .mesh import selected_kpoints
+from .corrections import species_index
 
-__all__ = ["DirectKSum", "Workspace", "kspace_sum", "memory_bytes", "sphere_shape"]
+__all__ = ["DirectKSum", "Workspace", "kspace_sum", "memory_bytes"]
 
 #: k-points per structure handled at once: bounds the (atoms, species, k) arrays
 K_CHUNK = 2048
 #: largest amount of work accepted, in (atom, k-vector, species, channel) terms (over an
 #: hour on two cores): beyond it the direct sum is refused rather than run for hours
 MAX_WORK = 1e13
-
-
-def sphere_shape(cells: np.ndarray, k_cutoff: float) -> tuple[int, int, int]:
-    r"""Smallest grid whose half spectrum holds every :math:`|k| < k_c` of all ``cells``.
-
-    The integer coordinates satisfy :math:`|m_i| = |k\cdot a_i|/2\pi \le k_c|a_i|/2\pi`.
-    """
-    lengths = np.linalg.norm(np.asarray(cells).reshape(-1, 3, 3), axis=2).max(axis=0)
-    return tuple(2 * math.floor(k_cutoff * length / (2 * np.pi)) + 2 for length in lengths)
 
 
 def memory_bytes(
@@ -53,7 +44,7 @@ def memory_bytes(
     counts with the largest member's ``n_atoms``, ``n_kpoints`` and ``n_grid`` (padding).
 
     Counts, per k chunk, the phases, the structure-factor products, one l's kernel; the
-    k-point data; the |k|² grid of :func:`gplode.methods.mesh.selected_kpoints` (``n_grid`` points,
+    k-point data; the |k|² grid of :func:`gplode.lib.kvectors.selected_kpoints` (``n_grid`` points,
     with its temporaries); and the output.
     """
     width = min(K_CHUNK, n_kpoints)

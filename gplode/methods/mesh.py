@@ -1,7 +1,7 @@
 r"""Mesh parameters of the fast backends, chosen from the requested accuracy.
 
 The mesh pipeline evaluates the same truncated k-sum as the reference backend,
-:math:`0 < |k| < k_c` with :math:`k_c` from :func:`gplode.kvectors.default_k_cutoff`, but
+:math:`0 < |k| < k_c` with :math:`k_c` from :func:`gplode.lib.kvectors.default_k_cutoff`, but
 obtains the structure factors and the per-atom phase sums through a B-spline
 assignment of order P on a mesh of ``shape`` points. Assignment and interpolation alias
 every frequency m onto m + qM; after dividing by :math:`\hat K_P` the relative error of a
@@ -19,32 +19,26 @@ import bisect
 import dataclasses
 import functools
 import math
-from typing import NamedTuple
 
 import numpy as np
 from scipy import fft
 
-from ..bspline import ORDERS, bspline_fourier
-from ..corrections import species_index
-from ..kvectors import default_k_cutoff
-from ..spherical_harmonics import real_spherical_harmonics
+from ..lib.bspline import ORDERS, bspline_fourier
+from ..lib.kvectors import default_k_cutoff, selected_kpoints
+from ..lib.spherical_harmonics import real_spherical_harmonics
 from ..systems import atom_owners
+from .corrections import species_index
 
 __all__ = [
-    "SHELL_TOLERANCE",
-    "KPoints",
     "MeshKSum",
     "MeshParameters",
     "choose_mesh",
     "fast_length",
     "round_shape",
-    "selected_kpoints",
 ]
 
 #: the error estimate is applied with this safety factor (calibrated in the tests)
 _SAFETY = 2.0
-#: relative tolerance on |k|² at the k-sphere: vectors with |k|² ≥ k_c²(1 − ε) are not summed
-SHELL_TOLERANCE = 1e-10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,57 +198,6 @@ def round_shape(shape: tuple[int, int, int]) -> tuple[int, int, int]:
     return tuple(ladder[bisect.bisect_left(ladder, n)] if n <= ladder[-1] else n for n in shape)
 
 
-class KPoints(NamedTuple):
-    """The selected half-spectrum points of a batch of cells (arrays of one module)."""
-
-    #: index of the cell each point belongs to, ``(n_k,)``
-    structure: object
-    #: flat position in that cell's half spectrum ``(M1, M2, M3//2 + 1)``, ``(n_k,)``
-    position: object
-    #: integer mesh frequencies (m1, m2, m3), ``(n_k, 3)``
-    frequencies: object
-    #: wave vectors in Å⁻¹, ``(n_k, 3)``
-    k: object
-
-
-def selected_kpoints(cells: np.ndarray, shape: tuple[int, int, int], k_cutoff: float, xp=np) -> KPoints:
-    r"""The points :math:`0 < |k| < k_c` of the ``rfftn`` half spectra of cells sharing a mesh.
-
-    A shell of vectors lying on the sphere (:math:`|k|^2 \ge k_c^2(1 - \epsilon)`,
-    ε = :data:`SHELL_TOLERANCE`) is dropped as a whole, so that round-off in |k|² never
-    keeps an arbitrary part of it (e.g. ``k_cutoff`` = 4π on a 1 Å cubic cell).
-
-    :math:`k = m_1 b_1 + m_2 b_2 + m_3 b_3` with the FFT frequencies :math:`m_i` and
-    reciprocal vectors :math:`b_i` of each cell; computed where ``xp`` computes (on the
-    device for CuPy), |k|² through the metric :math:`G = B B^T` of each cell.
-
-    :param cells: lattice vectors as rows, Å, ``(n_cells, 3, 3)``
-    :param shape: the common mesh shape (M1, M2, M3)
-    :param k_cutoff: k_c in Å⁻¹
-    :param xp: array module of the results
-    """
-    recip = 2.0 * np.pi * np.linalg.inv(cells).transpose(0, 2, 1)  # rows b_i
-    metric = xp.asarray(recip @ recip.transpose(0, 2, 1))[:, :, :, None, None, None]
-    m = [
-        xp.fft.fftfreq(shape[0], 1.0 / shape[0])[:, None, None],
-        xp.fft.fftfreq(shape[1], 1.0 / shape[1])[None, :, None],
-        xp.fft.rfftfreq(shape[2], 1.0 / shape[2])[None, None, :],
-    ]
-    norm2 = sum(metric[:, i, j] * m[i] * m[j] * (1 if i == j else 2) for i in range(3) for j in range(i, 3))
-    inside = (norm2 > 0) & (norm2 < k_cutoff**2 * (1.0 - SHELL_TOLERANCE))
-    # never the Nyquist planes |m_i| = M_i/2 (a too coarse user mesh): their inverse real
-    # FFT is not defined by one half spectrum, and cuFFT and pocketfft treat them apart
-    inside &= (2 * abs(m[0]) < shape[0]) & (2 * abs(m[1]) < shape[1]) & (2 * m[2] < shape[2])
-    structure, position = xp.nonzero(inside.reshape(len(cells), -1))
-    del norm2, inside
-    if structure.size == 0:
-        return KPoints(structure, position, xp.zeros((0, 3)), xp.zeros((0, 3)))
-    i1, i2, i3 = xp.unravel_index(position, (shape[0], shape[1], shape[2] // 2 + 1))
-    frequencies = xp.stack([m[0].ravel()[i1], m[1].ravel()[i2], m[2].ravel()[i3]], axis=1)
-    k = xp.einsum("ki,kij->kj", frequencies, xp.asarray(recip)[structure])
-    return KPoints(structure, position, frequencies, k)
-
-
 class MeshKSum:
     r"""The particle-mesh k-sum as a method, written once over devices (the stages of
     :class:`gplode.devices.base.Stages`): mesh choice, memory and cost models, batches.
@@ -266,7 +209,7 @@ class MeshKSum:
     receives the coefficients.
 
     :param device: :class:`gplode.devices.base.Device`
-    :param vhat: splined v̂_p, ``(|k|, xp) -> values`` (:class:`gplode.splines.PotentialSpline`)
+    :param vhat: splined v̂_p, ``(|k|, xp) -> values`` (:class:`gplode.lib.splines.PotentialSpline`)
     :param radial: splined Ĩ_nl, ``(|k|, l, xp) -> (n_k, n_radial)``
     :param hypers: :class:`gplode.hypers.LodeHypers` (smearing, accuracy, mesh overrides, L, dtype)
     :param k_cutoff: k_c, Å⁻¹

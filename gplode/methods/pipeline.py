@@ -4,8 +4,8 @@ Periodic structures take the direct k-sum (:class:`gplode.methods.direct.DirectK
 the particle mesh (:class:`gplode.methods.mesh.MeshKSum`), per structure by ``route`` (by
 default, whichever the device's cost model finds cheaper); structures of one route (and
 mesh) are computed in batches cut to the device's memory, and the analytic k = 0 and
-centre terms of :mod:`gplode.corrections` are added in one place. Free-space structures
-use the pair sum of :mod:`gplode.free_space`.
+centre terms of :mod:`gplode.methods.corrections` are added in one place. Free-space structures
+use the pair sum of :mod:`gplode.methods.pair_sum`.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ import threading
 
 import numpy as np
 
-from ..corrections import periodic_corrections
-from ..free_space import PairRadialFunctions, free_space_coefficients
-from ..kvectors import default_k_cutoff
-from ..splines import K_FLOOR, PotentialSpline, RadialIntegralSpline
+from ..lib.kvectors import default_k_cutoff
+from ..lib.splines import K_FLOOR, PotentialSpline, RadialIntegralSpline
+from .corrections import periodic_corrections
 from .direct import DirectKSum
 from .mesh import MeshKSum
+from .pair_sum import PairRadialFunctions, free_space_coefficients
 
 __all__ = ["Pipeline", "format_bytes"]
 
@@ -35,7 +35,7 @@ class Pipeline:
 
     :param hypers: :class:`gplode.hypers.LodeHypers`
     :param potential: :class:`gplode.potentials.SmearedPowerLaw`
-    :param basis: :class:`gplode.radial.RadialBasis`
+    :param basis: :class:`gplode.basis.RadialBasis`
     :param device: :class:`gplode.devices.base.Device`
     :param exact: the reference: the direct k-sum only, with the exact v̂_p and Ĩ_nl (no
         splines), in float64, one structure at a time
@@ -72,7 +72,7 @@ class Pipeline:
 
     @functools.cached_property
     def potential_spline(self) -> PotentialSpline:
-        """Splined v̂_p on [:data:`gplode.splines.K_FLOOR`, k_c]. Its range does not depend on
+        """Splined v̂_p on [:data:`gplode.lib.splines.K_FLOOR`, k_c]. Its range does not depend on
         the structures computed, so neither do its values: a structure's features are the
         same whatever the calculator computed before."""
         return PotentialSpline(self.potential, min(K_FLOOR, 0.5 * self.k_cutoff), self.k_cutoff)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from gplode.cli import main
+from gplode.io.cli import main
 
 
 def test_demo_runs_and_prints_summary(capsys):

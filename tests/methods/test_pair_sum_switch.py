@@ -19,9 +19,10 @@ import pytest
 from scipy import special as sp
 
 import gplode
-from gplode.free_space import PairRadialFunctions
+from gplode.basis import GTO_MAX_RADIAL, GtoBasis, MonomialBasis, make_basis
+from gplode.lib.quadrature import gauss_legendre_panels
+from gplode.methods.pair_sum import PairRadialFunctions
 from gplode.potentials import SmearedPowerLaw
-from gplode.radial import GTO_MAX_RADIAL, GtoBasis, MonomialBasis, gauss_legendre_panels, make_basis
 
 SWITCH_EXPONENTS = [0.5, 1.0, 2.0, 3.0, 4.5, 6.0, 9.5, 12.0, 16.0, 20.0]
 #: (basis, σ, r₀): small σ against r₀ (the series' ratio R/d_switch close to 1, and the

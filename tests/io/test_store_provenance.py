@@ -7,11 +7,11 @@ import shutil
 import ase.io
 import numpy as np
 import pytest
+from dataset_helpers import HYPERS, _frames
 from peers import import_peer
-from test_dataset import HYPERS, _frames
 
 import gplode
-from gplode.dataset import DatasetError, FeatureStore, _file_record, featurize_dataset, load_features
+from gplode.io.dataset import DatasetError, FeatureStore, _file_record, featurize_dataset, load_features
 
 zarr = import_peer("zarr")
 
@@ -77,7 +77,7 @@ def test_other_input_files_are_refused_naming_the_difference(data, tmp_path, cha
 
 def test_changed_structures_of_a_large_file_are_refused(data, tmp_path, monkeypatch):
     """Same size, same first and last bytes: the structures' own hash still sees the change."""
-    monkeypatch.setattr(gplode.dataset, "HASH_BLOCK", 256)  # "large" files from 512 bytes on
+    monkeypatch.setattr(gplode.io.dataset, "HASH_BLOCK", 256)  # "large" files from 512 bytes on
     _run(data, tmp_path / "out.zarr")
     text = data.read_text()
     middle = text.index("Na ", len(text) // 2)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import special
 
-from gplode.spherical_harmonics import lm_index, real_spherical_harmonics
+from gplode.lib.spherical_harmonics import lm_index, real_spherical_harmonics
 
 RNG = np.random.default_rng(7)
 

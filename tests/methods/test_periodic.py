@@ -26,10 +26,10 @@ from helpers import (
 from scipy import special as sp
 
 import gplode
-from gplode.free_space import PairRadialFunctions
+from gplode.lib.quadrature import gauss_legendre_panels
+from gplode.lib.spherical_harmonics import real_spherical_harmonics
+from gplode.methods.pair_sum import PairRadialFunctions
 from gplode.multipoles import multipole_coefficients
-from gplode.radial import gauss_legendre_panels
-from gplode.spherical_harmonics import real_spherical_harmonics
 
 BASES = ("gto", "monomial")
 

@@ -11,8 +11,8 @@ import pytest
 from peers import import_peer
 
 import gplode
-from gplode.bspline import ORDERS
 from gplode.devices import CpuDevice, CudaDevice
+from gplode.lib.bspline import ORDERS
 
 import_peer("triton")
 from gplode.kernels import interpolate as kinterpolate  # noqa: E402

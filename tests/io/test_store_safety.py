@@ -11,11 +11,11 @@ import ase
 import ase.io
 import numpy as np
 import pytest
+from dataset_helpers import HYPERS, _frames, _same_store
 from peers import import_peer
-from test_dataset import HYPERS, _frames, _same_store
 
 import gplode
-from gplode.dataset import COINCIDENT_DISTANCE, DatasetError, FeatureStore, featurize_dataset, load_features
+from gplode.io.dataset import COINCIDENT_DISTANCE, DatasetError, FeatureStore, featurize_dataset, load_features
 from gplode.systems import as_systems
 
 import_peer("zarr")
@@ -30,7 +30,7 @@ def _command(path, output, *extra):
     return [
         sys.executable,
         "-m",
-        "gplode.cli",
+        "gplode.io.cli",
         "featurize",
         str(path),
         "-o",
@@ -278,7 +278,7 @@ def test_coincident_atoms_are_invalid_structures(tmp_path, build, pair):
 
 
 def test_close_atoms_are_not_coincident():
-    from gplode.dataset import coincident_atoms
+    from gplode.io.dataset import coincident_atoms
 
     cell = np.array([[5.0, 0, 0], [4.9, 0.3, 0], [0, 0, 4.0]])  # very skewed: a fractional radius covers more
     apart = 10 * COINCIDENT_DISTANCE

@@ -11,24 +11,14 @@ import ase.build
 import ase.io
 import numpy as np
 import pytest
+from dataset_helpers import HYPERS, _frames, _same_store
 from peers import import_peer
 
 import gplode
-from gplode.dataset import DatasetError, FeatureStore, featurize_dataset, load_features
 from gplode.devices import CudaDevice
+from gplode.io.dataset import DatasetError, FeatureStore, featurize_dataset, load_features
 
 import_peer("zarr")
-HYPERS = dict(smearing=1.0, cutoff=3.0, max_radial=2, max_angular=2, backend="numpy", accuracy=1e-5)
-
-
-def _frames(n, seed=0):
-    rng = np.random.default_rng(seed)
-    frames = []
-    for i in range(n):
-        atoms = ase.build.bulk("NaCl", "rocksalt", a=5.5 + 0.3 * rng.uniform(), cubic=bool(i % 2))
-        atoms.rattle(0.05, seed=i)
-        frames.append(atoms)
-    return frames
 
 
 @pytest.fixture
@@ -37,16 +27,6 @@ def dataset(tmp_path):
     frames = _frames(23)
     ase.io.write(path, frames)
     return path, ase.io.read(path, ":")  # frames as read back (positions rounded by extxyz)
-
-
-def _same_store(a, b):
-    fa, sa = load_features(a)
-    fb, sb = load_features(b)
-    np.testing.assert_array_equal(fa.values, fb.values)
-    for name in ("system", "atom", "center_types", "neighbor_types"):
-        np.testing.assert_array_equal(getattr(fa, name), getattr(fb, name))
-    assert sa == sb
-    assert FeatureStore(a).metadata == FeatureStore(b).metadata
 
 
 def assert_close_to(actual, expected):
@@ -115,7 +95,7 @@ def test_resume_after_kill_gives_identical_store(tmp_path):
     command = [
         sys.executable,
         "-m",
-        "gplode.cli",
+        "gplode.io.cli",
         "featurize",
         str(path),
         "--batch-size",
@@ -252,7 +232,7 @@ def test_unwritable_output(tmp_path):
 
 
 def test_cli_featurize_with_config_and_exit_codes(dataset, tmp_path, capsys):
-    from gplode.cli import main
+    from gplode.io.cli import main
 
     path, frames = dataset
     config = tmp_path / "hypers.json"

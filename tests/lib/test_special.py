@@ -4,7 +4,7 @@ import mpmath
 import numpy as np
 import pytest
 
-from gplode.special import expint_nu, lower_gamma_ratio, upper_gamma
+from gplode.lib.special import expint_nu, lower_gamma_ratio, upper_gamma
 
 mpmath.mp.dps = 40
 

@@ -44,10 +44,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ._version import __version__
-from .calculator import LodeCalculator
-from .features import Features
-from .systems import as_systems
+from .._version import __version__
+from ..calculator import LodeCalculator
+from ..features import Features
+from ..systems import as_systems
 
 __all__ = ["DatasetError", "FeatureStore", "featurize_dataset", "load_features"]
 
@@ -580,7 +580,7 @@ class FeatureStore:
 
 def _loaded(path: str, arrays: dict, meta: dict, skipped: list, power_spectrum: bool):
     """The return value of :func:`load_features` from stored arrays and metadata."""
-    from .hypers import LodeHypers
+    from ..hypers import LodeHypers
 
     features = Features(
         values=arrays["values"],

@@ -19,9 +19,9 @@ import functools
 import numpy as np
 from scipy import special as sp
 
+from ..lib.spherical_harmonics import real_spherical_harmonics
+from ..multipoles import multipole_coefficients, series_radial
 from .corrections import species_index
-from .multipoles import multipole_coefficients, series_radial
-from .spherical_harmonics import real_spherical_harmonics
 
 __all__ = ["MAX_TABLE_BYTES", "MAX_TABLE_WORK", "SWITCH_TOLERANCE", "PairRadialFunctions", "free_space_coefficients"]
 
@@ -70,7 +70,7 @@ class PairRadialFunctions:
     The basis is integrated over :math:`[0, R]`, R = ``radius``: its support radius, or for
     the GTO (no hard cutoff) further out until the bound of what the omitted weight adds
     at any d ≥ d_switch, :math:`4\pi[v_p((d-R)/2)\,\mathrm{tail}(R) + v_p(0)\,
-    \mathrm{tail}((R+d)/2)]` (:meth:`~gplode.radial.RadialBasis.tail_mass`), is below
+    \mathrm{tail}((R+d)/2)]` (:meth:`~gplode.basis.RadialBasis.tail_mass`), is below
     :data:`SWITCH_TOLERANCE` of the leading far field :math:`4\pi|A_{l0}M_{nl,0}|d^{-(p+l)}`
     at d = d_switch (relative to it the bound decreases beyond, for R ≥ 11 σ_max). For large
     p and small σ the smeared core :math:`v_p(0)\propto\sigma^{-p}` overlapping the
@@ -105,7 +105,7 @@ class PairRadialFunctions:
     F the bound only shrinks beyond d_switch.
 
     :param potential: a :class:`gplode.potentials.SmearedPowerLaw`
-    :param basis: a :class:`gplode.radial.RadialBasis`
+    :param basis: a :class:`gplode.basis.RadialBasis`
     :param progress: optional callable ``progress(done, total)`` called as the table's
         distances are computed
     :raises MemoryError: when the table needs more than :data:`MAX_TABLE_BYTES`

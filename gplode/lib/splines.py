@@ -94,7 +94,7 @@ class UniformQuinticSpline:
 class RadialIntegralSpline:
     r"""Quintic splines of :math:`\tilde I_{nl}(k)` on :math:`[0, k_{max}]`, all l ≤ max_angular.
 
-    :param basis: a :class:`gplode.radial.RadialBasis`
+    :param basis: a :class:`gplode.basis.RadialBasis`
     :param k_max: largest wave number needed, Å⁻¹
     :param tolerance: bound on the error at the mid-points, relative to
         :math:`\max_k |\tilde I_{nl}(k)|` of each (n, l)

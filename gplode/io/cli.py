@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ._version import __version__
-from .calculator import LodeCalculator
-from .hypers import LodeHypers
+from .._version import __version__
+from ..calculator import LodeCalculator
+from ..hypers import LodeHypers
 
 __all__ = ["main"]
 
@@ -198,7 +198,7 @@ def _dask_client(args):
 
 def _dask_cuda_available() -> bool:
     """dask-cuda is installed and a GPU is usable: --dask-local then starts one worker per GPU."""
-    from .devices import gpu_available
+    from ..devices import gpu_available
 
     try:
         import dask_cuda  # noqa: F401
@@ -209,7 +209,7 @@ def _dask_cuda_available() -> bool:
 
 def _explore(args) -> int:
     try:
-        from .app import serve
+        from ..app import serve
     except ImportError as error:
         raise ImportError(f"gplode explore needs the app extra ({error}): pip install 'gplode[app]'") from None
 
@@ -218,7 +218,7 @@ def _explore(args) -> int:
 
 
 def _bench(args) -> int:
-    script = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_cpu.py"
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_cpu.py"
     if not script.is_file():
         raise OSError("gplode bench runs benchmarks/bench_cpu.py from a source checkout (pip install -e .)")
     import subprocess

@@ -10,11 +10,11 @@ import ase
 import ase.io
 import numpy as np
 import pytest
-from test_dataset import _frames
+from dataset_helpers import _frames
 
-from gplode.cli import main
+from gplode.io.cli import main
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SMALL = ["--max-radial", "2", "--max-angular", "2", "--accuracy", "1e-5", "--backend", "numpy"]
 
 

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 from helpers import half_sphere_kvectors
 
-from gplode.bspline import ORDERS, bspline_fourier, bspline_stencil
 from gplode.devices import CpuDevice
-from gplode.methods.mesh import choose_mesh, selected_kpoints
+from gplode.lib.bspline import ORDERS, bspline_fourier, bspline_stencil
+from gplode.lib.kvectors import selected_kpoints
+from gplode.methods.mesh import choose_mesh
 
 CPU = CpuDevice()
 

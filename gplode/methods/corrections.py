@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .systems import atom_owners
+from ..systems import atom_owners
 
 __all__ = ["periodic_corrections", "species_index"]
 

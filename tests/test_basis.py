@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 from scipy import special
 
+from gplode.basis import GtoBasis, MonomialBasis, make_basis
+from gplode.lib.quadrature import gauss_legendre_panels
 from gplode.potentials import SmearedPowerLaw
-from gplode.radial import GtoBasis, MonomialBasis, gauss_legendre_panels, make_basis
 
 mpmath.mp.dps = 30
 BASES = [GtoBasis(4.0, 5, 4), MonomialBasis(4.0, 5, 4), GtoBasis(2.0, 8, 2), MonomialBasis(2.5, 7, 6)]
@@ -115,7 +116,7 @@ def test_make_basis_rejects_unknown_name():
 
 @pytest.mark.parametrize("basis", BASES[:2], ids=IDS[:2])
 def test_kspace_spline_better_than_1e10(basis):
-    from gplode.splines import RadialIntegralSpline
+    from gplode.lib.splines import RadialIntegralSpline
 
     spline = RadialIntegralSpline(basis, k_max=12.0)
     assert spline.max_error <= 1e-11
