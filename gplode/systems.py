@@ -11,8 +11,12 @@ import functools
 from collections.abc import Sequence
 
 import numpy as np
+from scipy.spatial import cKDTree
 
-__all__ = ["System", "as_systems", "atom_owners"]
+__all__ = ["COINCIDENT_DISTANCE", "System", "as_systems", "atom_owners", "coincident_atoms"]
+
+#: two atoms closer than this (Å, periodic images included) are coincident: an invalid structure
+COINCIDENT_DISTANCE = 1e-6
 
 #: a cell whose volume is below this fraction of the product of its edge lengths is
 #: treated as singular (nearly coplanar lattice vectors)
@@ -46,30 +50,68 @@ class System:
         return float(abs(np.linalg.det(self.cell)))
 
 
-def _convert(frame, index: int) -> System:
-    where = f"frame {index}"
+def _convert(frame) -> System:
+    """One validated :class:`System`; errors say what is wrong, not which structure."""
+    system = _arrays(frame)
+    pair = coincident_atoms(system)
+    if pair is not None:
+        raise ValueError(
+            f"atoms {pair[0]} and {pair[1]} are at the same position "
+            f"(closer than {COINCIDENT_DISTANCE:g} Å{', periodic images included' if system.periodic else ''})"
+        )
+    return system
+
+
+def coincident_atoms(system: System) -> tuple[int, int] | None:
+    """The first pair of atoms of a :class:`System` closer than
+    :data:`COINCIDENT_DISTANCE` (for periodic systems, modulo the lattice), or ``None``."""
+    if system.n_atoms < 2:
+        return None
+    if system.periodic:
+        # candidates from fractional coordinates on the unit torus; a Cartesian distance d
+        # has a fractional one of at most d / (smallest singular value of the cell)
+        inverse = np.linalg.inv(system.cell)
+        fractional = system.positions @ inverse
+        fractional -= np.floor(fractional)
+        fractional[fractional >= 1.0] = 0.0
+        radius = COINCIDENT_DISTANCE * np.linalg.norm(inverse, 2)
+        pairs = cKDTree(fractional, boxsize=1.0).query_pairs(radius, output_type="ndarray")
+        if pairs.size:
+            delta = fractional[pairs[:, 1]] - fractional[pairs[:, 0]]
+            distance = np.linalg.norm((delta - np.round(delta)) @ system.cell, axis=1)
+            pairs = pairs[distance <= COINCIDENT_DISTANCE]
+    else:
+        pairs = cKDTree(system.positions).query_pairs(COINCIDENT_DISTANCE, output_type="ndarray")
+    if not pairs.size:
+        return None
+    first = np.lexsort((pairs.max(axis=1), pairs.min(axis=1)))[0]
+    return int(pairs[first].min()), int(pairs[first].max())
+
+
+def _arrays(frame) -> System:
+    """The arrays of ``frame``, checked (everything but coincident atoms) and wrapped."""
     for attribute in ("get_positions", "get_atomic_numbers", "get_pbc", "get_cell"):
         if not hasattr(frame, attribute):
-            raise TypeError(f"{where}: expected an ase.Atoms, got {type(frame).__name__}")
+            raise TypeError(f"expected an ase.Atoms, got {type(frame).__name__}")
     positions = np.array(frame.get_positions(), dtype=float)
     numbers = np.array(frame.get_atomic_numbers(), dtype=np.int64)
     if numbers.size == 0:
-        raise ValueError(f"{where}: structure has no atoms")
+        raise ValueError("structure has no atoms")
     if not np.isfinite(positions).all():
         bad = int(np.flatnonzero(~np.all(np.isfinite(positions), axis=1))[0])
-        raise ValueError(f"{where}: position of atom {bad} is not finite ({positions[bad].tolist()})")
+        raise ValueError(f"position of atom {bad} is not finite ({positions[bad].tolist()})")
     if numbers.min() < 1 or numbers.max() > 118:
-        raise ValueError(f"{where}: atomic numbers must be in 1..118, got {sorted(set(numbers.tolist()))}")
+        raise ValueError(f"atomic numbers must be in 1..118, got {sorted(set(numbers.tolist()))}")
     pbc = np.asarray(frame.get_pbc(), dtype=bool)
     if pbc.all():
         cell = np.array(frame.get_cell()[:], dtype=float)
         if not np.isfinite(cell).all():
-            raise ValueError(f"{where}: cell is not finite")
+            raise ValueError("cell is not finite")
         lengths = np.sqrt((cell * cell).sum(axis=1))
         volume = abs(float(np.linalg.det(cell)))
         if lengths.min() == 0 or volume <= _SINGULAR_CELL_RATIO * lengths.prod():
             raise ValueError(
-                f"{where}: periodic structure needs a non-singular cell, got lattice vectors "
+                f"periodic structure needs a non-singular cell, got lattice vectors "
                 f"{cell.tolist()} (volume {volume:.3g} Å³)"
             )
         fractional = positions @ np.linalg.inv(cell)
@@ -78,7 +120,7 @@ def _convert(frame, index: int) -> System:
     if not pbc.any():
         return System(positions, numbers, np.zeros((3, 3)), False)
     raise ValueError(
-        f"{where}: mixed periodic boundary conditions pbc={pbc.tolist()} are not supported; "
+        f"mixed periodic boundary conditions pbc={pbc.tolist()} are not supported; "
         "use pbc all True (bulk) or all False (free space)"
     )
 
@@ -88,13 +130,20 @@ def as_systems(frames) -> list[System]:
 
     :raises TypeError: for objects that are not ``ase.Atoms``
     :raises ValueError: for an empty list, empty structures, non-finite positions,
-        singular cells, or mixed periodic boundary conditions
+        singular cells, mixed periodic boundary conditions, or coincident atoms (closer
+        than :data:`COINCIDENT_DISTANCE`, periodic images included); for a sequence the
+        message starts with ``frame i:`` (0-based)
     """
-    if hasattr(frames, "get_positions"):
-        frames = [frames]
+    if hasattr(frames, "get_positions"):  # one structure: its errors need no index
+        return [_convert(frames)]
     if not isinstance(frames, Sequence) and not hasattr(frames, "__iter__"):
         raise TypeError(f"frames must be an ase.Atoms or a sequence of them, got {type(frames).__name__}")
-    systems = [_convert(frame, i) for i, frame in enumerate(frames)]
+    systems = []
+    for i, frame in enumerate(frames):
+        try:
+            systems.append(_convert(frame))
+        except (TypeError, ValueError) as error:  # which structure of the sequence
+            raise type(error)(f"frame {i}: {error}") from None
     if not systems:
         raise ValueError("frames is empty: give at least one structure")
     return systems

@@ -115,7 +115,7 @@ CALC = gplode.LodeCalculator(exponent=1.0, max_radial=1, max_angular=1, backend=
 
 
 def test_empty_structure():
-    with pytest.raises(ValueError, match="frame 0: structure has no atoms"):
+    with pytest.raises(ValueError, match="^structure has no atoms"):  # one structure: no index
         CALC.compute(ase.Atoms())
     with pytest.raises(ValueError, match="frames is empty"):
         CALC.compute([])
@@ -151,6 +151,16 @@ def test_coincident_atoms_in_free_space():
     atoms = ase.Atoms("H3", positions=[[0, 0, 0], [1, 0, 0], [0, 0, 0]])
     with pytest.raises(ValueError, match="atoms 0 and 2 are at the same position"):
         CALC.compute(atoms)
+
+
+@pytest.mark.parametrize("backend", ["reference", "numpy"])
+def test_coincident_atoms_in_a_crystal_are_refused_not_computed(backend):
+    """Two atoms one lattice vector apart are the same atom twice: an error on every backend
+    (it used to be computed silently), naming the structure in a list."""
+    atoms = ase.Atoms("NaClNa", positions=[[0, 0, 0], [2, 2, 2], [4, 0, 0]], cell=4.0 * np.eye(3), pbc=True)
+    calc = gplode.LodeCalculator(exponent=1.0, max_radial=1, max_angular=1, backend=backend)
+    with pytest.raises(ValueError, match=r"^frame 1: atoms 0 and 2 are at the same position .*periodic images"):
+        calc.compute([ase.build.bulk("NaCl", "rocksalt", a=5.64), atoms])
 
 
 def test_reference_refuses_a_huge_k_sum_before_allocating():

@@ -55,8 +55,6 @@ FORMAT = "gplode-features/2"
 #: input files up to twice this size (bytes) are hashed whole; larger ones by their first
 #: and last ``HASH_BLOCK`` bytes
 HASH_BLOCK = 2**20
-#: two atoms closer than this (Å, periodic images included) are coincident: an invalid structure
-COINCIDENT_DISTANCE = 1e-6
 #: metadata keys that describe how features were computed (everything but the inputs)
 SETTINGS = ("format", "gplode_version", "backend", "hypers", "batch_size", "invariants")
 
@@ -68,12 +66,6 @@ class DatasetError(ValueError):
 def _where(path: str | None, index: int) -> str:
     """How messages name a structure: its file (if any) and its 0-based index there."""
     return f"file {path}, structure {index} (0-based)" if path else f"structure {index} (0-based)"
-
-
-def _reason(error: Exception) -> str:
-    """The message of a validation error of one structure, without the position prefix that
-    :func:`gplode.systems.as_systems` adds (always ``frame 0`` here: one structure at a time)."""
-    return str(error).removeprefix("frame 0: ")
 
 
 def _sources(frames_or_path) -> list:
@@ -222,47 +214,12 @@ def _check_same_origin(path: str, existing: dict, metadata: dict, what: str) -> 
         )
 
 
-def coincident_atoms(system) -> tuple[int, int] | None:
-    """The first pair of atoms of a :class:`gplode.systems.System` closer than
-    :data:`COINCIDENT_DISTANCE` (for periodic systems, modulo the lattice), or ``None``."""
-    if system.n_atoms < 2:
-        return None
-    from scipy.spatial import cKDTree
-
-    if system.periodic:
-        # candidates from fractional coordinates on the unit torus; a Cartesian distance d
-        # has a fractional one of at most d / (smallest singular value of the cell)
-        inverse = np.linalg.inv(system.cell)
-        fractional = system.positions @ inverse
-        fractional -= np.floor(fractional)
-        fractional[fractional >= 1.0] = 0.0
-        radius = COINCIDENT_DISTANCE * np.linalg.norm(inverse, 2)
-        pairs = cKDTree(fractional, boxsize=1.0).query_pairs(radius, output_type="ndarray")
-        if pairs.size:
-            delta = fractional[pairs[:, 1]] - fractional[pairs[:, 0]]
-            distance = np.linalg.norm((delta - np.round(delta)) @ system.cell, axis=1)
-            pairs = pairs[distance <= COINCIDENT_DISTANCE]
-    else:
-        pairs = cKDTree(system.positions).query_pairs(COINCIDENT_DISTANCE, output_type="ndarray")
-    if not pairs.size:
-        return None
-    first = np.lexsort((pairs.max(axis=1), pairs.min(axis=1)))[0]
-    return int(pairs[first].min()), int(pairs[first].max())
-
-
 def _invalid(atoms) -> str | None:
-    """Why one structure cannot be featurised (see :func:`gplode.systems.as_systems`, plus
-    coincident atoms), or ``None``."""
+    """Why one structure cannot be featurised (see :func:`gplode.systems.as_systems`), or ``None``."""
     try:
-        (system,) = as_systems(atoms)
+        as_systems(atoms)
     except (ValueError, TypeError) as error:
-        return _reason(error)
-    pair = coincident_atoms(system)
-    if pair is not None:
-        return (
-            f"atoms {pair[0]} and {pair[1]} are at the same position "
-            f"(closer than {COINCIDENT_DISTANCE:g} Å{', periodic images included' if system.periodic else ''})"
-        )
+        return str(error)
     return None
 
 
@@ -278,7 +235,7 @@ def _refused(calculator: LodeCalculator, batch) -> list[tuple[int, str, str]]:
         try:
             calculator.compute(atoms)
         except _REFUSALS as error:
-            refused.append((index, where, _reason(error)))
+            refused.append((index, where, str(error)))
     return refused
 
 
@@ -311,11 +268,10 @@ def _empty_arrays(calculator: LodeCalculator, invariants: bool) -> dict:
 def featurize_chunk(batch, calculator: LodeCalculator, invariants: bool, skip_bad: bool) -> dict:
     """Features of one chunk as plain arrays (rows of all its atoms) plus skipped structures.
 
-    A structure is invalid when :func:`gplode.systems.as_systems` refuses it, when two of
-    its atoms coincide (:func:`coincident_atoms`) or when the calculator refuses it on its
-    own (e.g. too large for the memory). Invalid structures raise
-    :class:`DatasetError` naming the file and index, or with ``skip_bad`` are listed in
-    ``skipped`` as ``[global_index, message]``.
+    A structure is invalid when :func:`gplode.systems.as_systems` refuses it (coincident
+    atoms included) or when the calculator refuses it on its own (e.g. too large for the
+    memory). Invalid structures raise :class:`DatasetError` naming the file and index, or
+    with ``skip_bad`` are listed in ``skipped`` as ``[global_index, message]``.
     """
     good, skipped = [], []
 

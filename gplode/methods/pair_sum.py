@@ -371,10 +371,7 @@ def free_space_coefficients(
         centres = np.arange(start, min(start + block, n))
         vectors = (system.positions[None, :, :] - system.positions[centres, None, :]).reshape(-1, 3)
         d = np.linalg.norm(vectors, axis=1)
-        self_pair = d == 0.0  # the centre itself
-        if np.count_nonzero(self_pair) != centres.size:
-            i, j = np.argwhere((d == 0.0).reshape(centres.size, n) & (centres[:, None] != np.arange(n)))[0]
-            raise ValueError(f"atoms {centres[i]} and {j} are at the same position")
+        self_pair = d == 0.0  # the centre itself (no two atoms coincide: gplode.systems checks it)
         d_safe = np.where(self_pair, 1.0, d)
         ylm = real_spherical_harmonics(vectors, max_angular)
         ylm[self_pair] = 0.0

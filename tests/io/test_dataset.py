@@ -207,7 +207,7 @@ def test_structures_the_calculator_refuses_are_named_and_skippable(tmp_path):
 
     def refusing(batch):
         if any(atoms.info.get("refuse") for atoms in ([batch] if isinstance(batch, ase.Atoms) else batch)):
-            raise MemoryError("frame 0: needs about 9 GiB, more than the 8 GiB available")
+            raise MemoryError("needs about 9 GiB, more than the 8 GiB available")
         return compute(batch)
 
     calc.compute = refusing

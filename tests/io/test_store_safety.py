@@ -15,8 +15,8 @@ from dataset_helpers import HYPERS, _frames, _same_store
 from peers import import_peer
 
 import gplode
-from gplode.io.dataset import COINCIDENT_DISTANCE, DatasetError, FeatureStore, featurize_dataset, load_features
-from gplode.systems import as_systems
+from gplode.io.dataset import DatasetError, FeatureStore, featurize_dataset, load_features
+from gplode.systems import COINCIDENT_DISTANCE
 
 import_peer("zarr")
 
@@ -278,13 +278,13 @@ def test_coincident_atoms_are_invalid_structures(tmp_path, build, pair):
 
 
 def test_close_atoms_are_not_coincident():
-    from gplode.io.dataset import coincident_atoms
+    from gplode.systems import System, coincident_atoms
 
     cell = np.array([[5.0, 0, 0], [4.9, 0.3, 0], [0, 0, 4.0]])  # very skewed: a fractional radius covers more
     apart = 10 * COINCIDENT_DISTANCE
-    atoms = ase.Atoms("NaCl", positions=[[0, 0, 0], [apart, 0, 0]], cell=cell, pbc=True)
-    assert coincident_atoms(as_systems(atoms)[0]) is None
-    atoms.positions[1] = [0.1 * COINCIDENT_DISTANCE, 0, 0]
-    assert coincident_atoms(as_systems(atoms)[0]) == (0, 1)
-    far = ase.Atoms("Na2", positions=[[0, 0, 0], [0, 0, apart]])
-    assert coincident_atoms(as_systems(far)[0]) is None
+    numbers = np.array([11, 17])
+    assert coincident_atoms(System(np.array([[0, 0, 0], [apart, 0, 0]]), numbers, cell, True)) is None
+    close = np.array([[0, 0, 0], [0.1 * COINCIDENT_DISTANCE, 0, 0]])
+    assert coincident_atoms(System(close, numbers, cell, True)) == (0, 1)
+    far = np.array([[0, 0, 0], [0, 0, apart]])
+    assert coincident_atoms(System(far, numbers, np.zeros((3, 3)), False)) is None
