@@ -265,13 +265,15 @@ def _empty_arrays(calculator: LodeCalculator, invariants: bool) -> dict:
     return arrays
 
 
-def featurize_chunk(batch, calculator: LodeCalculator, invariants: bool, skip_bad: bool) -> dict:
+def featurize_chunk(batch, calculator: LodeCalculator, invariants: bool, skip_bad: bool, progress=None) -> dict:
     """Features of one chunk as plain arrays (rows of all its atoms) plus skipped structures.
 
     A structure is invalid when :func:`gplode.systems.as_systems` refuses it (coincident
     atoms included) or when the calculator refuses it on its own (e.g. too large for the
     memory). Invalid structures raise :class:`DatasetError` naming the file and index, or
     with ``skip_bad`` are listed in ``skipped`` as ``[global_index, message]``.
+    With a :class:`Progress`, the free-space pair table (built once per calculator, before
+    the first free-space structure) shows its progress in the progress line.
     """
     good, skipped = [], []
 
@@ -289,6 +291,8 @@ def featurize_chunk(batch, calculator: LodeCalculator, invariants: bool, skip_ba
     feats = None
     while good and feats is None:
         try:
+            if progress is not None and any(not atoms.pbc.any() for _, _, atoms in good):
+                calculator.pipeline.pair_table(progress.table)  # built once: shown in the progress line
             feats = calculator.compute([atoms for _, _, atoms in good])
         except _REFUSALS as error:
             refused = _refused(calculator, good)
@@ -655,6 +659,15 @@ class Progress:
         print(text, end="", file=sys.stderr, flush=True)
         self._shown = True
 
+    def table(self, done: int, total: int) -> None:
+        """Progress of the free-space pair table (built once per calculator, before the first
+        free-space structure)."""
+        if self.quiet:
+            return
+        text = f"\rtabulating the free-space pair functions (once per calculator): {100 * done / total:.0f} %"
+        print(text + (" done" if done == total else ""), end="", file=sys.stderr, flush=True)
+        self._shown = True
+
     def close(self) -> None:
         """End the progress line (if one was shown)."""
         if self._shown:
@@ -764,7 +777,7 @@ def featurize_dataset(
                 _check_same_origin(output, _read_single_file(output)[0], metadata, "file")
             results = []
             for _, batch in batches:
-                results.append(featurize_chunk(batch, calculator, invariants, skip_bad))
+                results.append(featurize_chunk(batch, calculator, invariants, skip_bad, progress))
                 _count(summary, progress, *_chunk_summary(batch, results[-1]))
                 summary["chunks_written"] += 1
             _write_single_file(output, kind, results, calculator, metadata)
@@ -794,7 +807,7 @@ def _featurize_into_store(batches, calculator, output, metadata, skip_bad, clien
                 _count(summary, progress, len(batch), sum(len(atoms) for _, _, atoms in batch), rows, skipped)
                 summary["chunks_resumed"] += 1
             elif client is None:
-                result = featurize_chunk(batch, calculator, metadata["invariants"], skip_bad)
+                result = featurize_chunk(batch, calculator, metadata["invariants"], skip_bad, progress)
                 store.write_chunk(index, result)
                 _count(summary, progress, *_chunk_summary(batch, result))
                 summary["chunks_written"] += 1

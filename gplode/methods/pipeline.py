@@ -63,6 +63,7 @@ class Pipeline:
             self.direct = DirectKSum(device, self._vhat, self._radial, self.k_cutoff, L, n_radial, hypers.dtype)
             self.mesh = MeshKSum(device, self._vhat, self._radial, hypers, self.k_cutoff, n_radial)
         self._lock = threading.Lock()
+        self._pair_table = None
 
     # ---- the splines of the fast methods: built once, on first use, over a fixed range
     @functools.cached_property
@@ -77,10 +78,13 @@ class Pipeline:
         same whatever the calculator computed before."""
         return PotentialSpline(self.potential, min(K_FLOOR, 0.5 * self.k_cutoff), self.k_cutoff)
 
-    @functools.cached_property
-    def pair_functions(self) -> PairRadialFunctions:
-        """The free-space pair functions F_nl(d), tabulated on first use."""
-        return PairRadialFunctions(self.potential, self.basis)
+    def pair_table(self, progress=None) -> PairRadialFunctions:
+        """The free-space pair functions F_nl(d), tabulated once per calculator, on first use
+        (about a second for the GTO basis; ``progress(done, total)`` is told how it goes)."""
+        with self._lock:
+            if self._pair_table is None:
+                self._pair_table = PairRadialFunctions(self.potential, self.basis, progress)
+        return self._pair_table
 
     def _vhat(self, k, xp):
         return self.potential_spline(k, xp, self.device.to_host)
@@ -172,6 +176,6 @@ class Pipeline:
         for i, system in enumerate(systems):
             if not system.periodic:
                 out[offsets[i] : offsets[i + 1]] = free_space_coefficients(
-                    system, species, self.pair_functions, self.center_term, h.center_atom_weight, h.max_angular
+                    system, species, self.pair_table(), self.center_term, h.center_atom_weight, h.max_angular
                 )
         return out

@@ -274,3 +274,16 @@ def test_default_chunk_size_depends_on_the_backend(tmp_path):
     gpu = gplode.LodeCalculator(device=CudaDevice(xp=np), **dict(HYPERS, backend="gpu"))
     featurize_dataset(frames, gpu, tmp_path / "gpu.zarr")
     assert FeatureStore(tmp_path / "gpu.zarr").metadata["batch_size"] == 2000
+
+
+def test_free_space_table_build_shows_in_the_progress_line(tmp_path, capsys):
+    """The pair table of free-space structures takes seconds for the GTO basis: the
+    progress line says so while it is built (once), then counts structures."""
+    import ase.build
+
+    molecules = [ase.build.molecule(name) for name in ("H2O", "CH4", "NH3")]
+    calc = gplode.LodeCalculator(**dict(HYPERS, radial_basis="gto"))
+    featurize_dataset(molecules, calc, tmp_path / "m.zarr", batch_size=2, quiet=False)
+    err = capsys.readouterr().err
+    assert err.count("tabulating the free-space pair functions (once per calculator): 100 % done") == 1
+    assert "3/3 structures" in err
