@@ -71,7 +71,8 @@ class LodeHypers:
     :param exponent: p ≥ 0 of the 1/r^p potential (0: Gaussian density, 1: Coulomb, 6: dispersion)
     :param smearing: σ > 0, Gaussian width in Å
     :param cutoff: r₀ > 0, radius of the radial basis in Å
-    :param max_radial: largest radial index n (inclusive), 0..30
+    :param max_radial: largest radial index n (inclusive), 0..30 (the GTO basis: 0..11, see
+        :data:`gplode.basis.GTO_MAX_RADIAL`)
     :param max_angular: largest angular index l (inclusive), 0..30
     :param radial_basis: ``"gto"`` or ``"monomial"``
     :param center_atom_weight: w_c, weight of the centre atom's own density (1 keeps it)
