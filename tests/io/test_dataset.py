@@ -3,15 +3,13 @@
 import json
 import signal
 import subprocess
-import sys
-import time
 
 import ase
 import ase.build
 import ase.io
 import numpy as np
 import pytest
-from dataset_helpers import HYPERS, _frames, _same_store
+from dataset_helpers import HYPERS, _frames, _same_store, featurize_command, wait_for_chunks
 from peers import import_peer
 
 import gplode
@@ -92,41 +90,18 @@ def test_resume_after_kill_gives_identical_store(tmp_path):
     frames = _frames(240, seed=3)
     path = tmp_path / "big.extxyz"
     ase.io.write(path, frames)
-    command = [
-        sys.executable,
-        "-m",
-        "gplode.io.cli",
-        "featurize",
-        str(path),
-        "--batch-size",
-        "8",
-        "--quiet",
-        "--max-radial",
-        "3",
-        "--max-angular",
-        "3",
-        "--accuracy",
-        "1e-6",
-    ]
     reference = tmp_path / "reference.zarr"
-    subprocess.run(command + ["-o", str(reference)], check=True)
+    subprocess.run(featurize_command(path, reference, "--quiet", batch_size=8), check=True)
     interrupted = tmp_path / "interrupted.zarr"
-    process = subprocess.Popen(command + ["-o", str(interrupted)])
+    process = subprocess.Popen(featurize_command(path, interrupted, "--quiet", batch_size=8))
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline:  # wait until a few chunks are complete, then kill hard
-            try:
-                if len(FeatureStore(interrupted).completed()) >= 3:
-                    break
-            except DatasetError:  # the store is not created (or its metadata not written) yet
-                pass
-            time.sleep(0.02)
+        wait_for_chunks(interrupted, 3, process)  # a few chunks complete, then kill hard
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
     done = len(FeatureStore(interrupted).completed())
     assert 3 <= done < 30, done  # really interrupted mid-run
-    subprocess.run(command + ["-o", str(interrupted)], check=True)
+    subprocess.run(featurize_command(path, interrupted, "--quiet", batch_size=8), check=True)
     _same_store(reference, interrupted)
 
 

@@ -4,14 +4,12 @@ coincident atoms."""
 import os
 import signal
 import subprocess
-import sys
-import time
 
 import ase
 import ase.io
 import numpy as np
 import pytest
-from dataset_helpers import HYPERS, _frames, _same_store
+from dataset_helpers import HYPERS, _frames, _same_store, featurize_command, wait_for_chunks
 from peers import import_peer
 
 import gplode
@@ -24,40 +22,6 @@ import_peer("zarr")
 def _run(inputs, output, **kwargs):
     kwargs.setdefault("batch_size", 5)
     return featurize_dataset(inputs, gplode.LodeCalculator(**HYPERS), output, **kwargs)
-
-
-def _command(path, output, *extra):
-    return [
-        sys.executable,
-        "-m",
-        "gplode.io.cli",
-        "featurize",
-        str(path),
-        "-o",
-        str(output),
-        "--batch-size",
-        "4",
-        "--max-radial",
-        "3",
-        "--max-angular",
-        "3",
-        "--accuracy",
-        "1e-6",
-        *extra,
-    ]
-
-
-def _wait_for_chunks(store, count, process, timeout=120):
-    """Poll ``store`` (written by ``process``) until ``count`` chunks are complete."""
-    deadline = time.time() + timeout
-    while time.time() < deadline and process.poll() is None:
-        try:
-            if len(FeatureStore(store).completed()) >= count:
-                return
-        except DatasetError:  # not created (or its metadata not written) yet
-            pass
-        time.sleep(0.02)
-    raise AssertionError(f"{count} chunks not complete in time (exit code {process.poll()})")
 
 
 def test_second_writer_is_refused_while_a_run_holds_the_store(tmp_path):
@@ -82,9 +46,9 @@ def test_concurrent_writers_in_two_processes(tmp_path):
     path = tmp_path / "data.extxyz"
     ase.io.write(path, _frames(320, seed=4))  # seconds of work left when the second writer starts
     out = tmp_path / "out.zarr"
-    first = subprocess.Popen(_command(path, out, "--quiet"), stdout=subprocess.DEVNULL)
+    first = subprocess.Popen(featurize_command(path, out, "--quiet"), stdout=subprocess.DEVNULL)
     try:
-        _wait_for_chunks(out, 1, first)
+        wait_for_chunks(out, 1, first)
         with pytest.raises(DatasetError) as info:
             _run(path, out, batch_size=4)
     finally:
@@ -148,11 +112,11 @@ def test_ctrl_c_exits_cleanly_and_the_store_resumes(tmp_path):
     path = tmp_path / "data.extxyz"
     ase.io.write(path, _frames(160, seed=5))
     reference = tmp_path / "reference.zarr"
-    subprocess.run(_command(path, reference, "--quiet"), check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(featurize_command(path, reference, "--quiet"), check=True, stdout=subprocess.DEVNULL)
     out = tmp_path / "out.zarr"
-    process = subprocess.Popen(_command(path, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(featurize_command(path, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for_chunks(out, 2, process)
+        wait_for_chunks(out, 2, process)
     finally:
         process.send_signal(signal.SIGINT)
         stdout, stderr = process.communicate(timeout=120)
@@ -162,7 +126,7 @@ def test_ctrl_c_exits_cleanly_and_the_store_resumes(tmp_path):
         "gplode: interrupted; its complete chunks are kept: run the same command again to resume"
     )
     assert 2 <= len(FeatureStore(out).completed()) < 40
-    subprocess.run(_command(path, out, "--quiet"), check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(featurize_command(path, out, "--quiet"), check=True, stdout=subprocess.DEVNULL)
     _same_store(reference, out)
 
 
