@@ -140,10 +140,6 @@ class RadialBasis:
         r, w = self.radial_quadrature(scale)
         return (w * r**2 * func(r)) @ self.evaluate(r, l)
 
-    def to_dict(self) -> dict:
-        """Hyper-parameters as a plain dict."""
-        return {"radial_basis": self.name, "cutoff": self.cutoff, "max_radial": self.max_radial}
-
 
 class GtoBasis(RadialBasis):
     r"""Gaussian-type orbitals as in featomic's ``Gto`` basis.

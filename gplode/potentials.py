@@ -108,7 +108,3 @@ class SmearedPowerLaw:
         :param basis: a :class:`gplode.basis.RadialBasis`
         """
         return np.sqrt(4 * np.pi) * basis.integrate(self.real_space, l=0, scale=self.smearing)
-
-    def to_dict(self) -> dict:
-        """Hyper-parameters as a plain dict."""
-        return {"exponent": self.exponent, "smearing": self.smearing}

@@ -126,7 +126,9 @@ def _arrays(frame) -> System:
 
 
 def as_systems(frames) -> list[System]:
-    """Validate and convert one ``ase.Atoms`` or a sequence of them.
+    """Validate and convert one ``ase.Atoms`` or a sequence of them (:class:`System`
+    objects, validated already, pass through unchanged: callers that validate structures
+    one by one convert each only once).
 
     :raises TypeError: for objects that are not ``ase.Atoms``
     :raises ValueError: for an empty list, empty structures, non-finite positions,
@@ -134,6 +136,8 @@ def as_systems(frames) -> list[System]:
         than :data:`COINCIDENT_DISTANCE`, periodic images included); for a sequence the
         message starts with ``frame i:`` (0-based)
     """
+    if isinstance(frames, System):  # validated already
+        return [frames]
     if hasattr(frames, "get_positions"):  # one structure: its errors need no index
         return [_convert(frames)]
     if not isinstance(frames, Sequence) and not hasattr(frames, "__iter__"):
@@ -141,7 +145,7 @@ def as_systems(frames) -> list[System]:
     systems = []
     for i, frame in enumerate(frames):
         try:
-            systems.append(_convert(frame))
+            systems.append(frame if isinstance(frame, System) else _convert(frame))
         except (TypeError, ValueError) as error:  # which structure of the sequence
             raise type(error)(f"frame {i}: {error}") from None
     if not systems:

@@ -189,3 +189,14 @@ def test_reference_refuses_hours_of_work(monkeypatch):
     calc = gplode.LodeCalculator(max_radial=7, max_angular=6, backend="reference", device=CpuDevice(memory=2**50))
     with pytest.raises(ValueError, match=re.escape(f"h): more than the limit of {MAX_WORK:.0e}")):
         calc.compute(crowd)
+
+
+def test_validated_systems_pass_through():
+    """The dataset path validates each structure once and hands the systems to compute()."""
+    from gplode.systems import as_systems
+
+    (system,) = as_systems(ase.build.bulk("NaCl", "rocksalt", a=5.64))
+    assert as_systems(system)[0] is system and as_systems([system, system])[1] is system
+    np.testing.assert_array_equal(
+        CALC.compute(system).values, CALC.compute(ase.build.bulk("NaCl", "rocksalt", a=5.64)).values
+    )

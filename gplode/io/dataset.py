@@ -214,13 +214,14 @@ def _check_same_origin(path: str, existing: dict, metadata: dict, what: str) -> 
         )
 
 
-def _invalid(atoms) -> str | None:
-    """Why one structure cannot be featurised (see :func:`gplode.systems.as_systems`), or ``None``."""
+def _validated(atoms):
+    """``(system, None)``, or ``(None, why)`` one structure cannot be featurised (see
+    :func:`gplode.systems.as_systems`)."""
     try:
-        as_systems(atoms)
+        (system,) = as_systems(atoms)
     except (ValueError, TypeError) as error:
-        return str(error)
-    return None
+        return None, str(error)
+    return system, None
 
 
 #: what :meth:`LodeCalculator.compute` raises for a structure it refuses (e.g. one too large
@@ -231,9 +232,9 @@ _REFUSALS = (ValueError, TypeError, MemoryError)
 def _refused(calculator: LodeCalculator, batch) -> list[tuple[int, str, str]]:
     """The structures of ``batch`` that ``calculator`` refuses on their own: ``(index, where, reason)``."""
     refused = []
-    for index, where, atoms in batch:
+    for index, where, system in batch:
         try:
-            calculator.compute(atoms)
+            calculator.compute(system)
         except _REFUSALS as error:
             refused.append((index, where, str(error)))
     return refused
@@ -283,17 +284,17 @@ def featurize_chunk(batch, calculator: LodeCalculator, invariants: bool, skip_ba
         skipped.append([int(index), f"{where}: {reason}"])
 
     for index, where, atoms in batch:
-        reason = _invalid(atoms)
+        system, reason = _validated(atoms)  # converted once: compute() takes the systems
         if reason is None:
-            good.append((index, where, atoms))
+            good.append((index, where, system))
         else:
             reject(index, where, reason)
     feats = None
     while good and feats is None:
         try:
-            if progress is not None and any(not atoms.pbc.any() for _, _, atoms in good):
+            if progress is not None and any(not system.periodic for _, _, system in good):
                 calculator.pipeline.pair_table(progress.table)  # built once: shown in the progress line
-            feats = calculator.compute([atoms for _, _, atoms in good])
+            feats = calculator.compute([system for _, _, system in good])
         except _REFUSALS as error:
             refused = _refused(calculator, good)
             if not refused:  # a problem of the batch as a whole, not of one structure
