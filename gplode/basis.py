@@ -54,10 +54,8 @@ def _lowdin_matrix(max_radial: int) -> np.ndarray:
     whose condition number reaches 1e11 at max_radial 16: float64 eigenvalues would lose
     all but ~5 digits; computed with 40 digits, then rounded once to float64.
     """
-    try:
-        import mpmath
-    except ImportError:  # pragma: no cover - mpmath is a dependency
-        raise ImportError("the GTO basis needs mpmath: pip install mpmath") from None
+    import mpmath  # a dependency, imported only when a GTO basis is built
+
     with mpmath.workdps(_LOWDIN_DIGITS):
         n_radial = max_radial + 1
         sigma = [mpmath.sqrt(max(n, 1)) for n in range(n_radial)]  # in units of r₀ / n_radial
