@@ -1,4 +1,4 @@
-r"""Radial bases :math:`\tilde R_{nl}(r)` and their integrals (SPEC §3).
+r"""Radial bases :math:`\tilde R_{nl}(r)` and their integrals (docs/conventions.md).
 
 Two bases, behind one interface (:class:`RadialBasis`):
 
@@ -10,8 +10,8 @@ Two bases, behind one interface (:class:`RadialBasis`):
 
 Each gives values, the exact k-space integrals
 :math:`\tilde I_{nl}(k) = \int_0^\infty r^2\tilde R_{nl}(r) j_l(kr)\,dr`, radial moments
-:math:`M_{nl,k} = \int_0^\infty r^2\tilde R_{nl}(r)\,r^{l+2k}\,dr` (SPEC §5) and radial
-quadratures :math:`\int r^2 \tilde R_{nl} f\,dr`. All lengths in Å, wave numbers in Å^-1.
+:math:`M_{nl,k} = \int_0^\infty r^2\tilde R_{nl}(r)\,r^{l+2k}\,dr` (for the multipole series, docs/conventions.md)
+and radial quadratures :math:`\int r^2 \tilde R_{nl} f\,dr`. All lengths in Å, wave numbers in Å^-1.
 """
 
 from __future__ import annotations

@@ -79,8 +79,8 @@ class LodeHypers:
     :param backend: ``"auto"``, ``"reference"``, ``"numpy"`` or ``"gpu"``
     :param accuracy: target relative RMS error of all coefficients, in [1e-14, 0.1]
         (the fast backends: [1e-10, 0.1])
-    :param dtype: ``"float64"`` or ``"float32"`` (or the NumPy dtype; output precision of
-        fast backends)
+    :param dtype: ``"float64"`` or ``"float32"`` (or the NumPy dtype): precision of the
+        output, and of the fast backends' computation (the reference computes in float64)
     :param k_cutoff: if given, every backend sums exactly the sphere 0 < |k| < k_cutoff (Å⁻¹)
         (shells on the sphere excluded, see :data:`gplode.lib.kvectors.SHELL_TOLERANCE`); the mesh
         backends still choose the mesh from ``accuracy``

@@ -1,4 +1,4 @@
-r"""Generalised multipole asymptotics of the LODE coefficients (SPEC §5).
+r"""Generalised multipole asymptotics of the LODE coefficients (docs/conventions.md, "Multipole asymptotics").
 
 For ``r < d``, Gegenbauer's expansion re-expanded in Legendre polynomials and the
 addition theorem give

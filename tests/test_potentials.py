@@ -1,4 +1,4 @@
-"""The smeared power-law potential v_p and its Fourier transform (SPEC §1)."""
+"""The smeared power-law potential v_p and its Fourier transform (docs/conventions.md)."""
 
 import mpmath
 import numpy as np

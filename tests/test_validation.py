@@ -76,16 +76,16 @@ def test_hypers_round_trip():
 
 
 def test_unavailable_gpu_is_an_error_not_a_fallback(monkeypatch):
-    from gplode.devices import cuda as _dispatch
+    from gplode.devices import cuda
 
     monkeypatch.setenv("GPLODE_GPU", "0")
-    _dispatch._probe.cache_clear()
+    cuda._probe.cache_clear()
     try:
         with pytest.raises(RuntimeError, match=r'backend="gpu" needs an NVIDIA GPU .* disabled by GPLODE_GPU=0'):
             gplode.LodeCalculator(backend="gpu")
         assert gplode.LodeCalculator(backend="auto").backend == "numpy"
     finally:
-        _dispatch._probe.cache_clear()
+        cuda._probe.cache_clear()
 
 
 def test_gpu_probe_needs_a_working_triton_driver(monkeypatch):
@@ -95,20 +95,20 @@ def test_gpu_probe_needs_a_working_triton_driver(monkeypatch):
 
     import strict_device
 
-    from gplode.devices import cuda as _dispatch
+    from gplode.devices import cuda
 
     cupy = strict_device.fake_cupy(free_bytes=2**30)
     cupy.cuda.runtime = types.SimpleNamespace(getDeviceCount=lambda: 1)
     monkeypatch.setitem(sys.modules, "cupy", cupy)
     monkeypatch.delenv("GPLODE_GPU", raising=False)
-    _dispatch._probe.cache_clear()
+    cuda._probe.cache_clear()
     try:
-        assert "Triton has no usable GPU driver" in _dispatch._probe()
-        assert not _dispatch.gpu_available()
+        assert "Triton has no usable GPU driver" in cuda._probe()
+        assert not cuda.gpu_available()
         with pytest.raises(RuntimeError, match="needs PyTorch installed to launch kernels"):
             gplode.LodeCalculator(backend="gpu")
     finally:
-        _dispatch._probe.cache_clear()
+        cuda._probe.cache_clear()
 
 
 CALC = gplode.LodeCalculator(exponent=1.0, max_radial=1, max_angular=1, backend="reference")
@@ -170,7 +170,8 @@ def test_reference_refuses_a_huge_k_sum_before_allocating():
     start = time.perf_counter()
     big = ase.Atoms("NaCl", positions=[[0, 0, 0], [500, 500, 500]], cell=np.eye(3) * 1000.0, pbc=True)
     with pytest.raises(
-        MemoryError, match=r"direct k-sum of a structure of 2 atoms .* needs about [\d.]+ GiB.*use a mesh backend"
+        MemoryError,
+        match=r"direct k-sum of a structure of 2 atoms .* needs about [\d.]+ GiB.*use a mesh backend \('numpy'",
     ):
         CALC.compute(big)
     tiny_smearing = gplode.LodeCalculator(smearing=1e-3, max_radial=1, max_angular=1, backend="reference")
@@ -200,3 +201,26 @@ def test_validated_systems_pass_through():
     np.testing.assert_array_equal(
         CALC.compute(system).values, CALC.compute(ase.build.bulk("NaCl", "rocksalt", a=5.64)).values
     )
+
+
+def test_size_refusals_name_the_option_that_helps():
+    """With an explicit k_cutoff, raising the accuracy changes nothing: the advice says so;
+    a fast backend forced onto the direct sum is told about route=."""
+    big = ase.Atoms("NaCl", positions=[[0, 0, 0], [500, 500, 500]], cell=np.eye(3) * 1000.0, pbc=True)
+    with pytest.raises(MemoryError, match=r"available; lower `k_cutoff`, or use a mesh backend"):
+        gplode.LodeCalculator(max_radial=1, max_angular=1, backend="reference", k_cutoff=6.0).compute(big)
+    with pytest.raises(MemoryError, match=r"available; raise `accuracy` or `smearing`, or use route='auto' or 'mesh'"):
+        gplode.LodeCalculator(max_radial=1, max_angular=1, backend="numpy", route="direct").compute(big)
+    with pytest.raises(
+        MemoryError, match=r"the mesh .* available; raise `accuracy` or `smearing`, or raise `mesh_spacing`"
+    ):
+        gplode.LodeCalculator(max_radial=1, max_angular=1, backend="numpy").compute(big)  # auto: the mesh, too big too
+
+
+def test_device_options_are_validated():
+    from gplode.devices import CpuDevice
+
+    with pytest.raises(ValueError, match="memory must be a positive number of bytes or None, got '1GB'"):
+        CpuDevice(memory="1GB")
+    with pytest.raises(ValueError, match="max_batch_bytes must be a positive number"):
+        CpuDevice(max_batch_bytes=-1)

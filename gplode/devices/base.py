@@ -27,9 +27,12 @@ per-atom values) to this contract.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from typing import Protocol
 
 import numpy as np
+
+from ..lib.bspline import stencil
 
 __all__ = ["Costs", "Device", "Stages"]
 
@@ -116,6 +119,11 @@ class Device:
     keep_workspace = False
 
     def __init__(self, memory: int | None = None, round_shapes: bool | None = None, max_batch_bytes="default"):
+        for name, value in (("memory", memory), ("max_batch_bytes", max_batch_bytes)):
+            if value not in (None, "default") and (
+                isinstance(value, bool) or not isinstance(value, numbers.Real) or value <= 0
+            ):
+                raise ValueError(f"{name} must be a positive number of bytes or None, got {value!r}")
         self.memory = memory
         self.round_shapes = self.default_round_shapes if round_shapes is None else bool(round_shapes)
         self.max_batch_bytes = self.default_max_batch_bytes if max_batch_bytes == "default" else max_batch_bytes
@@ -139,3 +147,7 @@ class Device:
     def to_host(self, array) -> np.ndarray:
         """A NumPy array with the values of a device array."""
         return np.asarray(array)
+
+    def stencil(self, fractional, shape, order):
+        """The first stage (:meth:`Stages.stencil`), the same array code on every device."""
+        return stencil(fractional, shape, order, self.xp)

@@ -9,7 +9,6 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from scipy import fft, sparse
 
-from ..lib.bspline import stencil
 from .base import Costs, Device
 
 __all__ = ["CpuDevice", "host_memory"]
@@ -43,9 +42,6 @@ class CpuDevice(Device):
 
     def free_memory(self) -> int:
         return host_memory()
-
-    def stencil(self, fractional, shape, order):
-        return stencil(fractional, shape, order, np)
 
     def spread(self, indices, weights, species_index, n_species, shape):
         n_points = int(np.prod(shape))

@@ -11,7 +11,6 @@ import os
 
 import numpy as np
 
-from ..lib.bspline import stencil
 from .base import Costs, Device
 from .cpu import host_memory
 
@@ -103,9 +102,6 @@ class CudaDevice(Device):
 
     def to_host(self, array) -> np.ndarray:
         return array if self.xp is np else array.get()
-
-    def stencil(self, fractional, shape, order):
-        return stencil(fractional, shape, order, self.xp)
 
     def spread(self, indices, weights, species_index, n_species, shape):
         return self._kernels[0].spread(indices, weights, species_index, n_species, shape, self.xp)

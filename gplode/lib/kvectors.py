@@ -11,7 +11,15 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["SHELL_TOLERANCE", "KPoints", "default_k_cutoff", "selected_kpoints", "sphere_shape"]
+__all__ = [
+    "SHELL_TOLERANCE",
+    "KPoints",
+    "default_k_cutoff",
+    "half_sphere_count",
+    "selected_kpoints",
+    "sphere_shape",
+    "sphere_shape_for_lengths",
+]
 
 #: relative tolerance on |k|² at the k-sphere: vectors with |k|² ≥ k_c²(1 − ε) are not summed
 SHELL_TOLERANCE = 1e-10
@@ -30,12 +38,22 @@ def default_k_cutoff(smearing: float, accuracy: float) -> float:
 
 
 def sphere_shape(cells: np.ndarray, k_cutoff: float) -> tuple[int, int, int]:
-    r"""Smallest grid whose half spectrum holds every :math:`|k| < k_c` of all ``cells``.
+    r"""Smallest grid whose half spectrum holds every :math:`|k| < k_c` of all ``cells``
+    (:func:`sphere_shape_for_lengths` of their longest lattice vector along each axis)."""
+    return sphere_shape_for_lengths(np.linalg.norm(np.asarray(cells).reshape(-1, 3, 3), axis=2).max(axis=0), k_cutoff)
 
-    The integer coordinates satisfy :math:`|m_i| = |k\cdot a_i|/2\pi \le k_c|a_i|/2\pi`.
-    """
-    lengths = np.linalg.norm(np.asarray(cells).reshape(-1, 3, 3), axis=2).max(axis=0)
+
+def sphere_shape_for_lengths(lengths, k_cutoff: float) -> tuple[int, int, int]:
+    r"""Smallest grid holding the k-sphere of cells with lattice vectors no longer than
+    ``lengths`` (Å): the integer coordinates satisfy
+    :math:`|m_i| = |k\cdot a_i|/2\pi \le k_c|a_i|/2\pi`."""
     return tuple(2 * math.floor(k_cutoff * length / (2 * np.pi)) + 2 for length in lengths)
+
+
+def half_sphere_count(k_cutoff: float, volume: float) -> float:
+    r"""Expected number of k-vectors of a half sphere, :math:`k_c^3\Omega/12\pi^2`, in a cell
+    of ``volume`` Å³."""
+    return k_cutoff**3 * volume / (12 * np.pi**2)
 
 
 class KPoints(NamedTuple):

@@ -23,7 +23,7 @@ import threading
 
 import numpy as np
 
-from ..lib.kvectors import selected_kpoints, sphere_shape
+from ..lib.kvectors import half_sphere_count, selected_kpoints, sphere_shape, sphere_shape_for_lengths
 from ..lib.spherical_harmonics import real_spherical_harmonics
 from ..systems import atom_owners
 from .corrections import species_index
@@ -172,47 +172,44 @@ class DirectKSum:
         self.n_channels = (max_angular + 1) ** 2 * n_radial
         self._local = threading.local()  # per-thread work buffers (CPU)
 
-    def n_kpoints(self, volume: float) -> float:
-        r"""Expected number of half-sphere k-vectors, :math:`k_c^3\Omega/12\pi^2`."""
-        return self.k_cutoff**3 * volume / (12 * np.pi**2)
-
-    def sizes(self, system) -> tuple[int, float, float]:
-        """(atoms, expected k-vectors, points of the half-box grid) of ``system``."""
-        n_grid = math.prod(sphere_shape(system.cell, self.k_cutoff)) / 2
-        return system.n_atoms, self.n_kpoints(system.volume), n_grid
+    def sizes(self, system) -> tuple[float, ...]:
+        """(atoms, expected k-vectors, the three lattice-vector lengths) of ``system``."""
+        return (system.n_atoms, half_sphere_count(self.k_cutoff, system.volume), *np.linalg.norm(system.cell, axis=1))
 
     def grow(self, batch, system, params=None):
         """The summary of a batch with ``system`` added (``batch`` None: a new batch):
-        members, and the largest atoms, k-vectors and grid points, to which all are padded."""
+        members, and the largest atoms, k-vectors and lattice vector along each axis (all
+        members are padded to them, and the k-point grid of :func:`kspace_sum` is the one
+        of the longest vectors along each axis)."""
         sizes = self.sizes(system)
         return (1, sizes) if batch is None else (batch[0] + 1, tuple(map(max, batch[1], sizes)))
 
     def batch_bytes(self, batch, n_species: int) -> int:
-        """Peak memory of a batch (bytes) from its :meth:`grow` summary: every member padded
-        to the largest (:func:`memory_bytes`)."""
-        count, (n_atoms, n_k, n_grid) = batch
+        """Peak memory of a batch (bytes) from its :meth:`grow` summary (:func:`memory_bytes`)."""
+        count, (n_atoms, n_k, *lengths) = batch
+        n_grid = math.prod(sphere_shape_for_lengths(lengths, self.k_cutoff)) / 2  # per member
         itemsize = np.dtype(self.real).itemsize
         return count * memory_bytes(n_atoms, n_species, self.n_channels, n_k, n_grid, itemsize)
 
     def work(self, system, n_species: int) -> float:
         """Terms of the sum: (atoms) × (k-vectors) × (species) × (channels)."""
-        return system.n_atoms * self.n_kpoints(system.volume) * n_species * self.n_channels
+        return system.n_atoms * half_sphere_count(self.k_cutoff, system.volume) * n_species * self.n_channels
 
     def cost(self, system, n_species: int, params=None) -> float:
         """Estimated seconds on the device (:class:`gplode.devices.base.Costs`)."""
         c = self.device.costs
         per_atom_k = c.direct_term * n_species * self.n_channels + c.direct_phase + c.direct_species * n_species
-        return system.n_atoms * self.n_kpoints(system.volume) * per_atom_k
+        return system.n_atoms * half_sphere_count(self.k_cutoff, system.volume) * per_atom_k
 
-    def check(self, system, n_species: int) -> None:
-        """Refuse a structure beyond :data:`MAX_WORK` terms (``ValueError``)."""
+    def check(self, system, n_species: int, advice: str) -> None:
+        """Refuse a structure beyond :data:`MAX_WORK` terms (``ValueError``; ``advice``: what to change)."""
         work = self.work(system, n_species)
         if work > MAX_WORK:
             raise ValueError(
                 f"the direct k-sum of a structure of {system.n_atoms} atoms (volume {system.volume:.4g} Å³, "
                 f"k_c = {self.k_cutoff:.3g} Å⁻¹) has {work:.2g} terms (about "
                 f"{work * self.device.costs.direct_term / 3600:.1f} h): more than the limit of {MAX_WORK:.0e}; "
-                "use a mesh backend ('numpy', 'gpu'), or raise `accuracy` or `smearing`"
+                + advice
             )
 
     def compute(self, systems, species, params=None) -> np.ndarray:

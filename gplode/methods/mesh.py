@@ -24,7 +24,7 @@ import numpy as np
 from scipy import fft
 
 from ..lib.bspline import ORDERS, bspline_fourier
-from ..lib.kvectors import default_k_cutoff, selected_kpoints
+from ..lib.kvectors import default_k_cutoff, half_sphere_count, selected_kpoints
 from ..lib.spherical_harmonics import real_spherical_harmonics
 from ..systems import atom_owners
 from .corrections import species_index
@@ -65,8 +65,8 @@ class MeshParameters:
         return self.shape[0] * self.shape[1] * (self.shape[2] // 2 + 1)
 
     def n_kpoints(self, volume: float) -> float:
-        r"""Expected number of half-sphere points :math:`k_c^3\Omega/12\pi^2` for a cell of ``volume`` Å³."""
-        return self.k_cutoff**3 * volume / (12 * np.pi**2)
+        """Expected number of half-sphere points in a cell of ``volume`` Å³."""
+        return half_sphere_count(self.k_cutoff, volume)
 
     def memory_bytes(
         self,

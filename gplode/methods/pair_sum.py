@@ -1,4 +1,4 @@
-r"""Free-space (non-periodic) LODE coefficients as a pair sum (SPEC §3).
+r"""Free-space (non-periodic) LODE coefficients as a pair sum (docs/conventions.md).
 
 .. math::
 
@@ -8,7 +8,7 @@ r"""Free-space (non-periodic) LODE coefficients as a pair sum (SPEC §3).
     v_p\big(\sqrt{r^2+d^2-2rdu}\big)\,du\,dr
 
 :class:`PairRadialFunctions` tabulates :math:`F_{nl}` by 2D quadrature on Chebyshev
-panels in d up to ``d_switch`` and uses the multipole series (SPEC §5) beyond; the switch
+panels in d up to ``d_switch`` and uses the multipole series (docs/conventions.md) beyond; the switch
 distance and the number of series terms come from error bounds (:data:`SWITCH_TOLERANCE`).
 """
 

@@ -38,7 +38,7 @@ class Pipeline:
     :param basis: :class:`gplode.basis.RadialBasis`
     :param device: :class:`gplode.devices.base.Device`
     :param exact: the reference: the direct k-sum only, with the exact v̂_p and Ĩ_nl (no
-        splines), in float64, one structure at a time
+        splines), computed in float64 (returned in ``hypers.dtype``), one structure at a time
     """
 
     def __init__(self, hypers, potential, basis, device, exact: bool = False):
@@ -94,30 +94,42 @@ class Pipeline:
 
     # ---- routes and batches
     def method_for(self, system, n_species: int):
-        """``(method, mesh parameters or None)`` of a periodic ``system``."""
+        """``(method, mesh parameters or None)`` of a periodic ``system``: by ``route``, else
+        the cheaper by the device's cost model (the mesh when the direct sum would not fit)."""
         h = self.hypers
         if self.mesh is None:
+            return self.direct, None
+        if h.route == "direct":
             return self.direct, None
         params = self.mesh.parameters(system.cell, system.n_atoms)
         if h.route == "mesh" or h.mesh_spacing is not None or h.interpolation_order is not None:
             return self.mesh, params
-        if h.route == "direct":
-            return self.direct, None
+        direct_bytes = self.direct.batch_bytes(self.direct.grow(None, system), n_species)
         cheaper = self.mesh.cost(system, n_species, params) < self.direct.cost(system, n_species)
-        return (self.mesh, params) if cheaper else (self.direct, None)
+        return (self.mesh, params) if cheaper or direct_bytes > self.device.available_memory() else (self.direct, None)
+
+    def _advice(self, params) -> str:
+        """What to change when a structure is too large for its method (``params``: the mesh's)."""
+        h = self.hypers
+        advice = "lower `k_cutoff`" if h.k_cutoff is not None else "raise `accuracy` or `smearing`"
+        if params is not None:
+            return advice + ", or raise `mesh_spacing`"
+        if self.exact:
+            return advice + ", or use a mesh backend ('numpy', 'gpu')"
+        return advice + ", or use route='auto' or 'mesh'" if h.route == "direct" else advice
 
     def batches(self, members: list[int], systems, n_species: int, method, params):
         """Split ``members`` (indices of systems sharing ``method`` and ``params``) into
-        batches within the device's budget; refuse a structure that alone exceeds the
-        device's memory, before anything is allocated."""
+        batches within the device's budget (a list); refuse a structure that alone exceeds
+        the device's memory or the direct sum's work limit."""
         available, budget = self.device.available_memory(), self.device.batch_budget()
         if method is self.direct:  # similar sizes together: less padding
             members = sorted(members, key=lambda i: systems[i].n_atoms)
-        batch, summary = [], None
+        batches, batch, summary = [], [], None
         for i in members:
             system = systems[i]
             if method is self.direct:
-                self.direct.check(system, n_species)
+                self.direct.check(system, n_species, self._advice(params))
             alone = method.grow(None, system, params)
             needed = method.batch_bytes(alone, n_species)
             if needed > available:
@@ -125,17 +137,16 @@ class Pipeline:
                 what = f"the mesh {params.shape} (order {params.order})" if params else "the direct k-sum"
                 raise MemoryError(
                     f"{what} of a structure of {system.n_atoms} atoms (cell lengths {lengths} Å) needs about "
-                    f"{format_bytes(needed)}, more than the {format_bytes(available)} available; raise `accuracy`"
-                    + (" or `mesh_spacing`" if params else " or `smearing`, or use a mesh backend")
+                    f"{format_bytes(needed)}, more than the {format_bytes(available)} available; "
+                    + self._advice(params)
                 )
             grown = method.grow(summary, system, params)
             if batch and (self.exact or method.batch_bytes(grown, n_species) > budget):
-                yield batch
+                batches.append(batch)
                 batch, grown = [], alone
             batch.append(i)
             summary = grown
-        if batch:
-            yield batch
+        return batches + [batch] if batch else batches
 
     def _kspace_part(self, systems, species):
         """Yield ``(members, block)``: indices into the periodic ``systems`` and the k ≠ 0
@@ -145,9 +156,14 @@ class Pipeline:
         for i, system in enumerate(systems):
             method, params = self.method_for(system, n_species)
             groups.setdefault((method.name, params), (method, []))[1].append(i)
-        for (_, params), (method, members) in groups.items():
-            for batch in self.batches(members, systems, n_species, method, params):
-                yield batch, method.compute([systems[i] for i in batch], species, params)
+        # every batch planned (and every structure checked) before anything is computed
+        plan = [
+            (batch, method, params)
+            for (_, params), (method, members) in groups.items()
+            for batch in self.batches(members, systems, n_species, method, params)
+        ]
+        for batch, method, params in plan:
+            yield batch, method.compute([systems[i] for i in batch], species, params)
 
     def compute(self, systems, species: np.ndarray) -> np.ndarray:
         """Coefficients of all atoms of ``systems``, system after system.

@@ -202,7 +202,7 @@ def test_direct_sum_batches_count_their_padding():
     for system in systems:
         summary = direct.grow(summary, system)
     assert summary[0] == len(systems)
-    assert summary[1] == tuple(map(max, *(direct.sizes(s) for s in systems)))  # atoms, k-vectors and grid
+    assert summary[1] == tuple(map(max, *(direct.sizes(s) for s in systems)))  # atoms, k-vectors, lengths
     assert direct.batch_bytes(summary, 3) == len(systems) * direct.batch_bytes((1, summary[1]), 3)
     calc = _calculator(exponent=1.0, route="direct", memory=int(3.5 * largest / CpuDevice.memory_fraction))
     batches = list(calc.pipeline.batches(list(range(len(systems))), systems, 3, calc.pipeline.direct, None))
@@ -218,3 +218,20 @@ def test_direct_sum_batches_count_their_padding():
         rtol=0,
         atol=1e-14,
     )
+
+
+def test_direct_batches_count_the_grid_of_their_longest_axes():
+    """Slabs with the vacuum along x, y and z: kspace_sum builds one k-point grid holding
+    the longest vector of every axis for every member, and the estimate counts that grid
+    (it used to count each member's own, much smaller, grid)."""
+    from gplode.lib.kvectors import sphere_shape
+
+    cells = [np.diag(np.roll([40.0, 6.0, 6.0], shift)) for shift in range(3)]
+    frames = [ase.Atoms("NaCl", positions=[[0, 0, 0], [3, 3, 3]], cell=cell, pbc=True) for cell in cells]
+    systems = as_systems(frames)
+    direct = _calculator(exponent=1.0, route="direct").pipeline.direct
+    summary = None
+    for system in systems:
+        summary = direct.grow(summary, system)
+    grid = np.prod(sphere_shape(np.stack(cells), direct.k_cutoff)) / 2  # per member: 40 Å on every axis
+    assert direct.batch_bytes(summary, 2) >= len(systems) * 32 * grid

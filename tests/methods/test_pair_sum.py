@@ -1,5 +1,5 @@
-"""Free-space (non-periodic) LODE coefficients: the pair sum of SPEC §3 and the multipole
-asymptotics of SPEC §5.
+"""Free-space (non-periodic) LODE coefficients: the pair sum of docs/conventions.md and the multipole
+asymptotics of docs/conventions.md, "Multipole asymptotics".
 
 1. The calculator's pair sum against a brute-force 3D quadrature of the definition
    c = ∫ d³x R̃_nl(|x|) Y_lm(x̂) V_a(r_i + x) on a water dimer (the quadrature is shown to

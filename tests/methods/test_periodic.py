@@ -3,7 +3,7 @@ r"""The periodic reference backend against independent physics.
 a. Madelung constants (p = 1): the monomial n = 0, l = 0 coefficient is the ball average of
    the potential, which for the harmonic, neutral combination Σ_a q_a V_a is its centre value.
 b. p > 3: the reciprocal sum equals the absolutely convergent real-space lattice sum of the
-   free-space pair terms (SPEC §2).
+   free-space pair terms (docs/conventions.md).
 c. A molecule in a growing cubic box tends to the free molecule as L^{-p}, with the
    amplitude of the image lattice sum (Epstein zeta of the cubic lattice).
 d. Exact invariances: rotation (real Wigner matrices), translation, permutation, supercell.
@@ -182,7 +182,7 @@ def _real_space_lattice_sum(atoms, calc, radius, width):
     Fourier transform, which the smooth window makes ~e^{-G²W²/4} small. The continuum
     integral is l = 0 only; it is done by quadrature on [0, X], X = R + 7W, with F from
     ``PairRadialFunctions`` and analytically beyond X with the multipole series, exact there.
-    The self term (j = i, T = 0) contributes c_center (w(0) − 1 + w_c) (SPEC §3).
+    The self term (j = i, T = 0) contributes c_center (w(0) − 1 + w_c) (docs/conventions.md).
     """
     h = calc.hypers
     L, n_radial, p = h.max_angular, h.max_radial + 1, h.exponent
