@@ -88,6 +88,19 @@ class LodeCalculator:
     def __repr__(self):
         return f"LodeCalculator({', '.join(f'{k}={v!r}' for k, v in self.hypers.to_dict().items())})"
 
+    def check(self, frames) -> None:
+        """Raise, without computing anything, what :meth:`compute` would raise for ``frames``:
+        invalid structures, and structures beyond the memory or work limits of their route.
+        Cheap (no k-sums, no meshes), except that the free-space pair table is built once."""
+        systems = as_systems(frames)
+        self._pipeline.check(systems, self._species(systems))
+
+    def _species(self, systems) -> np.ndarray:
+        """The neighbour species of a call: ``neighbor_types``, else all present."""
+        if self.hypers.neighbor_types is None:
+            return np.unique(np.concatenate([s.numbers for s in systems]))
+        return np.array(self.hypers.neighbor_types, dtype=np.int64)
+
     def compute(self, frames) -> Features:
         """Compute the features of one ``ase.Atoms`` or a sequence of them.
 
@@ -98,10 +111,7 @@ class LodeCalculator:
         :raises ValueError: for invalid structures (see :func:`gplode.systems.as_systems`)
         """
         systems = as_systems(frames)
-        if self.hypers.neighbor_types is None:
-            species = np.unique(np.concatenate([s.numbers for s in systems]))
-        else:  # atoms of other species are centres, but no one's neighbours
-            species = np.array(self.hypers.neighbor_types, dtype=np.int64)
+        species = self._species(systems)  # with neighbor_types, other atoms are centres only
         system, atom = atom_owners(systems)
         return Features(
             values=self._pipeline.compute(systems, species),

@@ -224,3 +224,15 @@ def test_device_options_are_validated():
         CpuDevice(memory="1GB")
     with pytest.raises(ValueError, match="max_batch_bytes must be a positive number"):
         CpuDevice(max_batch_bytes=-1)
+
+
+def test_check_raises_what_compute_would_without_computing(monkeypatch):
+    from gplode.methods.direct import DirectKSum
+
+    big = ase.Atoms("NaCl", positions=[[0, 0, 0], [500, 500, 500]], cell=np.eye(3) * 1000.0, pbc=True)
+    monkeypatch.setattr(DirectKSum, "compute", lambda *args: pytest.fail("computed"))
+    with pytest.raises(MemoryError, match="direct k-sum of a structure of 2 atoms"):
+        CALC.check([ase.build.bulk("NaCl", "rocksalt", a=5.64), big])
+    CALC.check(ase.build.bulk("NaCl", "rocksalt", a=5.64))  # fine: nothing raised, nothing computed
+    with pytest.raises(ValueError, match="^frame 1: structure has no atoms"):
+        CALC.check([big, ase.Atoms()])

@@ -230,11 +230,12 @@ _REFUSALS = (ValueError, TypeError, MemoryError)
 
 
 def _refused(calculator: LodeCalculator, batch) -> list[tuple[int, str, str]]:
-    """The structures of ``batch`` that ``calculator`` refuses on their own: ``(index, where, reason)``."""
+    """The structures of ``batch`` that ``calculator`` refuses on their own (checked, not
+    computed): ``(index, where, reason)``."""
     refused = []
     for index, where, system in batch:
         try:
-            calculator.compute(system)
+            calculator.check(system)
         except _REFUSALS as error:
             refused.append((index, where, str(error)))
     return refused
@@ -826,7 +827,8 @@ def _featurize_into_store(batches, calculator, output, metadata, skip_bad, clien
 def _run_on_dask(client, pending, metadata, output, skip_bad, progress, summary):
     from dask.distributed import as_completed
 
-    hypers_json = json.dumps(metadata["hypers"], sort_keys=True)
+    # the driver's resolved backend (not "auto"): workers compute what the store records
+    hypers_json = json.dumps(dict(metadata["hypers"], backend=metadata["backend"]), sort_keys=True)
     window = 2 * max(1, len(client.scheduler_info().get("workers", {})))
     futures = as_completed()
     in_flight = 0

@@ -148,21 +148,32 @@ class Pipeline:
             summary = grown
         return batches + [batch] if batch else batches
 
-    def _kspace_part(self, systems, species):
-        """Yield ``(members, block)``: indices into the periodic ``systems`` and the k ≠ 0
-        coefficients of their atoms, one system after the other; every system appears once."""
+    def plan(self, systems, species) -> list:
+        """``(members, method, mesh parameters)`` of every batch of the periodic ``systems``:
+        routes chosen, similar cells grouped, batches cut to the memory budget, and every
+        structure checked against the memory and work limits, without computing anything."""
         n_species = len(species)
         groups = {}  # (method, mesh) -> indices of the systems: similar cells, batched together
         for i, system in enumerate(systems):
             method, params = self.method_for(system, n_species)
             groups.setdefault((method.name, params), (method, []))[1].append(i)
-        # every batch planned (and every structure checked) before anything is computed
-        plan = [
+        return [
             (batch, method, params)
             for (_, params), (method, members) in groups.items()
             for batch in self.batches(members, systems, n_species, method, params)
         ]
-        for batch, method, params in plan:
+
+    def check(self, systems, species) -> None:
+        """Raise what :meth:`compute` would raise for ``systems`` before computing (sizes,
+        work limits, the free-space table's bounds), without computing the features."""
+        self.plan([system for system in systems if system.periodic], species)
+        if not all(system.periodic for system in systems):
+            self.pair_table()
+
+    def _kspace_part(self, systems, species):
+        """Yield ``(members, block)``: indices into the periodic ``systems`` and the k ≠ 0
+        coefficients of their atoms, one system after the other; every system appears once."""
+        for batch, method, params in self.plan(systems, species):  # all checked before computing
             yield batch, method.compute([systems[i] for i in batch], species, params)
 
     def compute(self, systems, species: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ from dataset_helpers import HYPERS, _frames, _same_store, featurize_command, wai
 from peers import import_peer
 
 import gplode
-from gplode.devices import CudaDevice
+from gplode.devices import CpuDevice, CudaDevice
 from gplode.io.dataset import DatasetError, FeatureStore, featurize_dataset, load_features
 from gplode.systems import as_systems
 
@@ -173,26 +173,24 @@ def test_unreadable_inputs(tmp_path):
 
 
 def test_structures_the_calculator_refuses_are_named_and_skippable(tmp_path):
-    """A structure that compute() refuses on its own (here: marked) is located in its chunk."""
+    """A structure too large for the device's memory is refused on its own (found by
+    ``check``, nothing recomputed), named in its chunk, and skippable."""
     frames = _frames(5)
-    frames[2] = frames[2].repeat((1, 1, 3))  # the only structure of 6 atoms: the marked one
-    path = tmp_path / "marked.extxyz"
+    frames[2] = frames[2].repeat((4, 4, 4))  # 128 or 512 atoms, the others 2 or 8
+    path = tmp_path / "big.extxyz"
     ase.io.write(path, frames)
-    calc = gplode.LodeCalculator(neighbor_types=[11, 17], **HYPERS)  # used as given (not rebuilt)
-    compute = calc.compute
-
-    def refusing(batch):  # gets validated systems (converted once by the dataset path)
-        if any(system.n_atoms == 6 for system in as_systems(batch)):
-            raise MemoryError("needs about 9 GiB, more than the 8 GiB available")
-        return compute(batch)
-
-    calc.compute = refusing
-    with pytest.raises(DatasetError, match=r"^file .*marked.extxyz, structure 2 \(0-based\): needs about 9 GiB"):
+    hypers = dict(HYPERS, neighbor_types=[11, 17], route="direct")
+    probe = gplode.LodeCalculator(**hypers).pipeline.direct
+    needs = [probe.batch_bytes(probe.grow(None, s), 2) for s in as_systems(frames)]
+    memory = int(max(needs[:2] + needs[3:]) * 1.5)
+    assert needs[2] > memory
+    calc = gplode.LodeCalculator(device=CpuDevice(memory=memory), **hypers)  # used as given (not rebuilt)
+    with pytest.raises(DatasetError, match=r"^file .*big.extxyz, structure 2 \(0-based\): the direct k-sum of"):
         featurize_dataset(path, calc, tmp_path / "o.zarr", batch_size=5)
     summary = featurize_dataset(path, calc, tmp_path / "o.zarr", batch_size=5, skip_bad=True)
     assert summary["stored"] == 4 and summary["skipped"] == 1
     features, skipped = load_features(tmp_path / "o.zarr")
-    assert skipped == [[2, f"file {path}, structure 2 (0-based): needs about 9 GiB, more than the 8 GiB available"]]
+    assert [index for index, _ in skipped] == [2] and "more than the" in skipped[0][1]
     np.testing.assert_array_equal(np.unique(features.system), [0, 1, 3, 4])
 
 
