@@ -8,7 +8,7 @@ import pytest
 
 import gplode
 
-MODULES = ["gplode"] + [f"gplode.{m.name}" for m in pkgutil.iter_modules(gplode.__path__)]
+MODULES = ["gplode"] + [m.name for m in pkgutil.walk_packages(gplode.__path__, "gplode.")]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -1,5 +1,5 @@
 """Results are a pure function of (hypers, structure): nothing a calculator computed
-before changes what it computes next (README, "Reproducibility")."""
+before changes what it computes next (docs/conventions.md, "Reproducibility")."""
 
 import threading
 

@@ -111,7 +111,7 @@ def test_charged_cell_offsets_against_point_charges_with_background(charges):
     """p = 1, any total charge Q: the l = 0 features are the ball average of the smeared
     potential without the k = 0 term. Against the point-charge potential with a uniform
     neutralising background (zero cell average; an independent Ewald sum), they differ by
-    two analytic offsets (README, "Charged cells"): the k = 0 term of the smearing's
+    two analytic offsets (docs/conventions.md, "Charged cells"): the k = 0 term of the smearing's
     short-range difference, 2πσ²Q/Ω, and the background's quadratic potential averaged
     over the ball of radius r₀, (2π/5)(Q/Ω)r₀²."""
     sigma, r0 = 0.3, 1.0
