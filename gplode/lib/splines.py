@@ -32,27 +32,35 @@ class UniformQuinticSpline:
 
     The step starts at ``step`` and is halved until, at every mid-point,
     :math:`|s - f| \le` ``tolerance`` × scale, with scale :math:`\max|f|` over the grid of
-    each output column (``relative=True``) or 1 (``relative=False``).
+    each output column (``scale="column"``), of all columns (``"all"``), or 1 (``None``).
+    When halving the step no longer halves the error, ``function`` is at its round-off and
+    a ``RuntimeError`` says so.
 
     :param function: ``x (n,) -> (n, *tail)`` NumPy array
     :param lo: left end of the interval
     :param hi: right end of the interval
     :param step: initial grid step
     :param tolerance: bound on the mid-point error
-    :param relative: measure the error relative to each column's maximum
+    :param scale: what the error is measured relative to (see above)
     """
 
-    def __init__(self, function, lo: float, hi: float, step: float, tolerance: float, relative: bool = True):
+    def __init__(self, function, lo: float, hi: float, step: float, tolerance: float, scale: str | None = "column"):
+        previous = np.inf
         for _ in range(_MAX_REFINEMENTS):
             n_cells = max(int(np.ceil((hi - lo) / step)), 2 * _DEGREE)
             grid = np.linspace(lo, hi, n_cells + 1)
             values = function(grid)
             spline = make_interp_spline(grid, values, k=_DEGREE, axis=0)
             mid = 0.5 * (grid[1:] + grid[:-1])
-            scale = np.maximum(np.abs(values).max(axis=0), np.finfo(float).tiny) if relative else 1.0
-            worst = float((np.abs(spline(mid) - function(mid)) / scale).max())
+            size = 1.0 if scale is None else np.abs(values).max(axis=0 if scale == "column" else None)
+            worst = float((np.abs(spline(mid) - function(mid)) / np.maximum(size, np.finfo(float).tiny)).max())
             if worst <= tolerance:
                 break
+            # a quintic gains ~64x per halving once resolved: stalling close to the tolerance
+            # is round-off in `function`, which no finer grid removes
+            if worst > 0.5 * previous and worst < 1e3 * tolerance:
+                raise RuntimeError(f"spline cannot reach {tolerance:g}: the function is accurate only to ~{worst:.1g}")
+            previous = worst
             step /= 2
         else:  # pragma: no cover - would need a pathological function
             raise RuntimeError(f"spline did not reach {tolerance:g} (got {worst:g})")
@@ -97,7 +105,9 @@ class RadialIntegralSpline:
     :param basis: a :class:`gplode.basis.RadialBasis`
     :param k_max: largest wave number needed, Å⁻¹
     :param tolerance: bound on the error at the mid-points, relative to
-        :math:`\max_k |\tilde I_{nl}(k)|` of each (n, l)
+        :math:`\max_{k,n,l} |\tilde I_{nl}(k)|`: ``accuracy`` is the relative RMS error of
+        all coefficients, so channels whose integrals are far below the largest one (high n
+        at small k) need not be resolved to their own scale
     """
 
     def __init__(self, basis, k_max: float, tolerance: float = 1e-11):
@@ -109,7 +119,7 @@ class RadialIntegralSpline:
 
         # Ĩ(k) oscillates with period ~2π / support_radius: start at 40 nodes per period
         self._spline = UniformQuinticSpline(
-            integrals, 0.0, self.k_max, 2 * np.pi / basis.support_radius / 40, tolerance
+            integrals, 0.0, self.k_max, 2 * np.pi / basis.support_radius / 40, tolerance, scale="all"
         )
         self.grid = self._spline.grid
         self.max_error = self._spline.max_error
@@ -146,7 +156,7 @@ class PotentialSpline:
             np.log(k_max),
             0.05,
             tolerance,
-            relative=False,
+            scale=None,
         )
         self.max_error = self._spline.max_error
 
