@@ -15,7 +15,7 @@ import threading
 
 import numpy as np
 
-from ..lib.kvectors import default_k_cutoff
+from ..lib.kvectors import default_k_cutoff, sphere_shape
 from ..lib.splines import K_FLOOR, PotentialSpline, RadialIntegralSpline
 from .corrections import periodic_corrections
 from .direct import DirectKSum
@@ -153,13 +153,15 @@ class Pipeline:
         routes chosen, similar cells grouped, batches cut to the memory budget, and every
         structure checked against the memory and work limits, without computing anything."""
         n_species = len(species)
-        groups = {}  # (method, mesh) -> indices of the systems: similar cells, batched together
+        groups = {}  # similar cells, batched together: (mesh) or (direct sum, its k-point grid)
         for i, system in enumerate(systems):
             method, params = self.method_for(system, n_species)
-            groups.setdefault((method.name, params), (method, []))[1].append(i)
+            # direct sums: cells with one k-point grid (similar cells, little padding in k)
+            key = params if method is self.mesh else sphere_shape(system.cell, self.k_cutoff)
+            groups.setdefault((method.name, key), (method, params, []))[2].append(i)
         return [
             (batch, method, params)
-            for (_, params), (method, members) in groups.items()
+            for method, params, members in groups.values()
             for batch in self.batches(members, systems, n_species, method, params)
         ]
 
