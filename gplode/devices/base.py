@@ -139,9 +139,9 @@ class Device:
         """Bytes the arrays of one structure may use: ``memory``, else the free memory."""
         return self.free_memory() if self.memory is None else int(self.memory)
 
-    def batch_budget(self) -> float:
-        """Bytes one batch of structures may use."""
-        budget = self.memory_fraction * self.available_memory()
+    def batch_budget(self, available: int | None = None) -> float:
+        """Bytes one batch of structures may use, of ``available`` (default: :meth:`available_memory`)."""
+        budget = self.memory_fraction * (self.available_memory() if available is None else available)
         return budget if self.max_batch_bytes is None else min(budget, self.max_batch_bytes)
 
     def to_host(self, array) -> np.ndarray:

@@ -132,7 +132,8 @@ def choose_mesh(
     n_atoms: int = 1,
     order: int | None = None,
     k_cutoff: float | None = None,
-    costs=None,
+    *,
+    costs,
 ) -> MeshParameters:
     """Cheapest mesh meeting ``accuracy`` for this cell.
 
@@ -143,12 +144,8 @@ def choose_mesh(
     :param order: force the B-spline order (default: chosen here)
     :param k_cutoff: radius of the k-sphere, Å⁻¹ (default: from ``accuracy``)
     :param costs: the device's :class:`gplode.devices.base.Costs` (the cost per channel is
-        ``mesh_point`` × mesh points + ``mesh_stencil`` × atoms × P³); default: the CPU's
+        ``mesh_point`` × mesh points + ``mesh_stencil`` × atoms × P³)
     """
-    if costs is None:
-        from ..devices.cpu import CpuDevice
-
-        costs = CpuDevice.costs
     if k_cutoff is None:
         k_cutoff = default_k_cutoff(smearing, accuracy)
     nyquist = (k_cutoff / np.pi * np.linalg.norm(cell, axis=1)).tolist()  # points per axis at α = 1

@@ -93,9 +93,10 @@ class Pipeline:
         return self.radial_spline(k, l, xp)
 
     # ---- routes and batches
-    def method_for(self, system, n_species: int):
+    def method_for(self, system, n_species: int, available: int | None = None):
         """``(method, mesh parameters or None)`` of a periodic ``system``: by ``route``, else
-        the cheaper by the device's cost model (the mesh when the direct sum would not fit)."""
+        the cheaper by the device's cost model (the mesh when the direct sum would not fit
+        in ``available`` bytes; default: the device's available memory, queried)."""
         h = self.hypers
         if self.mesh is None:
             return self.direct, None
@@ -104,9 +105,11 @@ class Pipeline:
         params = self.mesh.parameters(system.cell, system.n_atoms)
         if h.route == "mesh" or h.mesh_spacing is not None or h.interpolation_order is not None:
             return self.mesh, params
-        direct_bytes = self.direct.batch_bytes(self.direct.grow(None, system), n_species)
-        cheaper = self.mesh.cost(system, n_species, params) < self.direct.cost(system, n_species)
-        return (self.mesh, params) if cheaper or direct_bytes > self.device.available_memory() else (self.direct, None)
+        if self.mesh.cost(system, n_species, params) < self.direct.cost(system, n_species):
+            return self.mesh, params
+        available = self.device.available_memory() if available is None else available
+        fits = self.direct.batch_bytes(self.direct.grow(None, system), n_species) <= available
+        return (self.direct, None) if fits else (self.mesh, params)
 
     def _advice(self, params) -> str:
         """What to change when a structure is too large for its method (``params``: the mesh's)."""
@@ -118,11 +121,13 @@ class Pipeline:
             return advice + ", or use a mesh backend ('numpy', 'gpu')"
         return advice + ", or use route='auto' or 'mesh'" if h.route == "direct" else advice
 
-    def batches(self, members: list[int], systems, n_species: int, method, params):
+    def batches(self, members: list[int], systems, n_species: int, method, params, available: int | None = None):
         """Split ``members`` (indices of systems sharing ``method`` and ``params``) into
         batches within the device's budget (a list); refuse a structure that alone exceeds
-        the device's memory or the direct sum's work limit."""
-        available, budget = self.device.available_memory(), self.device.batch_budget()
+        the device's memory (``available`` bytes; default: queried) or the direct sum's work
+        limit."""
+        available = self.device.available_memory() if available is None else available
+        budget = self.device.batch_budget(available)
         if method is self.direct:  # similar sizes together: less padding
             members = sorted(members, key=lambda i: systems[i].n_atoms)
         batches, batch, summary = [], [], None
@@ -152,17 +157,17 @@ class Pipeline:
         """``(members, method, mesh parameters)`` of every batch of the periodic ``systems``:
         routes chosen, similar cells grouped, batches cut to the memory budget, and every
         structure checked against the memory and work limits, without computing anything."""
-        n_species = len(species)
+        n_species, available = len(species), self.device.available_memory()  # queried once per call
         groups = {}  # similar cells, batched together: (mesh) or (direct sum, its k-point grid)
         for i, system in enumerate(systems):
-            method, params = self.method_for(system, n_species)
+            method, params = self.method_for(system, n_species, available)
             # direct sums: cells with one k-point grid (similar cells, little padding in k)
             key = params if method is self.mesh else sphere_shape(system.cell, self.k_cutoff)
             groups.setdefault((method.name, key), (method, params, []))[2].append(i)
         return [
             (batch, method, params)
             for method, params, members in groups.values()
-            for batch in self.batches(members, systems, n_species, method, params)
+            for batch in self.batches(members, systems, n_species, method, params, available)
         ]
 
     def check(self, systems, species) -> None:

@@ -71,7 +71,7 @@ def test_interpolation_of_a_plane_wave():
 
 def test_selected_kpoints_and_mesh_choice():
     cell = np.array([[6.0, 0.5, 0.0], [0.0, 5.0, 0.3], [0.4, 0.0, 7.0]])
-    params = choose_mesh(cell, smearing=0.8, accuracy=1e-6, n_atoms=100)
+    params = choose_mesh(cell, smearing=0.8, accuracy=1e-6, n_atoms=100, costs=CPU.costs)
     # every k-vector of the sphere is on the mesh below the Nyquist frequency
     nyquist = np.array(params.shape) / 2
     bound = params.k_cutoff * np.linalg.norm(cell, axis=1) / (2 * np.pi)
@@ -91,7 +91,7 @@ def test_selected_kpoints_and_mesh_choice():
         half = (params.shape[0], params.shape[1], params.shape[2] // 2 + 1)
         np.testing.assert_array_equal(np.ravel_multi_index(tuple((m % params.shape).T), half), points.position[mine])
     # a tighter accuracy never gives a coarser mesh
-    finer = choose_mesh(cell, smearing=0.8, accuracy=1e-9, n_atoms=100)
+    finer = choose_mesh(cell, smearing=0.8, accuracy=1e-9, n_atoms=100, costs=CPU.costs)
     assert finer.n_points >= params.n_points
 
 
