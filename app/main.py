@@ -20,8 +20,12 @@ def create_app() -> pn.viewable.Viewable:
         "multipole decay (page 1) and the map of a data set (page 2).",
         sizing_mode="stretch_width",
     )
-    tabs = pn.Tabs(("Multipole decay", DecayExplorer()), ("Dataset explorer", DatasetExplorer()),
-                   dynamic=True, sizing_mode="stretch_width")
+    tabs = pn.Tabs(
+        ("Multipole decay", DecayExplorer()),
+        ("Dataset explorer", DatasetExplorer()),
+        dynamic=True,
+        sizing_mode="stretch_width",
+    )
     return pn.Column(header, tabs, sizing_mode="stretch_width")
 
 
@@ -34,5 +38,10 @@ def serve(port: int = 5006, open_browser: bool = True, **kwargs):
     """
     kwargs.setdefault("show", open_browser)
     kwargs.setdefault("title", "gplode explorer")
-    return pn.serve(create_app, port=port, address="127.0.0.1", websocket_origin=[f"127.0.0.1:{port}",
-                    f"localhost:{port}"], **kwargs)
+    return pn.serve(
+        create_app,
+        port=port,
+        address="127.0.0.1",
+        websocket_origin=[f"127.0.0.1:{port}", f"localhost:{port}"],
+        **kwargs,
+    )

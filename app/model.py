@@ -222,12 +222,16 @@ class LodeSettings(param.Parameterized):
     file_name = param.String(default="", precedence=-1, doc="Name of the uploaded file (gives the format).")
 
     exponent = param.Number(default=1.0, bounds=(0.0, 10.0), step=0.1, doc="Exponent p of the 1/r^p potential.")
-    smearing = param.Number(default=1.0, bounds=(0.0, None), softbounds=(0.1, 3.0), step=0.05,
-                            doc="Gaussian width σ in Å.")
-    radial_basis = param.Selector(default="monomial", objects=["gto", "monomial"], doc="""
-        Radial basis. Monomials r^(l+2n) are the generalised multipoles of the far-field series.""")
-    cutoff = param.Number(default=3.0, bounds=(0.0, None), softbounds=(0.5, 8.0), step=0.1,
-                          doc="Basis radius r0 in Å.")
+    smearing = param.Number(
+        default=1.0, bounds=(0.0, None), softbounds=(0.1, 3.0), step=0.05, doc="Gaussian width σ in Å."
+    )
+    radial_basis = param.Selector(
+        default="monomial",
+        objects=["gto", "monomial"],
+        doc="""
+        Radial basis. Monomials r^(l+2n) are the generalised multipoles of the far-field series.""",
+    )
+    cutoff = param.Number(default=3.0, bounds=(0.0, None), softbounds=(0.5, 8.0), step=0.1, doc="Basis radius r0 in Å.")
     max_radial = param.Integer(default=3, bounds=(0, 20), softbounds=(0, 10), doc="Largest n (inclusive).")
     max_angular = param.Integer(default=3, bounds=(0, 12), softbounds=(0, 8), doc="Largest l (inclusive).")
 
@@ -246,29 +250,52 @@ class DecayModel(LodeSettings):
     centre atom's own l = 0 contribution from the shared channel.
     """
 
-    system = param.Selector(default="two atoms", objects=["two atoms", "S22 dimer", "file"], doc="""
+    system = param.Selector(
+        default="two atoms",
+        objects=["two atoms", "S22 dimer", "file"],
+        doc="""
         Two atoms, a molecular dimer of the S22 set (ase.data.s22), or a file: two structures
-        (fragments A and B), or one structure with a per-atom ``fragment`` array (0/1).""")
+        (fragments A and B), or one structure with a per-atom ``fragment`` array (0/1).""",
+    )
     center_species = param.Selector(default="O", objects=ELEMENTS, doc="Species of the centre atom (two atoms).")
     neighbor_species = param.Selector(default="H", objects=ELEMENTS, doc="Species of the far atom (two atoms).")
     s22_name = param.Selector(default="Water_dimer", objects=list(_s22.s22), doc="S22 dimer.")
     file_path = param.String(default="", doc="Path of a file with the two fragments (instead of an upload).")
     max_radial = 4  # defaults of this page (the parameters are LodeSettings')
     max_angular = 4
-    separation_range = param.Range(default=(3.0, 40.0), bounds=(0.1, 500.0), softbounds=(0.5, 100.0),
-                                   doc="Smallest and largest separation d in Å.")
-    separation = param.Number(default=8.0, bounds=(0.1, 500.0), softbounds=(3.0, 40.0), step=0.1,
-                              doc="Separation d in Å shown in the heatmap and structure.")
+    separation_range = param.Range(
+        default=(3.0, 40.0), bounds=(0.1, 500.0), softbounds=(0.5, 100.0), doc="Smallest and largest separation d in Å."
+    )
+    separation = param.Number(
+        default=8.0,
+        bounds=(0.1, 500.0),
+        softbounds=(3.0, 40.0),
+        step=0.1,
+        doc="Separation d in Å shown in the heatmap and structure.",
+    )
     n_points = param.Integer(default=48, bounds=(4, 400), precedence=-1, doc="Separations on the curve grid.")
 
     curves = param.ClassSelector(class_=DecayCurves, allow_None=True, precedence=-1, doc="Output: the curves.")
-    snapshot = param.ClassSelector(class_=DecaySnapshot, allow_None=True, precedence=-1,
-                                   doc="Output: coefficients and geometry at ``separation``.")
+    snapshot = param.ClassSelector(
+        class_=DecaySnapshot, allow_None=True, precedence=-1, doc="Output: coefficients and geometry at ``separation``."
+    )
     busy = param.Boolean(default=False, precedence=-1, doc="Output: True while computing.")
 
     _CURVE_INPUTS = (
-        "system", "center_species", "neighbor_species", "s22_name", "file_data", "file_name", "file_path",
-        "exponent", "smearing", "radial_basis", "cutoff", "max_radial", "max_angular", "separation_range",
+        "system",
+        "center_species",
+        "neighbor_species",
+        "s22_name",
+        "file_data",
+        "file_name",
+        "file_path",
+        "exponent",
+        "smearing",
+        "radial_basis",
+        "cutoff",
+        "max_radial",
+        "max_angular",
+        "separation_range",
         "n_points",
     )
 
@@ -323,8 +350,12 @@ class DecayModel(LodeSettings):
 
     def _hypers(self) -> tuple:
         return (
-            float(self.exponent), float(self.smearing), float(self.cutoff),
-            int(self.max_radial), int(self.max_angular), self.radial_basis,
+            float(self.exponent),
+            float(self.smearing),
+            float(self.cutoff),
+            int(self.max_radial),
+            int(self.max_angular),
+            self.radial_basis,
         )
 
     @staticmethod
@@ -374,7 +405,7 @@ class DecayModel(LodeSettings):
         """(Σ_{a,n,m} c²)^{1/2} per l; ``values`` is ``(n_d, n_types, (L+1)**2, N+1)``."""
         squares = values**2
         return np.stack(
-            [np.sqrt(squares[:, :, l * l:(l + 1) ** 2].sum(axis=(1, 2, 3))) for l in range(max_angular + 1)],
+            [np.sqrt(squares[:, :, l * l : (l + 1) ** 2].sum(axis=(1, 2, 3))) for l in range(max_angular + 1)],
             axis=1,
         )
 
@@ -464,12 +495,16 @@ class DatasetModel(LodeSettings):
     in batches and reports progress, so a GUI can show it.
     """
 
-    source = param.Selector(default="S22x5 (built-in)", objects=["S22x5 (built-in)", "file"],
-                            doc="Built-in S22x5 set with CCSD(T) interaction energies, or a file.")
+    source = param.Selector(
+        default="S22x5 (built-in)",
+        objects=["S22x5 (built-in)", "file"],
+        doc="Built-in S22x5 set with CCSD(T) interaction energies, or a file.",
+    )
     file_path = param.String(default="", doc="Path of an ASE-readable file (extxyz, …).")
 
-    color_by = param.Selector(default="interaction_energy", objects=["interaction_energy"],
-                              doc="Per-structure property that colours the map.")
+    color_by = param.Selector(
+        default="interaction_energy", objects=["interaction_energy"], doc="Per-structure property that colours the map."
+    )
     selected = param.Integer(default=None, allow_None=True, precedence=-1, doc="Index of the selected structure.")
     batch_size = param.Integer(default=10, bounds=(1, None), precedence=-1, doc="Structures per progress step.")
 
@@ -517,12 +552,20 @@ class DatasetModel(LodeSettings):
             frames, names, properties = self.load()
             # one neighbour-type axis for the whole set, not per batch
             species = tuple(int(z) for z in np.unique(np.concatenate([f.numbers for f in frames])))
-            calc = calculator(float(self.exponent), float(self.smearing), float(self.cutoff),
-                              int(self.max_radial), int(self.max_angular), self.radial_basis, 1.0, species)
+            calc = calculator(
+                float(self.exponent),
+                float(self.smearing),
+                float(self.cutoff),
+                int(self.max_radial),
+                int(self.max_angular),
+                self.radial_basis,
+                1.0,
+                species,
+            )
             yield 0.05
             invariants, norms = [], []
             for start in range(0, len(frames), int(self.batch_size)):
-                batch = frames[start:start + int(self.batch_size)]
+                batch = frames[start : start + int(self.batch_size)]
                 feats = calc.compute(batch)
                 ps = feats.power_spectrum()  # (n_atoms, a, n, a', n', l)
                 per_structure = np.zeros((len(batch),) + ps.shape[1:])

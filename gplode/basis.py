@@ -107,6 +107,11 @@ class RadialBasis:
         r""":math:`\tilde I_{nl}(k)`, shape ``(len(k), n_radial)``, in Å^3/2."""
         raise NotImplementedError
 
+    def kspace_integral_derivative(self, k: np.ndarray, l: int) -> np.ndarray:
+        r""":math:`d\tilde I_{nl}/dk = \int_0^\infty r^3\tilde R_{nl}(r) j_l'(kr)\,dr`,
+        shape ``(len(k), n_radial)``, in Å^5/2."""
+        raise NotImplementedError
+
     def moments(self, l: int, n_terms: int) -> np.ndarray:
         r""":math:`M_{nl,k}` for ``k = 0..n_terms-1``, shape ``(n_radial, n_terms)``."""
         raise NotImplementedError
@@ -190,12 +195,31 @@ class GtoBasis(RadialBasis):
             {}_1F_1\!\left(\tfrac{n+l+3}{2}; l+\tfrac32; -\tfrac{k^2}{4b}\right)
         """
         k = np.asarray(k, dtype=float)[:, None]
-        a = 0.5 * (self.powers + l + 3)
-        log_pref = (
-            0.5 * np.log(np.pi) + sp.gammaln(a) - (l + 2) * np.log(2.0) - sp.gammaln(l + 1.5) - a * np.log(self.alphas)
-        )
+        a, log_pref = self._log_prefactor(l)
         primitive = np.exp(log_pref) * k**l * sp.hyp1f1(a, l + 1.5, -(k**2) / (4 * self.alphas))
         return primitive @ self.coefficients.T
+
+    def _log_prefactor(self, l):
+        a = 0.5 * (self.powers + l + 3)
+        return a, (
+            0.5 * np.log(np.pi) + sp.gammaln(a) - (l + 2) * np.log(2.0) - sp.gammaln(l + 1.5) - a * np.log(self.alphas)
+        )
+
+    def kspace_integral_derivative(self, k, l):
+        r"""Exact derivative of the closed form of :meth:`kspace_integral`, with
+        :math:`\frac{d}{dz}{}_1F_1(a; b; z) = \frac ab\,{}_1F_1(a+1; b+1; z)`:
+
+        .. math::
+
+            \frac{d}{dk}\big[k^l\,{}_1F_1(a; b; -\tfrac{k^2}{4\beta})\big] = l k^{l-1}{}_1F_1(a; b; \cdot)
+            - \frac{a}{b}\frac{k^{l+1}}{2\beta}{}_1F_1(a+1; b+1; \cdot)
+        """
+        k = np.asarray(k, dtype=float)[:, None]
+        a, log_pref = self._log_prefactor(l)
+        b, z = l + 1.5, -(k**2) / (4 * self.alphas)
+        first = l * k ** max(l - 1, 0) * sp.hyp1f1(a, b, z) if l > 0 else 0.0
+        second = (a / b) * k ** (l + 1) / (2 * self.alphas) * sp.hyp1f1(a + 1, b + 1, z)
+        return (np.exp(log_pref) * (first - second)) @ self.coefficients.T
 
     def moments(self, l, n_terms):
         order = np.arange(n_terms)
@@ -267,6 +291,15 @@ class MonomialBasis(RadialBasis):
         r, w = self._exact_rule(extra_degree=2 * int(k_max * self.cutoff) + 80)
         bessel = sp.spherical_jn(l, k[:, None] * r[None, :])
         return bessel @ ((w * r**2)[:, None] * self.evaluate(r, l))
+
+    def kspace_integral_derivative(self, k, l):
+        r""":math:`\int_0^{r_0} r^3\tilde R_{nl}(r)j_l'(kr)\,dr` by the rule of :meth:`kspace_integral`
+        (one more power of r)."""
+        k = np.asarray(k, dtype=float)
+        k_max = float(np.max(k)) if k.size else 0.0
+        r, w = self._exact_rule(extra_degree=2 * int(k_max * self.cutoff) + 81)
+        bessel = sp.spherical_jn(l, k[:, None] * r[None, :], derivative=True)
+        return bessel @ ((w * r**3)[:, None] * self.evaluate(r, l))
 
     def tail_mass(self, radius):
         """0: the functions vanish beyond r₀ = ``support_radius``."""

@@ -83,6 +83,29 @@ class SmearedPowerLaw:
         out[~nonzero] = self.k0_value()
         return out
 
+    def kspace_derivative(self, k: np.ndarray, values: np.ndarray | None = None, xp=np) -> np.ndarray:
+        r""":math:`d\hat v_p/dk` at wave numbers ``k > 0`` (Å^-1), in Å^(4-p), for every real p
+        from the values of :math:`\hat v_p` (no new special function):
+
+        .. math::
+
+            k\,\frac{d\hat v_p}{dk} = (p-3)\,\hat v_p(k) - 2C_p e^{-\sigma^2k^2/2},\qquad
+            C_p = \frac{\pi^{3/2}(2\sigma^2)^{(3-p)/2}}{\Gamma(p/2)};\qquad
+            \frac{d\hat v_0}{dk} = -\sigma^2 k\,\hat v_0(k)
+
+        (from :math:`\partial_y\Gamma(s, y) = -y^{s-1}e^{-y}`; for p = 1 the classical Ewald
+        virial factor).
+
+        :param values: :math:`\hat v_p(k)` if already known (e.g. splined), else computed exactly
+        :param xp: array module of ``k`` and ``values`` (``numpy`` or ``cupy``)
+        """
+        values = self.kspace(k) if values is None else values
+        p, s2 = self.exponent, self.smearing**2
+        if p == 0.0:
+            return -s2 * k * values
+        c_p = np.pi**1.5 * (2 * s2) ** ((3 - p) / 2) / sp.gamma(0.5 * p)
+        return ((p - 3.0) * values - 2.0 * c_p * xp.exp(-0.5 * s2 * k**2)) / k
+
     def k0_value(self) -> float:
         r""":math:`\hat v_p(0)` where it is finite, else 0 (the dropped term), in Å^(3-p).
 

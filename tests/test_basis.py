@@ -160,3 +160,18 @@ def test_spline_stops_at_the_round_off_of_its_function():
     with pytest.raises(RuntimeError, match="accurate only to"):
         UniformQuinticSpline(lambda x: np.sin(x) + 1e-9 * rng.normal(size=x.shape), 0.0, 10.0, 0.5, 1e-11)
     assert time.perf_counter() - start < 2.0
+
+
+@pytest.mark.parametrize("name", ["gto", "monomial"])
+def test_kspace_integral_derivative_against_finite_differences(name):
+    """dĨ_nl/dk (closed form for GTO, quadrature with j_l' for the monomials) vs fourth-order
+    central differences (truncation ~h⁴ ≈ 1e-12, round-off ~1e-16/h)."""
+    basis = make_basis(name, 3.5, 6, 5)
+    k = np.linspace(0.05, 7.0, 36)
+    h = 1e-3
+    for l in range(6):
+        exact = basis.kspace_integral_derivative(k, l)
+        f = [basis.kspace_integral(k + j * h, l) for j in (-2, -1, 1, 2)]
+        fd = (f[0] - 8 * f[1] + 8 * f[2] - f[3]) / (12 * h)  # fourth order
+        scale = np.abs(exact).max()
+        assert np.abs(exact - fd).max() < 1e-8 * scale, l

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import special as sp
 
-__all__ = ["lm_index", "real_spherical_harmonics"]
+__all__ = ["lm_index", "real_spherical_harmonics", "solid_harmonics_gradient"]
 
 
 def lm_index(l: int, m: int) -> int:
@@ -67,3 +67,60 @@ def real_spherical_harmonics(vectors: np.ndarray, max_angular: int, xp=np) -> np
                 out[:, lm_index(l, m)] = norm * q * c[m]
                 out[:, lm_index(l, -m)] = norm * q * s[m]
     return out
+
+
+def solid_harmonics_gradient(vectors: np.ndarray, max_angular: int, xp=np) -> tuple[np.ndarray, np.ndarray]:
+    r""":math:`Y_{lm}(\hat x)` and the gradient of the solid harmonics
+    :math:`\mathcal Y_{lm}(x) = |x|^l Y_{lm}(\hat x)` at the unit vector :math:`\hat x`.
+
+    :math:`\mathcal Y_{lm}` is a homogeneous polynomial of degree l, so
+    :math:`\nabla\mathcal Y_{lm}(x) = |x|^{l-1}\nabla\mathcal Y_{lm}(\hat x)` and the gradient of
+    the spherical harmonic itself is
+    :math:`\nabla Y_{lm}(\hat x) = [\nabla\mathcal Y_{lm}(\hat x) - l\,\hat x\,Y_{lm}(\hat x)]/|x|`
+    (tangential, no 1/sinθ at the poles). Computed by differentiating the recurrences of
+    :func:`real_spherical_harmonics` in solid form:
+    :math:`q_l = [(2l-1)z\,q_{l-1} - (l+m-1)|x|^2 q_{l-2}]/(l-m)` and
+    :math:`\partial_x\Re(x+iy)^m = m\Re(x+iy)^{m-1}`, :math:`\partial_y\Re(x+iy)^m = -m\Im(x+iy)^{m-1}`, ….
+
+    :param vectors: ``(n, 3)``, non-zero (a zero vector is treated as +z)
+    :return: ``ylm`` ``(n, (L+1)**2)`` and ``gradient`` ``(n, 3, (L+1)**2)`` (Cartesian x, y, z)
+    """
+    vectors = xp.asarray(vectors, dtype=float).reshape(-1, 3)
+    n, L = vectors.shape[0], int(max_angular)
+    r = xp.linalg.norm(vectors, axis=1)
+    safe = xp.where(r > 0, r, 1.0)
+    unit = xp.where((r > 0)[:, None], vectors / safe[:, None], xp.asarray([0.0, 0.0, 1.0]))
+    x, y, z = unit[:, 0], unit[:, 1], unit[:, 2]
+    # C_m = Re (x+iy)^m, S_m = Im (x+iy)^m and their x, y derivatives (no z dependence)
+    c, s = xp.empty((L + 1, n)), xp.empty((L + 1, n))
+    c[0], s[0] = 1.0, 0.0
+    for m in range(1, L + 1):
+        c[m] = x * c[m - 1] - y * s[m - 1]
+        s[m] = x * s[m - 1] + y * c[m - 1]
+    ylm = xp.empty((n, (L + 1) ** 2))
+    grad = xp.zeros((n, 3, (L + 1) ** 2))
+    zero = xp.zeros(n)
+    for m in range(L + 1):
+        if m == 0:
+            azimuth = [(xp.ones(n), (zero, zero))]
+        else:  # (value, (∂x, ∂y)) of C_m (m > 0) and S_m (-m)
+            azimuth = [(c[m], (m * c[m - 1], -m * s[m - 1])), (s[m], (m * s[m - 1], m * c[m - 1]))]
+        q_prev, dq_prev = zero, xp.zeros((3, n))
+        q = xp.full(n, float(sp.factorial2(2 * m - 1)) if m > 0 else 1.0)
+        dq = xp.zeros((3, n))
+        for l in range(m, L + 1):
+            if l > m:
+                new = ((2 * l - 1) * z * q - (l + m - 1) * q_prev) / (l - m)  # |x|² = 1 at the unit vector
+                d_new = ((2 * l - 1) * z * dq - (l + m - 1) * (dq_prev + 2.0 * unit.T * q_prev)) / (l - m)
+                d_new[2] += (2 * l - 1) * q / (l - m)
+                q, q_prev, dq, dq_prev = new, q, d_new, dq
+            norm = np.sqrt((2 * l + 1) / (4 * np.pi) * np.exp(sp.gammaln(l - m + 1) - sp.gammaln(l + m + 1)))
+            if m > 0:
+                norm *= np.sqrt(2.0)
+            for sign, (value, (dx, dy)) in zip((1, -1)[: len(azimuth)], azimuth, strict=True):
+                index = lm_index(l, sign * m)
+                ylm[:, index] = norm * q * value
+                grad[:, 0, index] = norm * (dq[0] * value + q * dx)
+                grad[:, 1, index] = norm * (dq[1] * value + q * dy)
+                grad[:, 2, index] = norm * dq[2] * value
+    return ylm, grad

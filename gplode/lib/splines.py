@@ -108,14 +108,17 @@ class RadialIntegralSpline:
         :math:`\max_{k,n,l} |\tilde I_{nl}(k)|`: ``accuracy`` is the relative RMS error of
         all coefficients, so channels whose integrals are far below the largest one (high n
         at small k) need not be resolved to their own scale
+    :param derivative: spline :math:`d\tilde I_{nl}/dk` instead (exact values at the nodes,
+        :meth:`gplode.basis.RadialBasis.kspace_integral_derivative`), for the derivatives
     """
 
-    def __init__(self, basis, k_max: float, tolerance: float = 1e-11):
+    def __init__(self, basis, k_max: float, tolerance: float = 1e-11, derivative: bool = False):
         self.basis = basis
         self.k_max = float(k_max)
+        exact = basis.kspace_integral_derivative if derivative else basis.kspace_integral
 
         def integrals(k):  # (n_k, L + 1, n_radial)
-            return np.stack([basis.kspace_integral(k, l) for l in range(basis.max_angular + 1)], axis=1)
+            return np.stack([exact(k, l) for l in range(basis.max_angular + 1)], axis=1)
 
         # Ĩ(k) oscillates with period ~2π / support_radius: start at 40 nodes per period
         self._spline = UniformQuinticSpline(

@@ -160,13 +160,17 @@ class DirectKSum:
     :param max_angular: L
     :param n_radial: radial functions per l
     :param dtype: ``"float64"`` or ``"float32"`` of the matrix products
+    :param derivatives: ``(dvhat, dradial)`` for the gradients: ``(|k|, v̂ values, xp) -> dv̂/dk``
+        and ``(|k|, l, xp) -> dĨ_nl/dk``
     """
 
     name = "direct"
 
-    def __init__(self, device, vhat, radial, k_cutoff: float, max_angular: int, n_radial: int, dtype="float64"):
+    def __init__(
+        self, device, vhat, radial, k_cutoff: float, max_angular: int, n_radial: int, dtype="float64", derivatives=None
+    ):
         self.device, self.k_cutoff = device, float(k_cutoff)
-        self._vhat, self._radial = vhat, radial
+        self._vhat, self._radial, self._derivatives = vhat, radial, derivatives
         self.max_angular, self.n_radial = max_angular, n_radial
         self.real = np.float32 if dtype == "float32" else np.float64
         self.n_channels = (max_angular + 1) ** 2 * n_radial

@@ -211,13 +211,15 @@ class MeshKSum:
     :param hypers: :class:`gplode.hypers.LodeHypers` (smearing, accuracy, mesh overrides, L, dtype)
     :param k_cutoff: k_c, Å⁻¹
     :param n_radial: radial functions per l
+    :param derivatives: ``(dvhat, dradial)`` for the gradients: ``(|k|, v̂ values, xp) -> dv̂/dk``
+        and ``(|k|, l, xp) -> dĨ_nl/dk``
     """
 
     name = "mesh"
 
-    def __init__(self, device, vhat, radial, hypers, k_cutoff: float, n_radial: int):
+    def __init__(self, device, vhat, radial, hypers, k_cutoff: float, n_radial: int, derivatives=None):
         self.device, self.hypers, self.k_cutoff, self.n_radial = device, hypers, float(k_cutoff), n_radial
-        self._vhat, self._radial = vhat, radial
+        self._vhat, self._radial, self._derivatives = vhat, radial, derivatives
         self.n_lm = (hypers.max_angular + 1) ** 2
         # dtype="float32": the whole chain in single precision (FFTs in complex64)
         self.real = np.float32 if hypers.dtype == "float32" else np.float64

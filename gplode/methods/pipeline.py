@@ -49,6 +49,7 @@ class Pipeline:
             hypers.k_cutoff if hypers.k_cutoff is not None else default_k_cutoff(hypers.smearing, hypers.accuracy)
         )
         L, n_radial = hypers.max_angular, basis.n_radial
+        dvhat = potential.kspace_derivative  # (k, v̂ values, xp): exact from the values given
         if exact:
             self.direct = DirectKSum(
                 device,
@@ -57,11 +58,15 @@ class Pipeline:
                 self.k_cutoff,
                 L,
                 n_radial,
+                derivatives=(dvhat, lambda k, l, xp: basis.kspace_integral_derivative(k, l)),
             )
             self.mesh = None
         else:
-            self.direct = DirectKSum(device, self._vhat, self._radial, self.k_cutoff, L, n_radial, hypers.dtype)
-            self.mesh = MeshKSum(device, self._vhat, self._radial, hypers, self.k_cutoff, n_radial)
+            derivatives = (dvhat, self._dradial)
+            self.direct = DirectKSum(
+                device, self._vhat, self._radial, self.k_cutoff, L, n_radial, hypers.dtype, derivatives
+            )
+            self.mesh = MeshKSum(device, self._vhat, self._radial, hypers, self.k_cutoff, n_radial, derivatives)
         self._lock = threading.Lock()
         self._pair_table = None
 
@@ -70,6 +75,11 @@ class Pipeline:
     def radial_spline(self) -> RadialIntegralSpline:
         """Splined Ĩ_nl on [0, k_c]."""
         return RadialIntegralSpline(self.basis, self.k_cutoff)
+
+    @functools.cached_property
+    def radial_derivative_spline(self) -> RadialIntegralSpline:
+        """Splined dĨ_nl/dk on [0, k_c] (built when derivatives are first asked for)."""
+        return RadialIntegralSpline(self.basis, self.k_cutoff, derivative=True)
 
     @functools.cached_property
     def potential_spline(self) -> PotentialSpline:
@@ -91,6 +101,9 @@ class Pipeline:
 
     def _radial(self, k, l, xp):
         return self.radial_spline(k, l, xp)
+
+    def _dradial(self, k, l, xp):
+        return self.radial_derivative_spline(k, l, xp)
 
     # ---- routes and batches
     def method_for(self, system, n_species: int, available: int | None = None):

@@ -63,3 +63,28 @@ def test_poles_and_scale_invariance():
         row = y[0, l * l : (l + 1) ** 2]
         assert row[l] == pytest.approx(np.sqrt((2 * l + 1) / (4 * np.pi)), rel=1e-14)
         assert np.allclose(np.delete(row, l), 0.0, atol=1e-15)
+
+
+def _solid(vectors, max_angular):
+    r = np.linalg.norm(vectors, axis=1)
+    degree = np.concatenate([[l] * (2 * l + 1) for l in range(max_angular + 1)])
+    return real_spherical_harmonics(vectors, max_angular) * r[:, None] ** degree
+
+
+def test_solid_harmonics_gradient_against_finite_differences():
+    """∇(r^l Y_lm) at unit vectors, poles included, against central differences (error O(h²))."""
+    from gplode.lib.spherical_harmonics import solid_harmonics_gradient
+
+    L = 8
+    v = RNG.normal(size=(40, 3))
+    v[:3] = [[0, 0, 2.0], [0, 0, -0.5], [1e-9, 0, 1]]
+    unit = v / np.linalg.norm(v, axis=1)[:, None]
+    ylm, gradient = solid_harmonics_gradient(v, L)
+    np.testing.assert_allclose(ylm, real_spherical_harmonics(v, L), rtol=0, atol=1e-14)
+    h = 1e-5
+    fd = np.stack([(_solid(unit + h * e, L) - _solid(unit - h * e, L)) / (2 * h) for e in np.eye(3)], axis=1)
+    scale = np.abs(gradient).max()
+    assert np.abs(fd - gradient).max() < 1e-8 * scale
+    # Euler: x·∇𝒴_lm(x) = l 𝒴_lm (homogeneous of degree l)
+    degree = np.concatenate([[l] * (2 * l + 1) for l in range(L + 1)])
+    np.testing.assert_allclose(np.einsum("na,nak->nk", unit, gradient), degree * ylm, atol=1e-12)
