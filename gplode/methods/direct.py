@@ -20,15 +20,17 @@ from __future__ import annotations
 
 import math
 import threading
+from typing import NamedTuple
 
 import numpy as np
 
 from ..lib.kvectors import half_sphere_count, selected_kpoints, sphere_shape, sphere_shape_for_lengths
-from ..lib.spherical_harmonics import real_spherical_harmonics
+from ..lib.spherical_harmonics import real_spherical_harmonics, solid_harmonics_gradient
 from ..systems import atom_owners
 from .corrections import species_index
+from .kspace_derivatives import strain_kernel
 
-__all__ = ["DirectKSum", "Workspace", "kspace_sum", "memory_bytes"]
+__all__ = ["DirectKSum", "Workspace", "kspace_sum", "kspace_vjp", "memory_bytes", "pair_gradients"]
 
 #: k-points per structure handled at once: bounds the (atoms, species, k) arrays
 K_CHUNK = 2048
@@ -53,81 +55,228 @@ def memory_bytes(
     return int(chunk + kdata + 32 * n_grid + 2 * n_atoms * n_species * n_channels * itemsize)
 
 
-def kspace_sum(
-    systems,
-    species,
-    vhat,
-    radial,
-    k_cutoff: float,
-    max_angular: int,
-    n_radial: int,
-    device,
-    real=np.float64,
-    workspace: Workspace | None = None,
-):
-    r"""The k ≠ 0 coefficients of the periodic ``systems``, computed together.
+def _re_i_power(n: int, parts):
+    r""":math:`\Re[i^n s]` from ``parts = (Re s, Im s)``: ``(sign, part)`` with Re[i^n s] = sign · part."""
+    return (1.0, -1.0, -1.0, 1.0)[n % 4], parts[n % 2]
 
-    :param vhat: callable ``|k| -> v̂_p(|k|)`` on arrays of ``xp`` (exact or splined)
-    :param radial: callable ``(|k|, l) -> Ĩ_nl(|k|)``, shape ``(n_k, n_radial)``
-    :param k_cutoff: k_c in Å⁻¹
-    :param device: the :class:`gplode.devices.base.Device` to compute on
-    :param real: floating type of the matrix products (phases are formed in float64)
-    :param workspace: buffers to reuse (a fresh :class:`Workspace` by default)
-    :return: ``(total atoms, len(species), (max_angular+1)**2, n_radial)`` on the device,
-        the systems' atoms one after the other
+
+class _PaddedBatch:
+    r"""Periodic systems padded to common atoms and k-points, for every pass of the direct sum
+    (values, strain rows, vector–Jacobian products): padded positions and species one-hot,
+    the k-points (:func:`gplode.lib.kvectors.selected_kpoints`), their weights
+    :math:`(1\text{ or }2)\,4\pi\hat v_p(k)/\Omega`, :math:`Y_{lm}(\hat k)`, and the k chunks.
+
+    :param gradients: also :math:`\nabla\mathcal Y_{lm}(\hat k)` and :math:`d\hat v_p/dk`
     """
-    xp = device.xp
-    L, n_species, n_batch = max_angular, len(species), len(systems)
-    complex_ = np.complex64 if real == np.float32 else np.complex128
-    owner, slot = atom_owners(systems)  # each atom's system and index in it
-    n_max = int(slot.max()) + 1
-    positions = np.zeros((n_batch, n_max, 3))
-    positions[owner, slot] = np.concatenate([system.positions for system in systems])
-    kind, present = species_index(np.concatenate([system.numbers for system in systems]), species)
-    onehot = np.zeros((n_batch, n_species, n_max))  # padding atoms and other species: 0
-    onehot[owner[present], kind[present], slot[present]] = 1.0
-    positions, onehot = xp.asarray(positions), xp.asarray(onehot, dtype=complex_)
 
-    cells = np.stack([system.cell for system in systems])
-    points = selected_kpoints(cells, sphere_shape(cells, k_cutoff), k_cutoff, xp)
-    n_k = np.bincount(device.to_host(points.structure), minlength=n_batch)
-    rank = xp.arange(points.structure.size) - xp.asarray(np.cumsum(n_k) - n_k)[points.structure]
-    knorm = xp.linalg.norm(points.k, axis=1)
-    volumes = xp.asarray([system.volume for system in systems])
-    weight = xp.where(points.frequencies[:, 2] > 0, 2.0, 1.0) * 4.0 * np.pi / volumes[points.structure]
-    if knorm.size:
-        weight = weight * vhat(knorm)
-    ylm = real_spherical_harmonics(points.k, L, xp)
+    def __init__(self, systems, species, vhat, k_cutoff, max_angular, device, complex_, dvhat=None):
+        xp = self.xp = device.xp
+        self.n_batch, self.n_species, self.complex = len(systems), len(species), complex_
+        self.owner, self.slot = atom_owners(systems)  # each atom's system and index in it
+        self.n_max = n_max = int(self.slot.max()) + 1
+        positions = np.zeros((self.n_batch, n_max, 3))
+        positions[self.owner, self.slot] = np.concatenate([system.positions for system in systems])
+        kind, present = species_index(np.concatenate([system.numbers for system in systems]), species)
+        onehot = np.zeros((self.n_batch, self.n_species, n_max))  # padding atoms and other species: 0
+        onehot[self.owner[present], kind[present], self.slot[present]] = 1.0
+        self.positions, self.onehot = xp.asarray(positions), xp.asarray(onehot, dtype=complex_)
 
-    out = xp.zeros((n_batch, n_max * n_species, (L + 1) ** 2 * n_radial), dtype=real)
-    workspace = Workspace(xp) if workspace is None else workspace
-    for start in range(0, int(n_k.max(initial=0)), K_CHUNK):
-        take = xp.nonzero((rank >= start) & (rank < start + K_CHUNK))[0]
-        width = min(K_CHUNK, int(n_k.max()) - start)
-        slot_k = points.structure[take] * width + rank[take] - start  # (structure, k) slot, padded
-        k = xp.zeros((n_batch * width, 3))
-        k[slot_k] = points.k[take]
-        k = k.reshape(n_batch, width, 3)
-        theta = workspace.view("theta", (n_batch, n_max, width), np.float64)
-        xp.matmul(positions, k.transpose(0, 2, 1), out=theta)  # k·r_i
-        phase = workspace.view("phase", (n_batch, n_max, width), complex_)  # e^{ik·r_i}
-        xp.cos(theta, out=phase.real)
-        xp.sin(theta, out=phase.imag)
-        rho = onehot @ phase  # (batch, species, k)
-        s = workspace.view("s", (n_batch, n_max, n_species, width), complex_)
-        xp.multiply(phase[:, :, None, :], rho.conj()[:, None, :, :], out=s)
-        s = s.reshape(n_batch, n_max * n_species, width)
-        parts = (s.real, s.imag)
+        cells = np.stack([system.cell for system in systems])
+        points = self.points = selected_kpoints(cells, sphere_shape(cells, k_cutoff), k_cutoff, xp)
+        self.n_k = np.bincount(device.to_host(points.structure), minlength=self.n_batch)
+        self.rank = xp.arange(points.structure.size) - xp.asarray(np.cumsum(self.n_k) - self.n_k)[points.structure]
+        self.knorm = xp.linalg.norm(points.k, axis=1)
+        volumes = xp.asarray([system.volume for system in systems])
+        self.weight = xp.where(points.frequencies[:, 2] > 0, 2.0, 1.0) * 4.0 * np.pi / volumes[points.structure]
+        self.vhat = vhat(self.knorm) if self.knorm.size else self.knorm
+        self.dvhat = None
+        if dvhat is not None:
+            self.ylm, self.solid_gradient = solid_harmonics_gradient(points.k, max_angular, xp)
+            self.dvhat = dvhat(self.knorm, self.vhat, xp) if self.knorm.size else self.knorm
+        else:
+            self.ylm = real_spherical_harmonics(points.k, max_angular, xp)
+
+    def rows(self, padded):
+        """The atoms' rows of an array ``(n_batch, n_max, ...)``, the systems' atoms in order."""
+        xp = self.xp
+        return padded[xp.asarray(self.owner), xp.asarray(self.slot)]
+
+    def padded_atoms(self, rows):
+        """Inverse of :meth:`rows`: ``(n_atoms, ...)`` → ``(n_batch, n_max, ...)`` (padding 0)."""
+        xp = self.xp
+        out = xp.zeros((self.n_batch, self.n_max, *rows.shape[1:]), dtype=rows.dtype)
+        out[xp.asarray(self.owner), xp.asarray(self.slot)] = xp.asarray(rows)
+        return out
+
+    def chunks(self, workspace):
+        r"""Yield the k chunks: :class:`_Chunk` with the phases :math:`e^{ik\cdot r_i}`, the
+        structure factors :math:`\rho_a(k)` and :math:`s_{ia} = e^{ik\cdot r_i}\rho_a(k)^*`."""
+        xp, n_batch, n_max, n_species = self.xp, self.n_batch, self.n_max, self.n_species
+        for start in range(0, int(self.n_k.max(initial=0)), K_CHUNK):
+            take = xp.nonzero((self.rank >= start) & (self.rank < start + K_CHUNK))[0]
+            width = min(K_CHUNK, int(self.n_k.max()) - start)
+            slot_k = self.points.structure[take] * width + self.rank[take] - start  # (structure, k) slot, padded
+            k = xp.zeros((n_batch * width, 3))
+            k[slot_k] = self.points.k[take]
+            k = k.reshape(n_batch, width, 3)
+            theta = workspace.view("theta", (n_batch, n_max, width), np.float64)
+            xp.matmul(self.positions, k.transpose(0, 2, 1), out=theta)  # k·r_i
+            phase = workspace.view("phase", (n_batch, n_max, width), self.complex)  # e^{ik·r_i}
+            xp.cos(theta, out=phase.real)
+            xp.sin(theta, out=phase.imag)
+            rho = self.onehot @ phase  # (batch, species, k)
+            s = workspace.view("s", (n_batch, n_max, n_species, width), self.complex)
+            xp.multiply(phase[:, :, None, :], rho.conj()[:, None, :, :], out=s)
+            yield _Chunk(take, slot_k, width, k, phase, rho, s.reshape(n_batch, n_max * n_species, width))
+
+    def padded_k(self, workspace, name, values, chunk, dtype):
+        """``values`` of the chunk's k-points ``(n_take, ...)`` in the padded layout
+        ``(n_batch, width, prod(...))`` (padding slots 0)."""
+        columns = math.prod(values.shape[1:])
+        out = workspace.view(name, (self.n_batch * chunk.width, columns), dtype)
+        out.fill(0.0)
+        out[chunk.slot_k] = values.reshape(values.shape[0], columns)
+        return out.reshape(self.n_batch, chunk.width, columns)
+
+    def kernel(self, take, radial, l: int):
+        r""":math:`w(k)\hat v_p\tilde I_{nl}Y_{lm}` of the k-points ``take``, ``(n_take, 2l+1, n_radial)``."""
+        angular = (self.weight[take] * self.vhat[take])[:, None] * self.ylm[take, l * l : (l + 1) ** 2]
+        return angular[:, :, None] * radial(self.knorm[take], l)[:, None, :]
+
+    def strain_kernel(self, take, radial, dradial, l: int):
+        r""":math:`w(k)\,k_b\partial_{k_a}G_{nlm}` of the k-points ``take``, ``(n_take, 3, 3, 2l+1, n_radial)``."""
+        xp = self.xp
+        knorm, ilm = self.knorm[take], radial(self.knorm[take], l)
+        g = self.vhat[take][:, None] * ilm
+        dg = self.dvhat[take][:, None] * ilm + self.vhat[take][:, None] * dradial(knorm, l)
+        lm = slice(l * l, (l + 1) ** 2)
+        kernel = strain_kernel(
+            self.points.k[take], knorm, g, dg, self.ylm[take, lm], self.solid_gradient[take, :, lm], l, xp
+        )
+        return self.weight[take][:, None, None, None, None] * kernel
+
+
+class _Chunk(NamedTuple):
+    take: object  # indices of the chunk's k-points in the batch's k-point arrays
+    slot_k: object  # their (structure, k) slots in the padded layout
+    width: int
+    k: object  # (n_batch, width, 3), padding 0
+    phase: object  # (n_batch, n_max, width)
+    rho: object  # (n_batch, n_species, width)
+    s: object  # (n_batch, n_max * n_species, width)
+
+
+def kspace_sum(batch: _PaddedBatch, radial, max_angular: int, n_radial: int, real, workspace, strain_dradial=None):
+    r"""The k ≠ 0 coefficients of a padded batch, or (``strain_dradial`` given) the k-sum part
+    of their strain derivatives :math:`-\sum_k w\,\Re[i^l k_b\partial_{k_a}G\,s_{ia}(k)]`.
+
+    :param radial: callable ``(|k|, l) -> Ĩ_nl(|k|)``, shape ``(n_k, n_radial)``
+    :param real: floating type of the matrix products (phases are formed in float64)
+    :param strain_dradial: ``(|k|, l) -> dĨ_nl/dk``: compute the strain rows instead
+    :return: ``(n_batch, n_max, n_species, [3, 3,] (L+1)**2, n_radial)`` on the device
+    """
+    xp, L = batch.xp, max_angular
+    extra = 1 if strain_dradial is None else 9
+    out = xp.zeros((batch.n_batch, batch.n_max * batch.n_species, extra, (L + 1) ** 2 * n_radial), dtype=real)
+    for chunk in batch.chunks(workspace):
+        parts = (chunk.s.real, chunk.s.imag)
         for l in range(L + 1):
-            # Re[i^l s] = cos(lπ/2) Re s − sin(lπ/2) Im s
-            sign = (1.0, -1.0, -1.0, 1.0)[l % 4]
-            kernel = workspace.view("kernel", (n_batch * width, 2 * l + 1, n_radial), real)
-            kernel.fill(0.0)  # padding slots stay 0
-            angular = (sign * weight[take])[:, None] * ylm[take, l * l : (l + 1) ** 2]
-            kernel[slot_k] = angular[:, :, None] * radial(knorm[take], l)[:, None, :]
-            out[:, :, l * l * n_radial : (l + 1) ** 2 * n_radial] += parts[l % 2] @ kernel.reshape(n_batch, width, -1)
-    out = out.reshape(n_batch, n_max, n_species, (L + 1) ** 2, n_radial)
-    return out[xp.asarray(owner), xp.asarray(slot)]
+            sign, part = _re_i_power(l, parts)
+            if strain_dradial is None:
+                kernel = batch.kernel(chunk.take, radial, l)
+            else:
+                kernel = -batch.strain_kernel(chunk.take, radial, strain_dradial, l)
+            kernel = batch.padded_k(workspace, "kernel", sign * kernel, chunk, real)
+            columns = slice(l * l * n_radial, (l + 1) ** 2 * n_radial)
+            out[:, :, :, columns] += (part @ kernel).reshape(batch.n_batch, -1, extra, columns.stop - columns.start)
+    shape = (batch.n_batch, batch.n_max, batch.n_species) + (() if extra == 1 else (3, 3)) + ((L + 1) ** 2, n_radial)
+    return out.reshape(shape)
+
+
+def kspace_vjp(batch: _PaddedBatch, weights, radial, dradial, max_angular: int, n_radial: int, real, workspace):
+    r"""Vector–Jacobian product of the k ≠ 0 coefficients of a padded batch (DESIGN.md §1–2).
+
+    For :math:`\mathcal L = \sum_{i,a,nlm}\lambda^{(i)}_{anlm}c^{(i)}_{anlm}`, with
+    :math:`T_{ia}(k) = \sum_{nlm}\lambda^{(i)}_{anlm}\,i^l w G_{nlm}(k)` and the adjoint
+    structure factor :math:`P_a(k) = \sum_i T_{ia}(k)e^{ik\cdot r_i}`:
+
+    .. math::
+
+        \frac{\partial\mathcal L}{\partial r_j} = \sum_k k\,\Big(
+        \Re\big[i\,e^{ik\cdot r_j}\textstyle\sum_a T_{ja}\rho_a^*\big]
+        - \Re\big[i\,e^{-ik\cdot r_j}P_{a_j}(k)\big]\Big),\qquad
+        \frac{\partial\mathcal L}{\partial\varepsilon_{ab}} = -\delta_{ab}\,\lambda\cdot c
+        - \sum_k\sum_{nlm} Z_{nlm}(k)\,w\,k_b\partial_{k_a}G_{nlm}
+
+    with :math:`Z_{nlm}(k) = \sum_{ia}\lambda^{(i)}_{anlm}\Re[i^l s_{ia}(k)]`. O(N N_k) work, O(N) memory.
+
+    :param weights: λ on the device, ``(n_batch, n_max, n_species, (L+1)**2, n_radial)``
+    :return: ``(positions (n_batch, n_max, 3), strain (n_batch, 3, 3))`` on the device
+    """
+    xp, L = batch.xp, max_angular
+    n_batch, n_max, n_species = batch.n_batch, batch.n_max, batch.n_species
+    lam = weights.reshape(n_batch, n_max * n_species, (L + 1) ** 2 * n_radial).astype(real, copy=False)
+    forces = xp.zeros((n_batch, n_max, 3))
+    strain = xp.zeros((n_batch, 3, 3))
+    lam_dot_c = xp.zeros(n_batch)
+    for chunk in batch.chunks(workspace):
+        parts = (chunk.s.real, chunk.s.imag)
+        t = xp.zeros((n_batch, n_max * n_species, chunk.width), dtype=batch.complex)
+        for l in range(L + 1):
+            columns = slice(l * l * n_radial, (l + 1) ** 2 * n_radial)
+            lam_l = lam[:, :, columns]
+            kernel = batch.padded_k(workspace, "kernel", batch.kernel(chunk.take, radial, l), chunk, real)
+            product = lam_l @ kernel.transpose(0, 2, 1)  # Σ_c λ_c w G_c, (batch, atoms·species, k)
+            if l % 2 == 0:
+                t.real += (1.0, -1.0)[(l // 2) % 2] * product
+            else:
+                t.imag += (1.0, -1.0)[(l // 2) % 2] * product
+            sign, part = _re_i_power(l, parts)
+            z = sign * (part.transpose(0, 2, 1) @ lam_l)  # (batch, k, channels)
+            lam_dot_c += xp.einsum("bkc,bkc->b", z, kernel)
+            derivative = batch.padded_k(
+                workspace, "strain_kernel", batch.strain_kernel(chunk.take, radial, dradial, l), chunk, real
+            ).reshape(n_batch, chunk.width, 9, -1)
+            strain -= xp.einsum("bkc,bkxc->bx", z, derivative).reshape(n_batch, 3, 3)
+        t = t.reshape(n_batch, n_max, n_species, chunk.width)
+        centre = chunk.phase * xp.einsum("bjak,bak->bjk", t, chunk.rho.conj())  # e^{ik·r_j} Σ_a T_ja ρ_a*
+        adjoint = xp.einsum("bjak,bjk->bak", t, chunk.phase)  # P_a(k)
+        neighbour = chunk.phase.conj() * (batch.onehot.transpose(0, 2, 1) @ adjoint)  # e^{-ik·r_j} P_{a_j}
+        forces += (neighbour.imag - centre.imag) @ chunk.k
+    strain[:, [0, 1, 2], [0, 1, 2]] -= lam_dot_c[:, None]
+    return forces, strain
+
+
+def pair_gradients(system, vhat, radial, k_cutoff: float, max_angular: int, n_radial: int, centres, device):
+    r""":math:`D_{ij} = \partial c^{(i)}_{a\,nlm}/\partial r_j` for j ∈ a, j ≠ i, of one periodic
+    system (the same for every species a; the centre row is :math:`-\sum_{j\in a, j\ne i}D_{ij}`):
+
+    .. math::
+
+        D_{ij} = -\sum_{0<|k|<k_c} w(k)\,G_{nlm}(k)\,\Re\big[i^{l+1}e^{ik\cdot(r_i-r_j)}\big]\,k
+
+    :param centres: indices of the centres i
+    :return: ``(len(centres), n_atoms, 3, (L+1)**2, n_radial)`` on the host (the i = j entries are 0)
+    """
+    xp, L = device.xp, max_angular
+    batch = _PaddedBatch([system], np.zeros(0, dtype=np.int64), lambda k: vhat(k), k_cutoff, L, device, np.complex128)
+    n, c = system.n_atoms, len(centres)
+    out = xp.zeros((c * n, 3, (L + 1) ** 2 * n_radial))
+    positions = batch.positions[0]
+    for start in range(0, int(batch.n_k[0]), K_CHUNK):
+        take = xp.arange(start, min(start + K_CHUNK, int(batch.n_k[0])))
+        k = batch.points.k[take]
+        phase = xp.exp(1j * (positions @ k.T))  # (n, k)
+        pair = (phase[xp.asarray(centres), None, :] * phase.conj()[None, :, :]).reshape(c * n, -1)
+        parts = (pair.real, pair.imag)
+        for l in range(L + 1):
+            sign, part = _re_i_power(l + 1, parts)
+            kernel = batch.kernel(take, radial, l).reshape(take.size, 1, -1) * k[:, :, None]  # (k, 3, channels)
+            columns = slice(l * l * n_radial, (l + 1) ** 2 * n_radial)
+            out[:, :, columns] -= (sign * part @ kernel.reshape(take.size, -1)).reshape(c * n, 3, -1)
+    out = out.reshape(c, n, 3, (L + 1) ** 2, n_radial)
+    out[np.arange(c), np.asarray(centres)] = 0.0
+    return device.to_host(out)
 
 
 class Workspace:
@@ -216,23 +365,65 @@ class DirectKSum:
                 + advice
             )
 
+    def _workspace(self) -> Workspace:
+        """The work buffers of this thread (kept between calls on devices that want it)."""
+        if not self.device.keep_workspace:
+            return Workspace(self.device.xp)
+        if getattr(self._local, "workspace", None) is None:  # per thread: threads sharing a calculator
+            self._local.workspace = Workspace(self.device.xp)
+        return self._local.workspace
+
+    def _callables(self):
+        xp = self.device.xp
+        return (
+            lambda k: self._vhat(k, xp),
+            lambda k, l: self._radial(k, l, xp),
+            lambda k, l: self._derivatives[1](k, l, xp),
+        )
+
+    def _batch(self, systems, species, gradients: bool = False) -> _PaddedBatch:
+        complex_ = np.complex64 if self.real == np.float32 else np.complex128
+        dvhat = self._derivatives[0] if gradients else None
+        vhat = self._callables()[0]
+        return _PaddedBatch(systems, species, vhat, self.k_cutoff, self.max_angular, self.device, complex_, dvhat)
+
     def compute(self, systems, species, params=None) -> np.ndarray:
         """The k ≠ 0 coefficients of ``systems`` (host array, their atoms one after the other)."""
-        device, xp = self.device, self.device.xp
-        if device.keep_workspace:  # per thread: threads sharing a calculator get their own
-            if getattr(self._local, "workspace", None) is None:
-                self._local.workspace = Workspace(xp)
-            workspace = self._local.workspace
-        else:
-            workspace = Workspace(xp)
+        batch = self._batch(systems, species)
+        _, radial, _ = self._callables()
+        values = kspace_sum(batch, radial, self.max_angular, self.n_radial, self.real, self._workspace())
+        return self.device.to_host(batch.rows(values))
 
-        def vhat(k):
-            return self._vhat(k, xp)
+    def strain_rows(self, systems, species) -> np.ndarray:
+        r"""The k-sum part of :math:`\partial c^{(i)}_{anlm}/\partial\varepsilon_{xy}` (without
+        :math:`-\delta_{xy}c`), host ``(n_atoms, n_species, 3, 3, (L+1)**2, n_radial)``."""
+        batch = self._batch(systems, species, gradients=True)
+        _, radial, dradial = self._callables()
+        rows = kspace_sum(batch, radial, self.max_angular, self.n_radial, self.real, self._workspace(), dradial)
+        return self.device.to_host(batch.rows(rows))
 
-        def radial(k, l):
-            return self._radial(k, l, xp)
-
-        values = kspace_sum(
-            systems, species, vhat, radial, self.k_cutoff, self.max_angular, self.n_radial, device, self.real, workspace
+    def vjp(self, systems, species, weights, params=None):
+        """:func:`kspace_vjp` of ``systems`` with host weights ``(n_atoms, n_species, (L+1)**2, n_radial)``:
+        host ``(positions (n_atoms, 3), strain (n_systems, 3, 3))``."""
+        batch = self._batch(systems, species, gradients=True)
+        _, radial, dradial = self._callables()
+        lam = batch.padded_atoms(weights)
+        forces, strain = kspace_vjp(
+            batch, lam, radial, dradial, self.max_angular, self.n_radial, self.real, self._workspace()
         )
-        return device.to_host(values)
+        return self.device.to_host(batch.rows(forces)), self.device.to_host(strain)
+
+    def pair_gradients(self, system, centres) -> np.ndarray:
+        """:func:`pair_gradients` of ``system`` for the ``centres``."""
+        vhat, radial, _ = self._callables()
+        xp = self.device.xp
+        return pair_gradients(
+            system,
+            lambda k: self._vhat(k, xp),
+            radial,
+            self.k_cutoff,
+            self.max_angular,
+            self.n_radial,
+            centres,
+            self.device,
+        )
