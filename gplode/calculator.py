@@ -6,9 +6,9 @@ import numpy as np
 
 from .basis import make_basis
 from .devices import CpuDevice, CudaDevice, Device, gpu_available
-from .features import Features
+from .features import Features, Gradient, VectorJacobianProduct
 from .hypers import LodeHypers
-from .methods.pipeline import Pipeline
+from .methods.pipeline import GRADIENTS, Pipeline
 from .potentials import SmearedPowerLaw
 from .systems import as_systems, atom_owners
 
@@ -101,24 +101,68 @@ class LodeCalculator:
             return np.unique(np.concatenate([s.numbers for s in systems]))
         return np.array(self.hypers.neighbor_types, dtype=np.int64)
 
-    def compute(self, frames) -> Features:
+    def compute(self, frames, gradients=()) -> Features:
         """Compute the features of one ``ase.Atoms`` or a sequence of them.
 
         With ``neighbor_types`` given, atoms of other species still get features as
         centres, but their density is left out of everyone's features (as featomic's
         neighbour-type selections do).
 
-        :raises ValueError: for invalid structures (see :func:`gplode.systems.as_systems`)
+        :param gradients: dense derivatives to add to ``Features.gradients``
+            (:class:`gplode.features.Gradient`): ``"positions"`` (O(N²) memory, refused with a
+            ``MemoryError`` beyond the available memory) and/or ``"strain"``. Periodic
+            structures take the direct k-sum's derivatives whatever their route. For forces
+            and stress of a model, :meth:`vjp` needs no dense Jacobian.
+        :raises ValueError: for invalid structures (see :func:`gplode.systems.as_systems`) or
+            unknown gradients
         """
+        wanted = _gradient_names(gradients)
         systems = as_systems(frames)
         species = self._species(systems)  # with neighbor_types, other atoms are centres only
         system, atom = atom_owners(systems)
+        values = self._pipeline.compute(systems, species)
+        dense = self._pipeline.gradients(systems, species, values, wanted) if wanted else {}
+        found = {}
+        if "positions" in dense:
+            rows, jacobian = dense["positions"]
+            found["positions"] = Gradient(jacobian, rows.samples, ("sample", "system", "atom", "neighbor_type"))
+        if "strain" in dense:
+            found["strain"] = Gradient(dense["strain"], np.arange(values.shape[0]).reshape(-1, 1), ("sample",))
         return Features(
-            values=self._pipeline.compute(systems, species),
+            values=values,
             neighbor_types=species,
             center_types=np.concatenate([s.numbers for s in systems]),
             system=system,
             atom=atom,
             hypers=self.hypers,
             backend=self.backend,
+            gradients=found,
         )
+
+    def vjp(self, frames, weights) -> VectorJacobianProduct:
+        r"""Vector–Jacobian product: the derivatives of :math:`\mathcal L = \sum\lambda\cdot c` with
+        respect to every atom's position and every structure's strain, for ``weights`` λ with
+        the shape of ``compute(frames).values``, without any dense Jacobian: O(N N_k) on the
+        direct route, O(N log N) on the mesh, the O(N²) pair loop in free space. The forces of a
+        model linear in the features, E = Σ_i w_{a_i}·c^{(i)}, are ``-vjp(frames, w).positions``.
+
+        :raises ValueError: for invalid structures, or weights of another shape or not finite
+        """
+        systems = as_systems(frames)
+        species = self._species(systems)
+        shape = (sum(s.n_atoms for s in systems), len(species), (self.hypers.max_angular + 1) ** 2, self.basis.n_radial)
+        weights = np.asarray(weights, dtype=float)
+        if weights.shape != shape:
+            raise ValueError(f"weights must have the shape of the features' values {shape}, got {weights.shape}")
+        if not np.all(np.isfinite(weights)):
+            raise ValueError("weights contain NaN or infinite values")
+        return VectorJacobianProduct(*self._pipeline.vjp(systems, species, weights))
+
+
+def _gradient_names(gradients) -> tuple[str, ...]:
+    """The validated names of ``compute``'s ``gradients`` argument."""
+    names = (gradients,) if isinstance(gradients, str) else tuple(gradients or ())
+    unknown = [name for name in names if name not in GRADIENTS]
+    if unknown:
+        raise ValueError(f"unknown gradients {unknown}: choose from {list(GRADIENTS)}")
+    return names

@@ -3,9 +3,42 @@ r"""The result of :meth:`gplode.LodeCalculator.compute`: coefficients and their 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
-__all__ = ["Features"]
+__all__ = ["Features", "Gradient", "VectorJacobianProduct"]
+
+
+class Gradient(NamedTuple):
+    r"""Dense derivatives of the coefficients with respect to one parameter (featomic's layout).
+
+    ``"positions"``: ``values`` ``(n_rows, 3, (L+1)**2, n_radial)`` holds
+    :math:`\partial c^{(i)}_{anlm}/\partial r_{j\alpha}` (Å⁻¹ × the unit of c), one row per
+    ``samples`` entry ``(sample, system, atom, neighbor_type)``: for every centre i (``sample``, a
+    row of ``Features.values``) and neighbour species a (atomic number), the atoms j of
+    species a and i itself, increasing. ``"strain"``: ``values``
+    ``(n_atoms_total, n_neighbor_types, 3, 3, (L+1)**2, n_radial)`` holds
+    :math:`\partial c^{(i)}_{anlm}/\partial\varepsilon_{xy}` for r → r(1+ε), H → H(1+ε)
+    (components ``xyz_1`` = x, ``xyz_2`` = y; not symmetrised), ``samples`` ``(n_atoms_total, 1)``.
+    """
+
+    values: np.ndarray
+    samples: np.ndarray
+    #: names of the ``samples`` columns
+    names: tuple
+
+
+class VectorJacobianProduct(NamedTuple):
+    r""":math:`\partial\mathcal L/\partial r` and :math:`\partial\mathcal L/\partial\varepsilon` of
+    :math:`\mathcal L = \sum_{i,a,nlm}\lambda^{(i)}_{anlm}c^{(i)}_{anlm}`
+    (:meth:`gplode.LodeCalculator.vjp`). For an energy E = L, the forces are ``-positions`` and
+    the virial is ``strain`` (stress: its symmetric part over the cell volume)."""
+
+    #: ``(n_atoms_total, 3)``, rows as ``Features.values`` (Å⁻¹ × the unit of L)
+    positions: np.ndarray
+    #: ``(n_structures, 3, 3)``, ∂L/∂ε_xy for r → r(1+ε), H → H(1+ε) (free space: positions only)
+    strain: np.ndarray
 
 
 class Features:
@@ -19,9 +52,10 @@ class Features:
     :param atom: index of each row's atom within its structure
     :param hypers: the :class:`gplode.hypers.LodeHypers` used
     :param backend: name of the backend that computed the values
+    :param gradients: ``{"positions": Gradient, "strain": Gradient}``, those asked for
     """
 
-    def __init__(self, values, neighbor_types, center_types, system, atom, hypers, backend):
+    def __init__(self, values, neighbor_types, center_types, system, atom, hypers, backend, gradients=None):
         self.values = values
         self.neighbor_types = np.asarray(neighbor_types, dtype=np.int64)
         self.center_types = np.asarray(center_types, dtype=np.int64)
@@ -29,6 +63,8 @@ class Features:
         self.atom = np.asarray(atom, dtype=np.int64)
         self.hypers = hypers
         self.backend = backend
+        #: dense derivatives asked for in :meth:`gplode.LodeCalculator.compute` (:class:`Gradient`)
+        self.gradients = dict(gradients or {})
 
     @property
     def max_angular(self) -> int:
@@ -68,25 +104,50 @@ class Features:
 
         Keys ``(o3_lambda, o3_sigma, center_type, neighbor_type)`` for every centre type
         present and every neighbour type; samples ``(system, atom)``; components
-        ``o3_mu``; properties ``n``. Requires ``metatensor-core``.
+        ``o3_mu``; properties ``n``. Gradients, when computed, are the blocks' gradients:
+        ``"positions"`` (samples ``sample, system, atom``, components ``xyz, o3_mu``) and
+        ``"strain"`` (samples ``sample``, components ``xyz_1, xyz_2, o3_mu``). Requires
+        ``metatensor-core``.
         """
         try:
             from metatensor import Labels, TensorBlock, TensorMap
         except ImportError as error:  # pragma: no cover - depends on the environment
             raise ImportError("to_tensormap() needs metatensor-core: pip install metatensor-core") from error
+
+        def labels(names, values):
+            return Labels(names, np.asarray(values, dtype=np.int32).reshape(len(values), len(names)))
+
         keys, blocks = [], []
         n_radial = self.values.shape[3]
+        properties = labels(["n"], np.arange(n_radial))
         for l in range(self.max_angular + 1):
+            lm = slice(l * l, (l + 1) ** 2)
+            mu = labels(["o3_mu"], np.arange(-l, l + 1))
             for center in np.unique(self.center_types):
                 rows = np.flatnonzero(self.center_types == center)
-                samples = Labels(
-                    ["system", "atom"], np.stack([self.system[rows], self.atom[rows]], axis=1).astype(np.int32)
-                )
-                components = [Labels(["o3_mu"], np.arange(-l, l + 1, dtype=np.int32).reshape(-1, 1))]
-                properties = Labels(["n"], np.arange(n_radial, dtype=np.int32).reshape(-1, 1))
+                block_row = np.full(self.values.shape[0], -1)
+                block_row[rows] = np.arange(rows.size)
+                samples = labels(["system", "atom"], np.stack([self.system[rows], self.atom[rows]], axis=1))
                 for a, neighbor in enumerate(self.neighbor_types):
-                    values = np.ascontiguousarray(self.block(l)[rows, a], dtype=np.float64)
-                    blocks.append(TensorBlock(values, samples, components, properties))
+                    values = np.ascontiguousarray(self.values[rows, a, lm], dtype=np.float64)
+                    block = TensorBlock(values, samples, [mu], properties)
+                    self._add_gradients(block, TensorBlock, labels, rows, block_row, a, lm, [mu], properties)
+                    blocks.append(block)
                     keys.append([l, 1, int(center), int(neighbor)])
         names = ["o3_lambda", "o3_sigma", "center_type", "neighbor_type"]
-        return TensorMap(Labels(names, np.array(keys, dtype=np.int32)), blocks)
+        return TensorMap(labels(names, keys), blocks)
+
+    def _add_gradients(self, block, TensorBlock, labels, rows, block_row, a, lm, mu, properties):  # noqa: N803
+        """Add the gradients of the block of centre rows ``rows`` and neighbour index ``a``."""
+        positions, strain = self.gradients.get("positions"), self.gradients.get("strain")
+        xyz = {name: [labels([name], np.arange(3))] for name in ("xyz", "xyz_1", "xyz_2")}
+        if positions is not None:
+            sample, rest = positions.samples[:, 0], positions.samples[:, 1:3]
+            mine = np.flatnonzero((block_row[sample] >= 0) & (positions.samples[:, 3] == self.neighbor_types[a]))
+            samples = labels(["sample", "system", "atom"], np.column_stack([block_row[sample[mine]], rest[mine]]))
+            values = np.ascontiguousarray(positions.values[mine][:, :, lm], dtype=np.float64)
+            block.add_gradient("positions", TensorBlock(values, samples, xyz["xyz"] + mu, properties))
+        if strain is not None:
+            values = np.ascontiguousarray(strain.values[rows, a][:, :, :, lm], dtype=np.float64)
+            samples = labels(["sample"], np.arange(rows.size))
+            block.add_gradient("strain", TensorBlock(values, samples, xyz["xyz_1"] + xyz["xyz_2"] + mu, properties))

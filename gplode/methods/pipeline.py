@@ -17,12 +17,18 @@ import numpy as np
 
 from ..lib.kvectors import default_k_cutoff, sphere_shape
 from ..lib.splines import K_FLOOR, PotentialSpline, RadialIntegralSpline
-from .corrections import periodic_corrections
-from .direct import DirectKSum
+from .corrections import periodic_corrections, species_index
+from .direct import K_CHUNK, DirectKSum
+from .jacobians import PositionRows, strain_from_pairs
 from .mesh import MeshKSum
-from .pair_sum import PairRadialFunctions, free_space_coefficients
+from .pair_sum import PairRadialFunctions, free_space_coefficients, free_space_vjp, pair_gradients
 
-__all__ = ["Pipeline", "format_bytes"]
+__all__ = ["GRADIENTS", "Pipeline", "format_bytes"]
+
+#: the parameters dense gradients are available for
+GRADIENTS = ("positions", "strain")
+#: bytes of one block of dense pair derivatives (centres × atoms × k-chunk temporaries)
+_PAIR_BLOCK_BYTES = 2**28
 
 
 def format_bytes(n_bytes: float) -> str:
@@ -196,33 +202,136 @@ class Pipeline:
         for batch, method, params in self.plan(systems, species):  # all checked before computing
             yield batch, method.compute([systems[i] for i in batch], species, params)
 
+    def _rows(self, systems):
+        """Row offsets of each system's atoms in the outputs, ``(n_systems + 1,)``."""
+        return np.concatenate([[0], np.cumsum([system.n_atoms for system in systems])]).astype(np.int64)
+
+    def _k0_terms(self, systems, species) -> np.ndarray:
+        """The k = 0 terms (l = 0) of the atoms of periodic ``systems``, ``(n_atoms, n_species, n_radial)``
+        (the corrections without the strain-independent centre term)."""
+        return periodic_corrections(systems, species, self.potential, self.basis, self.center_term, 1.0)
+
     def compute(self, systems, species: np.ndarray) -> np.ndarray:
         """Coefficients of all atoms of ``systems``, system after system.
 
         :return: ``(total atoms, len(species), (L+1)**2, n_radial)`` in ``hypers.dtype``
         """
         h = self.hypers
-        counts = np.array([system.n_atoms for system in systems])
-        offsets = np.concatenate([[0], np.cumsum(counts)])
+        offsets = self._rows(systems)
         out = np.empty((offsets[-1], len(species), (h.max_angular + 1) ** 2, self.basis.n_radial), dtype=h.dtype)
         periodic = [i for i, system in enumerate(systems) if system.periodic]
         periodic_systems = [systems[i] for i in periodic]
         for members, block in self._kspace_part(periodic_systems, species):
-            start = 0
-            for i in (periodic[j] for j in members):  # block rows: the members' atoms in order
-                out[offsets[i] : offsets[i + 1]] = block[start : start + counts[i]]
-                start += counts[i]
+            out[np.concatenate([np.arange(offsets[periodic[j]], offsets[periodic[j] + 1]) for j in members])] = block
         if periodic:
             corrections = periodic_corrections(
                 periodic_systems, species, self.potential, self.basis, self.center_term, h.center_atom_weight
             ).astype(h.dtype, copy=False)
-            if len(periodic) == len(systems):
-                out[:, :, 0, :] += corrections
-            else:
-                out[np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in periodic]), :, 0, :] += corrections
+            out[self._atoms_of(periodic, offsets), :, 0, :] += corrections
         for i, system in enumerate(systems):
             if not system.periodic:
                 out[offsets[i] : offsets[i + 1]] = free_space_coefficients(
                     system, species, self.pair_table(), self.center_term, h.center_atom_weight, h.max_angular
                 )
         return out
+
+    @staticmethod
+    def _atoms_of(members, offsets) -> np.ndarray:
+        """Rows of the atoms of the systems ``members``."""
+        if not members:
+            return np.zeros(0, dtype=np.int64)
+        return np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in members])
+
+    def vjp(self, systems, species, weights):
+        r"""Vector–Jacobian product of all coefficients: for
+        :math:`\mathcal L = \sum \lambda\cdot c` with ``weights`` λ (the shape of :meth:`compute`'s
+        output), ``(∂L/∂r (n_atoms, 3), ∂L/∂ε (n_systems, 3, 3))`` in ``hypers.dtype``: direct
+        sum O(N N_k), mesh O(N log N), free-space pair loop O(N²), no N² object.
+        """
+        h = self.hypers
+        offsets = self._rows(systems)
+        positions = np.zeros((offsets[-1], 3))
+        strain = np.zeros((len(systems), 3, 3))
+        periodic = [i for i, system in enumerate(systems) if system.periodic]
+        periodic_systems = [systems[i] for i in periodic]
+        for batch, method, params in self.plan(periodic_systems, species):
+            members = [periodic[j] for j in batch]
+            rows = self._atoms_of(members, offsets)
+            forces, virial = method.vjp([systems[i] for i in members], species, weights[rows], params)
+            positions[rows] += forces
+            strain[members] += virial
+        if periodic and self.potential.has_k0_term:  # ∝ 1/Ω: -δ_xy λ·c_{k=0}
+            rows = self._atoms_of(periodic, offsets)
+            per_atom = np.einsum("ian,ian->i", weights[rows, :, 0, :], self._k0_terms(periodic_systems, species))
+            owner = np.repeat(np.arange(len(periodic)), [systems[i].n_atoms for i in periodic])
+            strain[periodic, [[0], [1], [2]], [[0], [1], [2]]] -= np.bincount(owner, per_atom, len(periodic))
+        for i, system in enumerate(systems):
+            if not system.periodic:
+                rows = slice(offsets[i], offsets[i + 1])
+                positions[rows], strain[i] = free_space_vjp(
+                    system, species, self.pair_table(), weights[rows], h.max_angular
+                )
+        return positions.astype(h.dtype, copy=False), strain.astype(h.dtype, copy=False)
+
+    def gradients(self, systems, species, values, which) -> dict:
+        """Dense gradients of the coefficients ``values`` (:meth:`compute`'s output) of ``systems``
+        with respect to the parameters ``which`` (of :data:`GRADIENTS`):
+
+        * ``"positions"``: ``(PositionRows, (n_rows, 3, (L+1)**2, n_radial))``, featomic's rows
+          (:mod:`gplode.methods.jacobians`), O(N²) memory, refused beyond the available memory;
+        * ``"strain"``: ``(n_atoms, n_species, 3, 3, (L+1)**2, n_radial)``, ∂c/∂ε_xy (r → r(1+ε)).
+
+        Periodic structures take the direct k-sum's derivatives whatever their route.
+        """
+        h, out = self.hypers, {}
+        n_radial, n_lm = self.basis.n_radial, (h.max_angular + 1) ** 2
+        offsets = self._rows(systems)
+        itemsize = np.dtype(h.dtype).itemsize
+        if "positions" in which:
+            rows = PositionRows(systems, species)
+            needed = rows.n_rows * 3 * n_lm * n_radial * itemsize + _PAIR_BLOCK_BYTES
+            available = self.device.available_memory()
+            if needed > available:
+                raise MemoryError(
+                    f"dense position gradients of {offsets[-1]} atoms ({rows.n_rows} gradient rows) need about "
+                    f"{format_bytes(needed)}, more than the {format_bytes(available)} available; use "
+                    "LodeCalculator.vjp(frames, weights) for forces and stress without the dense Jacobian"
+                )
+            jacobian = np.zeros((rows.n_rows, 3, n_lm, n_radial), dtype=h.dtype)
+            for index, system in enumerate(systems):
+                for centres in self._centre_blocks(system):
+                    rows.fill(jacobian, index, system, self._pairs(system, centres), centres)
+            out["positions"] = (rows, jacobian)
+        if "strain" in which:
+            strain = np.zeros((offsets[-1], len(species), 3, 3, n_lm, n_radial), dtype=h.dtype)
+            periodic = [i for i, system in enumerate(systems) if system.periodic]
+            if periodic:
+                rows = self._atoms_of(periodic, offsets)
+                # ∝ 1/Ω: c without its strain-independent centre term -(1 - w_c) c^center
+                volume_part = values[rows].astype(float)
+                kind, present = species_index(np.concatenate([systems[i].numbers for i in periodic]), species)
+                volume_part[present, kind[present], 0, :] += (1.0 - h.center_atom_weight) * self.center_term
+                diagonal = np.eye(3)[None, None, :, :, None, None] * volume_part[:, :, None, None]
+                strain[rows] = -diagonal
+                for i in periodic:
+                    self.direct.check(systems[i], len(species), self._advice(None))
+                    strain[offsets[i] : offsets[i + 1]] += self.direct.strain_rows([systems[i]], species)
+            for i, system in enumerate(systems):
+                if not system.periodic:
+                    for centres in self._centre_blocks(system):
+                        pairs = self._pairs(system, centres)
+                        strain[offsets[i] + centres] = strain_from_pairs(system, species, pairs, centres)
+            out["strain"] = strain
+        return out
+
+    def _centre_blocks(self, system):
+        """Blocks of centres whose pair derivatives fit in about :data:`_PAIR_BLOCK_BYTES`."""
+        per_centre = system.n_atoms * (48 * K_CHUNK + 24 * self.direct.n_channels)
+        size = max(1, int(_PAIR_BLOCK_BYTES // per_centre))
+        return [np.arange(start, min(start + size, system.n_atoms)) for start in range(0, system.n_atoms, size)]
+
+    def _pairs(self, system, centres) -> np.ndarray:
+        """Pair derivatives D_ij of ``centres`` (:mod:`gplode.methods.jacobians`)."""
+        if system.periodic:
+            return self.direct.pair_gradients(system, centres)
+        return pair_gradients(system, self.pair_table(), self.hypers.max_angular, centres)
