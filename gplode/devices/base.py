@@ -19,9 +19,12 @@ The stage contract (:class:`Stages`), in the order the mesh method calls the sta
 
 Arrays live on the device (``xp``); meshes are C-contiguous real ``(n, M1, M2, M3)``, half
 spectra complex ``(n, M1, M2, M3//2 + 1)``, in the dtype of the weights (float64 or
-float32). Mesh coordinates are fractional coordinates × mesh shape (dimensionless). The
-gradients issue adds derivative stencils and the adjoint of interpolation (spreading of
-per-atom values) to this contract.
+float32). Mesh coordinates are fractional coordinates × mesh shape (dimensionless).
+
+The gradients (:meth:`gplode.methods.mesh.MeshKSum.vjp`) add :meth:`~Stages.stencil_gradient`
+(the weights' derivatives in the mesh coordinates, interpolated with the same
+:meth:`~Stages.interpolate`) and use :meth:`~Stages.spread` with per-atom values folded into
+the weights as the adjoint of interpolation.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..lib.bspline import stencil
+from ..lib.bspline import stencil, stencil_gradient
 
 __all__ = ["Costs", "Device", "Stages"]
 
@@ -45,6 +48,12 @@ class Stages(Protocol):
 
         :param fractional: fractional coordinates in [0, 1), ``(n_atoms, 3)``
         :return: ``(indices, weights)``, both ``(n_atoms, P**3)``
+        """
+
+    def stencil_gradient(self, fractional, shape: tuple[int, int, int], order: int):
+        """:meth:`stencil` and the derivatives of the weights in the three mesh coordinates.
+
+        :return: ``(indices, weights, gradients)``, ``gradients`` ``(3, n_atoms, P**3)``: ∂ weights / ∂u_d
         """
 
     def spread(self, indices, weights, species_index, n_species: int, shape):
@@ -151,3 +160,7 @@ class Device:
     def stencil(self, fractional, shape, order):
         """The first stage (:meth:`Stages.stencil`), the same array code on every device."""
         return stencil(fractional, shape, order, self.xp)
+
+    def stencil_gradient(self, fractional, shape, order):
+        """The derivative stencils (:meth:`Stages.stencil_gradient`), the same array code on every device."""
+        return stencil_gradient(fractional, shape, order, self.xp)

@@ -24,10 +24,11 @@ import numpy as np
 from scipy import fft
 
 from ..lib.bspline import ORDERS, bspline_fourier
-from ..lib.kvectors import default_k_cutoff, half_sphere_count, selected_kpoints
-from ..lib.spherical_harmonics import real_spherical_harmonics
+from ..lib.kvectors import KPoints, default_k_cutoff, half_sphere_count, selected_kpoints
+from ..lib.spherical_harmonics import real_spherical_harmonics, solid_harmonics_gradient
 from ..systems import atom_owners
 from .corrections import species_index
+from .kspace_derivatives import strain_kernel
 
 __all__ = [
     "MeshKSum",
@@ -195,6 +196,36 @@ def round_shape(shape: tuple[int, int, int]) -> tuple[int, int, int]:
     return tuple(ladder[bisect.bisect_left(ladder, n)] if n <= ladder[-1] else n for n in shape)
 
 
+@dataclasses.dataclass
+class _Batch:
+    """The state :meth:`MeshKSum.compute` and :meth:`MeshKSum.vjp` share for one batch of
+    structures (arrays of the device; see :meth:`MeshKSum._setup`)."""
+
+    params: MeshParameters
+    n_batch: int
+    #: structure of every atom, and the inverse cells (host, ``(n_batch, 3, 3)``)
+    owner: object
+    inverse: np.ndarray
+    #: stencils (indices into the batch of meshes), and their derivatives ``(3, n_atoms, P³)`` or None
+    indices: object
+    weights: object
+    gradients: object
+    #: species of every atom (``n_species``: not a neighbour species)
+    kind: object
+    #: density spectra ``(n_species, n_batch · half spectrum)``
+    spectra: object
+    kpoints: KPoints
+    destination: object = None
+    knorm: object = None
+    #: per k-point: N (4π/Ω)/K̂², v̂, their product (``real``), the species prefactors, Y_lm and ∇𝒴_lm
+    scale: object = None
+    vhat: object = None
+    base: object = None
+    prefactors: object = None
+    ylm: object = None
+    ylm_gradient: object = None
+
+
 class MeshKSum:
     r"""The particle-mesh k-sum as a method, written once over devices (the stages of
     :class:`gplode.devices.base.Stages`): mesh choice, memory and cost models, batches.
@@ -203,7 +234,8 @@ class MeshKSum:
     structure b's density meshes and channel meshes are the b-th of a batch, its stencil
     indices offset by b·M, its selected k-points by b·(half spectrum). Everything after the
     atom positions is computed on the device; the host sends positions and cells and
-    receives the coefficients.
+    receives the coefficients (:meth:`compute`) or the gradients of a weighted sum of them
+    with respect to positions and strain (:meth:`vjp`).
 
     :param device: :class:`gplode.devices.base.Device`
     :param vhat: splined v̂_p, ``(|k|, xp) -> values`` (:class:`gplode.lib.splines.PotentialSpline`)
@@ -270,23 +302,27 @@ class MeshKSum:
         per_channel = c.mesh_point * params.n_points + c.mesh_stencil * system.n_atoms * params.order**3
         return n_species * self.n_lm * self.n_radial * per_channel
 
-    def compute(self, systems, species, params: MeshParameters) -> np.ndarray:
-        """The k ≠ 0 coefficients of ``systems`` sharing ``params`` (host array, their atoms
-        one after the other), every stage called once per batch (per channel)."""
+    def _setup(self, systems, species, params: MeshParameters, gradient: bool = False) -> _Batch:
+        """What :meth:`compute` and :meth:`vjp` share: stencils, density spectra, selected
+        k-points and the channel prefactors of a batch (``gradient``: with the derivative
+        stencils and the gradients of the solid harmonics)."""
         device, xp, real = self.device, self.device.xp, self.real
-        L, n_radial, n_species, n_batch = self.hypers.max_angular, self.n_radial, len(species), len(systems)
+        L, n_species, n_batch = self.hypers.max_angular, len(species), len(systems)
         shape, n_points, n_half = params.shape, params.n_points, params.n_half
         cells = np.stack([system.cell for system in systems])
+        inverse = np.linalg.inv(cells)
         owner, _ = atom_owners(systems)
         owner = xp.asarray(owner)
         positions = xp.asarray(np.concatenate([system.positions for system in systems]))
-        fractional = xp.einsum("ni,nij->nj", positions, xp.asarray(np.linalg.inv(cells))[owner]) % 1.0
-        indices, weights = device.stencil(fractional.astype(real), shape, params.order)
+        fractional = (xp.einsum("ni,nij->nj", positions, xp.asarray(inverse)[owner]) % 1.0).astype(real)
+        if gradient:
+            indices, weights, gradients = device.stencil_gradient(fractional, shape, params.order)
+        else:
+            (indices, weights), gradients = device.stencil(fractional, shape, params.order), None
         indices = indices + (owner * n_points)[:, None]  # into the batch of meshes
         kind, present = species_index(np.concatenate([system.numbers for system in systems]), species)
         kind = xp.asarray(np.where(present, kind, n_species))
         density = device.spread(indices, weights, kind, n_species, (n_batch, *shape))
-        plan = device.prepare_interpolation(indices, weights, n_batch * n_points)
         # ≈ K̂ ρ_a(k)*, (n_species, n_batch · half spectrum)
         spectra = device.rfftn(density.reshape(n_species * n_batch, *shape)).reshape(n_species, n_batch * n_half)
 
@@ -297,18 +333,153 @@ class MeshKSum:
         for d in range(3):
             khat = khat * bspline_fourier(kpoints.frequencies[:, d], params.order, shape[d], xp)
         volumes = xp.asarray([system.volume for system in systems])
-        out = xp.zeros((owner.size, n_species, (L + 1) ** 2, n_radial), dtype=real)
+        batch = _Batch(params, n_batch, owner, inverse, indices, weights, gradients, kind, spectra, kpoints)
+        batch.destination, batch.knorm = destination, knorm
         if knorm.size:  # else: k_c below the smallest |k|, nothing to sum
-            vhat = self._vhat(knorm, xp)
-            base = (n_points * 4.0 * np.pi / volumes[kpoints.structure] * vhat / khat**2).astype(real)
-            prefactors = base[None, :] * spectra[:, destination]  # (n_species, n_k)
-            ylm = real_spherical_harmonics(kpoints.k, L, xp).astype(real)
-            batch = xp.zeros((n_radial, n_batch * n_half), dtype=spectra.dtype)
-            for l in range(L + 1):
-                radial = self._radial(knorm, l, xp).astype(real)
-                for a in range(n_species):
-                    for lm in range(l * l, (l + 1) ** 2):
-                        device.channel_spectra_into(batch, destination, prefactors[a], radial, ylm[:, lm], l)
-                        fields = device.irfftn(batch.reshape(n_radial * n_batch, *shape[:2], -1), shape)
-                        out[:, a, lm, :] = device.interpolate(fields.reshape(n_radial, -1), plan).T
+            # N_mesh (4π/Ω) / K̂², and with v̂ the prefactor of every channel
+            scale = n_points * 4.0 * np.pi / volumes[kpoints.structure]
+            batch.vhat = self._vhat(knorm, xp)
+            batch.base = (scale * batch.vhat / khat**2).astype(real)
+            batch.scale = scale / khat**2
+            batch.prefactors = batch.base[None, :] * spectra[:, destination]  # (n_species, n_k)
+            if gradient:
+                ylm, batch.ylm_gradient = solid_harmonics_gradient(kpoints.k, L, xp)
+            else:
+                ylm = real_spherical_harmonics(kpoints.k, L, xp)
+            batch.ylm = ylm.astype(real)
+        return batch
+
+    def _channels(self, batch: _Batch):
+        """Per l (none without k-points): ``(l, Ĩ_nl at the k-points, fields)``, ``fields``
+        iterating over the channels (a, lm) of this l as ``(a, lm, meshes)``, the
+        ``n_radial`` channel fields ``IRFFT[G_n]`` ``(n_radial, n_batch · M)``."""
+        if not batch.knorm.size:
+            return
+        device, xp, shape = self.device, self.device.xp, batch.params.shape
+        work = xp.zeros((self.n_radial, batch.spectra.shape[1]), dtype=batch.spectra.dtype)
+
+        def fields(l, radial):
+            for a in range(batch.spectra.shape[0]):
+                for lm in range(l * l, (l + 1) ** 2):
+                    device.channel_spectra_into(
+                        work, batch.destination, batch.prefactors[a], radial, batch.ylm[:, lm], l
+                    )
+                    meshes = device.irfftn(work.reshape(self.n_radial * batch.n_batch, *shape[:2], -1), shape)
+                    yield a, lm, meshes.reshape(self.n_radial, -1)
+
+        for l in range(self.hypers.max_angular + 1):
+            radial = self._radial(batch.knorm, l, xp).astype(self.real)
+            yield l, radial, fields(l, radial)
+
+    def compute(self, systems, species, params: MeshParameters) -> np.ndarray:
+        """The k ≠ 0 coefficients of ``systems`` sharing ``params`` (host array, their atoms
+        one after the other), every stage called once per batch (per channel)."""
+        device, xp = self.device, self.device.xp
+        batch = self._setup(systems, species, params)
+        out = xp.zeros((batch.owner.size, len(species), self.n_lm, self.n_radial), dtype=self.real)
+        plan = device.prepare_interpolation(batch.indices, batch.weights, len(systems) * params.n_points)
+        for _, _, fields in self._channels(batch):
+            for a, lm, meshes in fields:
+                out[:, a, lm, :] = device.interpolate(meshes, plan).T
         return device.to_host(out)
+
+    def vjp(self, systems, species, params: MeshParameters, weights) -> tuple[np.ndarray, np.ndarray]:
+        r"""Gradients of :math:`\mathcal L = \sum` ``weights`` · :meth:`compute` (same
+        ``params``): the exact derivatives of the mesh approximation, in O(N log N).
+
+        With the channel fields :math:`\phi_c = \mathrm{IRFFT}[H_c\hat Q_a]` of :meth:`compute`
+        and :math:`\Lambda_c` the spreading of :math:`\lambda_{\cdot c}` (the adjoint of
+        interpolation), :math:`\mathcal L = \sum_c\langle\Lambda_c, \phi_c\rangle
+        = \sum_a\langle\Psi_a, Q_a\rangle`, :math:`\hat\Psi_a = \sum_{c\in a}\overline{H_c}\,
+        \hat\Lambda_c` on the selected k-points. An atom's gradient is the derivative
+        stencil's interpolation of :math:`\sum_c\lambda_{ic}\phi_c` (as centre) plus of
+        :math:`\Psi_{a_i}` (as neighbour). Under strain the stencils, Q and K̂ are fixed
+        (fractional coordinates), Ω scales with det(1+ε) and k → k(1+ε)^{-T}, so
+        :math:`\partial\mathcal L/\partial\varepsilon_{ab} = -\delta_{ab}\mathcal L -
+        \sum_c\frac{1}{N}\sum_k w_k\,\mathrm{Re}[N\frac{4\pi}{\Omega}i^l\,k_b\partial_{k_a}G_c
+        \,\hat Q_a\overline{\hat\Lambda_c}/\hat K^2]` (:func:`strain_kernel`; w = 2 off the
+        m3 = 0 plane of the half spectrum), a sum over the k-points with no further FFT.
+        Per channel: the forward pass's inverse FFT, three derivative interpolations, the
+        spreading and one FFT of ``n_radial`` meshes; then one inverse FFT per species.
+
+        :param weights: :math:`\partial\mathcal L/\partial c`, host array of the shape of
+            :meth:`compute`'s result
+        :return: ``(positions, strain)`` host arrays: :math:`\partial\mathcal L/\partial r`
+            ``(total atoms, 3)`` and :math:`\partial\mathcal L/\partial\varepsilon`
+            ``(len(systems), 3, 3)`` for r → r(1+ε), H → H(1+ε) (rows), ``strain[b, a, c]``
+            :math:`= \partial\mathcal L/\partial\varepsilon_{ac}`, not symmetrised
+        """
+        device, xp, real = self.device, self.device.xp, self.real
+        n_radial, n_species, n_batch = self.n_radial, len(species), len(systems)
+        shape, n_points = params.shape, params.n_points
+        batch = self._setup(systems, species, params, gradient=True)
+        n_atoms, n_k = batch.owner.size, batch.knorm.size
+        expected = (n_atoms, n_species, self.n_lm, n_radial)
+        if np.shape(weights) != expected:
+            raise ValueError(f"weights must have the shape of the coefficients {expected}, got {np.shape(weights)}")
+        mesh_gradient = xp.zeros((n_atoms, 3))  # ∂L/∂u, u the mesh coordinates
+        energy, virial = xp.zeros(n_k), xp.zeros((n_k, 3, 3))  # per k-point: L and Σ k_b ∂_a terms
+        if n_k:
+            lam = xp.asarray(np.asarray(weights), dtype=real)
+            plans = [device.prepare_interpolation(batch.indices, g, n_batch * n_points) for g in batch.gradients]
+            dvhat, dradial = self._derivatives
+            dv = dvhat(batch.knorm, batch.vhat, xp)
+            # w_k / N: the inverse real FFT counts a point off the m3 = 0 plane twice
+            half = xp.where(batch.kpoints.frequencies[:, 2] > 0, 2.0, 1.0) / n_points
+            scaled = batch.scale[None, :] * batch.spectra[:, batch.destination]  # N (4π/Ω) Q̂_a/K̂²
+            adjoint = xp.zeros((n_species, n_k), dtype=batch.spectra.dtype)  # Ψ̂_a at the k-points
+            centres = xp.zeros(n_atoms, dtype=xp.int64)
+            spread = xp.empty((n_radial, n_batch, *shape), dtype=real)
+            for l, radial, fields in self._channels(batch):
+                phase = 1j**l
+                overlaps = xp.zeros((n_k, 2 * l + 1, n_radial))
+                for a, lm, meshes in fields:
+                    values = lam[:, a, lm, :]  # (n_atoms, n_radial)
+                    for d, plan in enumerate(plans):  # centre term
+                        mesh_gradient[:, d] += (device.interpolate(meshes, plan) * values.T).sum(axis=0)
+                    for n in range(n_radial):  # Λ_c: spreading of λ
+                        spread[n] = device.spread(
+                            batch.indices, batch.weights * values[:, n, None], centres, 1, spread.shape[1:]
+                        )[0]
+                    transform = device.rfftn(spread.reshape(n_radial * n_batch, *shape)).reshape(n_radial, -1)
+                    transform = transform[:, batch.destination]  # Λ̂_c (n_radial, n_k)
+                    kernel = phase * batch.base * batch.ylm[:, lm]  # H_c / Ĩ_n
+                    adjoint[a] += xp.conj(kernel) * (radial.T * transform).sum(axis=0)
+                    # (w/N) Re[N (4π/Ω) i^l Q̂_a conj(Λ̂_c) / K̂²], (n_radial, n_k)
+                    overlap = half * xp.real(phase * scaled[a] * xp.conj(transform))
+                    energy += batch.vhat * batch.ylm[:, lm] * (radial.T * overlap).sum(axis=0)
+                    overlaps[:, lm - l * l, :] += overlap.T
+                self._strain_terms(batch, l, radial, dv, dradial, overlaps, virial)
+            # neighbour term: Ψ_a = IRFFT[Ψ̂_a], interpolated with the derivative stencils
+            spectrum = xp.zeros_like(batch.spectra)
+            spectrum[:, batch.destination] = adjoint
+            psi = device.irfftn(spectrum.reshape(n_species * n_batch, *shape[:2], -1), shape).reshape(n_species, -1)
+            rows = xp.arange(n_atoms)
+            for d, plan in enumerate(plans):
+                at = xp.concatenate([device.interpolate(psi, plan), xp.zeros((1, n_atoms), dtype=psi.dtype)])
+                mesh_gradient[:, d] += at[batch.kind, rows]  # atoms of no neighbour species: 0
+        # chain rule: u_d = M_d (r H^{-1})_d
+        jacobian = xp.asarray(batch.inverse * np.asarray(shape, dtype=float))[batch.owner]  # (n_atoms, e, d)
+        positions = xp.einsum("nd,ned->ne", mesh_gradient, jacobian)
+        structure = batch.kpoints.structure
+        totals = xp.stack(
+            [
+                xp.bincount(structure, weights=column, minlength=n_batch)
+                for column in (energy, *virial.reshape(n_k, 9).T)
+            ]
+        )
+        strain = -xp.eye(3)[None] * totals[0][:, None, None] - totals[1:].T.reshape(n_batch, 3, 3)
+        return device.to_host(positions), device.to_host(strain)
+
+    def _strain_terms(self, batch: _Batch, l, radial, dv, dradial, overlaps, virial, chunk: int = 4096) -> None:
+        r"""Add :math:`\sum_{mn} k_b\partial_{k_a}G_{nlm}(k)\,` ``overlaps[k, m, n]`` of one l
+        to ``virial`` ``(n_k, 3, 3)``, over chunks of k-points (the kernel is ``(n_k, 3, 3, 2l+1, n_radial)``)."""
+        xp = self.device.xp
+        dg = dv[:, None] * radial + batch.vhat[:, None] * dradial(batch.knorm, l, xp)
+        g = batch.vhat[:, None] * radial
+        ylm, gradient = batch.ylm[:, l * l : (l + 1) ** 2], batch.ylm_gradient[:, :, l * l : (l + 1) ** 2]
+        k, knorm = batch.kpoints.k, batch.knorm
+        for s in range(0, knorm.size, chunk):
+            part = slice(s, s + chunk)
+            kernel = strain_kernel(k[part], knorm[part], g[part], dg[part], ylm[part], gradient[part], l, xp)
+            virial[part] += xp.einsum("kabmn,kmn->kab", kernel, overlaps[part])
