@@ -402,7 +402,7 @@ class DirectKSum:
         rows = kspace_sum(batch, radial, self.max_angular, self.n_radial, self.real, self._workspace(), dradial)
         return self.device.to_host(batch.rows(rows))
 
-    def vjp(self, systems, species, weights, params=None):
+    def vjp(self, systems, species, params, weights):
         """:func:`kspace_vjp` of ``systems`` with host weights ``(n_atoms, n_species, (L+1)**2, n_radial)``:
         host ``(positions (n_atoms, 3), strain (n_systems, 3, 3))``."""
         batch = self._batch(systems, species, gradients=True)

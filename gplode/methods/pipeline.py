@@ -257,7 +257,7 @@ class Pipeline:
         for batch, method, params in self.plan(periodic_systems, species):
             members = [periodic[j] for j in batch]
             rows = self._atoms_of(members, offsets)
-            forces, virial = method.vjp([systems[i] for i in members], species, weights[rows], params)
+            forces, virial = method.vjp([systems[i] for i in members], species, params, weights[rows])
             positions[rows] += forces
             strain[members] += virial
         if periodic and self.potential.has_k0_term:  # ∝ 1/Ω: -δ_xy λ·c_{k=0}
