@@ -321,3 +321,32 @@ def test_mesh_route_vjp_within_its_accuracy(p):
     assert abs(np.sum(got.positions * displacement) - fd) <= 1e-7 * np.linalg.norm(got.positions) * np.linalg.norm(
         displacement
     )
+
+
+@pytest.mark.parametrize("route", ["direct", pytest.param("mesh", marks=pytest.mark.slow)])
+def test_cuda_device_gradients_match_the_cpu(route):
+    """The CUDA device's code (Triton kernels interpreted) on the stand-in CuPy as strict as CuPy
+    about host/device mixing (tests/strict_device.py): VJP and dense gradients as on the CPU."""
+    import strict_device
+
+    from gplode.devices import CudaDevice
+
+    hypers = dict(HYPERS, accuracy=1e-5, max_angular=2, max_radial=2, route=route)
+    if route == "mesh":  # the devices' cost models would choose different meshes
+        hypers["interpolation_order"] = 8
+    gpu = gplode.LodeCalculator(
+        exponent=6.0,
+        backend="gpu",
+        device=CudaDevice(xp=strict_device.fake_cupy(free_bytes=2**30), round_shapes=False),
+        **hypers,
+    )
+    cpu = gplode.LodeCalculator(exponent=6.0, backend="numpy", **hypers)
+    frames = [_structure(True, seed=14), _structure(False, seed=15)]
+    weights = RNG.normal(size=cpu.compute(frames).values.shape)
+    for got, expected in zip(gpu.vjp(frames, weights), cpu.vjp(frames, weights), strict=True):
+        assert isinstance(got, np.ndarray)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12 * np.abs(expected).max())
+    dense, dense_cpu = (c.compute(frames, gradients=["positions", "strain"]).gradients for c in (gpu, cpu))
+    for name in ("positions", "strain"):
+        scale = np.abs(dense_cpu[name].values).max()
+        np.testing.assert_allclose(dense[name].values, dense_cpu[name].values, rtol=0, atol=1e-12 * scale)

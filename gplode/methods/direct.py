@@ -259,7 +259,7 @@ def pair_gradients(system, vhat, radial, k_cutoff: float, max_angular: int, n_ra
     :return: ``(len(centres), n_atoms, 3, (L+1)**2, n_radial)`` on the host (the i = j entries are 0)
     """
     xp, L = device.xp, max_angular
-    batch = _PaddedBatch([system], np.zeros(0, dtype=np.int64), lambda k: vhat(k), k_cutoff, L, device, np.complex128)
+    batch = _PaddedBatch([system], np.zeros(0, dtype=np.int64), vhat, k_cutoff, L, device, np.complex128)
     n, c = system.n_atoms, len(centres)
     out = xp.zeros((c * n, 3, (L + 1) ** 2 * n_radial))
     positions = batch.positions[0]
@@ -274,9 +274,9 @@ def pair_gradients(system, vhat, radial, k_cutoff: float, max_angular: int, n_ra
             kernel = batch.kernel(take, radial, l).reshape(take.size, 1, -1) * k[:, :, None]  # (k, 3, channels)
             columns = slice(l * l * n_radial, (l + 1) ** 2 * n_radial)
             out[:, :, columns] -= (sign * part @ kernel.reshape(take.size, -1)).reshape(c * n, 3, -1)
-    out = out.reshape(c, n, 3, (L + 1) ** 2, n_radial)
+    out = device.to_host(out).reshape(c, n, 3, (L + 1) ** 2, n_radial)
     out[np.arange(c), np.asarray(centres)] = 0.0
-    return device.to_host(out)
+    return out
 
 
 class Workspace:
@@ -416,14 +416,6 @@ class DirectKSum:
     def pair_gradients(self, system, centres) -> np.ndarray:
         """:func:`pair_gradients` of ``system`` for the ``centres``."""
         vhat, radial, _ = self._callables()
-        xp = self.device.xp
         return pair_gradients(
-            system,
-            lambda k: self._vhat(k, xp),
-            radial,
-            self.k_cutoff,
-            self.max_angular,
-            self.n_radial,
-            centres,
-            self.device,
+            system, vhat, radial, self.k_cutoff, self.max_angular, self.n_radial, centres, self.device
         )
