@@ -10,6 +10,11 @@ r"""Free-space (non-periodic) LODE coefficients as a pair sum (docs/conventions.
 :class:`PairRadialFunctions` tabulates :math:`F_{nl}` by 2D quadrature on Chebyshev
 panels in d up to ``d_switch`` and uses the multipole series (docs/conventions.md) beyond; the switch
 distance and the number of series terms come from error bounds (:data:`SWITCH_TOLERANCE`).
+
+Position and strain gradients: :func:`pair_gradients` (the dense derivatives of each pair
+term) and :func:`free_space_vjp` (the gradient of a linear function of the coefficients, in
+O(N²) time and bounded memory), both from :meth:`PairRadialFunctions.evaluate_with_derivative`
+and :func:`~gplode.lib.spherical_harmonics.solid_harmonics_gradient`.
 """
 
 from __future__ import annotations
@@ -19,11 +24,19 @@ import functools
 import numpy as np
 from scipy import special as sp
 
-from ..lib.spherical_harmonics import real_spherical_harmonics
+from ..lib.spherical_harmonics import real_spherical_harmonics, solid_harmonics_gradient
 from ..multipoles import multipole_coefficients, series_radial
 from .corrections import species_index
 
-__all__ = ["MAX_TABLE_BYTES", "MAX_TABLE_WORK", "SWITCH_TOLERANCE", "PairRadialFunctions", "free_space_coefficients"]
+__all__ = [
+    "MAX_TABLE_BYTES",
+    "MAX_TABLE_WORK",
+    "SWITCH_TOLERANCE",
+    "PairRadialFunctions",
+    "free_space_coefficients",
+    "free_space_vjp",
+    "pair_gradients",
+]
 
 #: bound on the relative error, at and beyond ``d_switch``, of the multipole series
 #: against the exact pair function (truncation, smearing and basis tail each below it)
@@ -300,33 +313,79 @@ class PairRadialFunctions:
 
     def evaluate(self, d: np.ndarray) -> np.ndarray:
         """F_nl(d) for every l at once, shape ``(len(d), max_angular+1, n_radial)``."""
-        d = np.asarray(d, dtype=float)
-        out = np.empty((d.size, self.max_angular + 1, self.basis.n_radial))
+        return self._evaluate(d, derivative=False)[0]
+
+    def evaluate_with_derivative(self, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        r""":math:`F_{nl}(d)` (Å^(3/2-p)) and :math:`F'_{nl}(d) = dF_{nl}/dd` (Å^(1/2-p)) for every l.
+
+        Near field (``d < d_switch``): the exact derivative of the panel's Chebyshev polynomial,
+
+        .. math::
+
+            F = \sum_k c_k T_k(x),\qquad x = \frac{2d - a - b}{b - a},\qquad
+            F' = \frac{2}{b - a}\sum_k c_k T'_k(x),\qquad
+            T'_k = 2T_{k-1} + 2x\,T'_{k-1} - T'_{k-2}
+
+        on the panel [a, b]. Far field: the term-by-term derivative of the multipole series,
+
+        .. math::
+
+            F'_{nl}(d) = -\frac{4\pi}{d}\,d^{-p}\sum_{k<K_l}(p + l + 2k)\,
+            A^{(p)}_{lk}\,m_{nl,k}\,(R/d)^{l+2k}
+
+        (0 for p = 0, whose far field is 0).
+
+        :param d: distances in Å, shape ``(n,)``, all > 0
+        :return: ``(F, dF/dd)``, each of shape ``(n, max_angular+1, n_radial)``
+        """
+        values, derivatives = self._evaluate(d, derivative=True)
+        return values, derivatives
+
+    def _evaluate(self, d: np.ndarray, derivative: bool) -> list[np.ndarray]:
+        """[F] or [F, dF/dd], each ``(len(d), max_angular+1, n_radial)``: one panel lookup and
+        one series evaluation shared by :meth:`evaluate` and :meth:`evaluate_with_derivative`."""
+        d = np.asarray(d, dtype=float).reshape(-1)
+        orders = 1 + int(derivative)
+        out = [np.empty((d.size, self.max_angular + 1, self.basis.n_radial)) for _ in range(orders)]
         near = d < self.d_switch
         if np.any(near):
             dn = d[near]
             panel = np.clip(np.searchsorted(self.edges, dn, side="right") - 1, 0, self.edges.size - 2)
             a, b = self.edges[panel], self.edges[panel + 1]
             x = (2.0 * dn - a - b) / (b - a)
-            # Chebyshev polynomials T_k(x) of every distance, then one matrix product per
-            # panel with that panel's coefficients (BLAS instead of a gather per term)
-            chebyshev = np.empty((dn.size, _CHEB_DEGREE))
-            chebyshev[:, 0], chebyshev[:, 1] = 1.0, x
+            # Chebyshev polynomials T_k(x) of every distance (and T'_k(x) = dT_k/dx), then one
+            # matrix product per panel with that panel's coefficients (BLAS instead of a gather per term)
+            chebyshev = np.empty((orders, dn.size, _CHEB_DEGREE))
+            chebyshev[0, :, 0], chebyshev[0, :, 1] = 1.0, x
+            if derivative:
+                chebyshev[1, :, 0], chebyshev[1, :, 1] = 0.0, 1.0
             for k in range(2, _CHEB_DEGREE):
-                chebyshev[:, k] = 2.0 * x * chebyshev[:, k - 1] - chebyshev[:, k - 2]
-            values = np.empty((dn.size, out.shape[1] * out.shape[2]))
+                chebyshev[0, :, k] = 2.0 * x * chebyshev[0, :, k - 1] - chebyshev[0, :, k - 2]
+                if derivative:
+                    chebyshev[1, :, k] = (
+                        2.0 * chebyshev[0, :, k - 1] + 2.0 * x * chebyshev[1, :, k - 1] - chebyshev[1, :, k - 2]
+                    )
+            if derivative:
+                chebyshev[1] *= (2.0 / (b - a))[:, None]  # dx/dd
+            values = np.empty((orders, dn.size, out[0].shape[1] * out[0].shape[2]))
             order = np.argsort(panel, kind="stable")
             bounds = np.searchsorted(panel[order], np.arange(self.edges.size))
             for p in np.unique(panel):
                 rows = order[bounds[p] : bounds[p + 1]]
-                values[rows] = chebyshev[rows] @ self._coefficients[p].reshape(_CHEB_DEGREE, -1)
-            out[near] = values.reshape(dn.size, *out.shape[1:])
+                values[:, rows] = chebyshev[:, rows] @ self._coefficients[p].reshape(_CHEB_DEGREE, -1)
+            for result, value in zip(out, values, strict=True):
+                result[near] = value.reshape(dn.size, *result.shape[1:])
         if np.any(~near):
             far = d[~near]
-            if self.potential.exponent == 0.0:  # a Gaussian: beyond d_switch below e^-50 of its maximum
-                out[~near] = 0.0
+            p = self.potential.exponent
+            # no series for p = 0 (a Gaussian: beyond d_switch below e^-50 of its maximum)
+            for result in out:
+                result[~near] = 0.0
             for l, weights in enumerate(self._series):
-                out[~near, l] = series_radial(far, self.potential.exponent, l, weights, self.radius)
+                out[0][~near, l] = series_radial(far, p, l, weights, self.radius)
+                if derivative:  # each term is ∝ d^-(p+l+2k)
+                    powers = p + l + 2.0 * np.arange(weights.shape[0])
+                    out[1][~near, l] = -series_radial(far, p, l, powers[:, None] * weights, self.radius) / far[:, None]
         return out
 
     @property
@@ -383,3 +442,136 @@ def free_space_coefficients(
     rows = np.flatnonzero(present)
     out[rows, kind[rows], 0, :] += center_atom_weight * center_term
     return out
+
+
+def _pair_geometry(vectors: np.ndarray, pair_functions, max_angular: int):
+    r"""What the gradients of the pair terms :math:`Y_{lm}(\hat d)F_{nl}(d)` need, for ``vectors`` d.
+
+    :return: ``self_pair`` ``(P,)`` (d = 0: the centre itself), ``d`` ``(P,)`` (1 where d = 0),
+        ``unit`` d̂ ``(P, 3)``, ``ylm`` ``(P, (L+1)**2)``, :math:`\nabla\mathcal Y_{lm}(\hat d)`
+        ``(P, 3, (L+1)**2)``, F and F' ``(P, L+1, n_radial)``
+    """
+    d = np.linalg.norm(vectors, axis=1)
+    self_pair = d == 0.0  # no two atoms coincide: gplode.systems checks it
+    d = np.where(self_pair, 1.0, d)
+    unit = vectors / d[:, None]
+    ylm, solid = solid_harmonics_gradient(vectors, max_angular)
+    radial, derivative = pair_functions.evaluate_with_derivative(d)
+    return self_pair, d, unit, ylm, solid, radial[:, : max_angular + 1], derivative[:, : max_angular + 1]
+
+
+def pair_gradients(system, pair_functions, max_angular, centres):
+    r"""Dense position derivatives of the pair terms of the centres ``centres``.
+
+    .. math::
+
+        D^{(i)}_{j\alpha,nlm} = \frac{\partial}{\partial r_{j\alpha}}\big[Y_{lm}(\hat d_{ij})F_{nl}(d_{ij})\big]
+        = \Big[F'_{nl}(d)\,\hat d\,Y_{lm}(\hat d) + F_{nl}(d)\,
+        \frac{\nabla\mathcal Y_{lm}(\hat d) - l\,\hat d\,Y_{lm}(\hat d)}{d}\Big]_\alpha,
+        \qquad \mathbf d = \mathbf d_{ij} = \mathbf r_j - \mathbf r_i
+
+    (:math:`\mathcal Y_{lm}` the solid harmonics), for every atom j ≠ i, whatever its
+    species; exactly 0 for j = i. The Jacobian of :func:`free_space_coefficients` follows:
+    :math:`\partial c^{(i)}_{a}/\partial r_j = D^{(i)}_j` for j ∈ a, j ≠ i, and
+    :math:`\partial c^{(i)}_{a}/\partial r_i = -\sum_{j\in a,\,j\ne i} D^{(i)}_j`
+    (the centre term does not depend on positions).
+
+    The result is dense, ``len(centres) × n_atoms × 3 × channels``; for the gradient of a
+    function of the coefficients use :func:`free_space_vjp` instead.
+
+    :param system: a non-periodic :class:`gplode.systems.System`
+    :param pair_functions: :class:`PairRadialFunctions` with ``max_angular`` ≥ the one given
+    :param max_angular: largest l
+    :param centres: indices of the centre atoms, shape ``(n_centres,)``
+    :return: shape ``(n_centres, n_atoms, 3, (max_angular+1)**2, n_radial)`` (Cartesian x, y, z
+        on axis 2), in Å^(1/2-p)
+    """
+    centres = np.asarray(centres, dtype=int).reshape(-1)
+    n, L = system.n_atoms, int(max_angular)
+    vectors = (system.positions[None, :, :] - system.positions[centres, None, :]).reshape(-1, 3)
+    self_pair, d, unit, ylm, solid, radial, derivative = _pair_geometry(vectors, pair_functions, L)
+    ells = np.repeat(np.arange(L + 1), 2 * np.arange(L + 1) + 1)
+    grad_ylm = (solid - ells[None, None, :] * unit[:, :, None] * ylm[:, None, :]) / d[:, None, None]  # ∇Y_lm(d̂)
+    out = np.empty((vectors.shape[0], 3, (L + 1) ** 2, radial.shape[2]))
+    for l in range(L + 1):
+        lm = slice(l * l, (l + 1) ** 2)
+        out[:, :, lm, :] = (unit[:, :, None, None] * ylm[:, None, lm, None]) * derivative[:, None, None, l, :]
+        out[:, :, lm, :] += grad_ylm[:, :, lm, None] * radial[:, None, None, l, :]
+    out[self_pair] = 0.0
+    return out.reshape(centres.size, n, *out.shape[1:])
+
+
+def free_space_vjp(system, species, pair_functions, weights, max_angular, chunk=250_000):
+    r"""Position and strain gradients of a linear function of the free-space coefficients.
+
+    .. math::
+
+        \mathcal L = \sum_{i,a,nlm} w_{i,a,lm,n}\,c^{(i)}_{anlm},\qquad
+        \frac{\partial\mathcal L}{\partial\mathbf r_j} = \sum_{i\ne j}\mathbf g_{ij}
+        - \sum_{k\ne j}\mathbf g_{jk},\qquad
+        \frac{\partial\mathcal L}{\partial\varepsilon_{ab}} = \sum_{i\ne j} d_{ij,a}\,g_{ij,b}
+        = \sum_j r_{ja}\,\frac{\partial\mathcal L}{\partial r_{jb}}
+
+    with the sums over neighbours j of a species in ``species`` and every centre i, and
+
+    .. math::
+
+        \mathbf g_{ij} = \sum_{lm}\Big[\hat d\,Y_{lm}(\hat d)\Big(B_{lm} - \frac{l}{d}A_{lm}\Big)
+        + \frac{A_{lm}}{d}\nabla\mathcal Y_{lm}(\hat d)\Big],\qquad
+        A_{lm} = \sum_n w_{i,a_j,lm,n}F_{nl}(d),\quad B_{lm} = \sum_n w_{i,a_j,lm,n}F'_{nl}(d)
+
+    (:math:`\mathbf d = \mathbf r_j - \mathbf r_i`; :func:`pair_gradients` contracted with the
+    weights). The strain is that of :math:`\mathbf r \to \mathbf r(1+\varepsilon)` with
+    positions as row vectors, :math:`r'_b = \sum_a r_a(\delta_{ab} + \varepsilon_{ab})`; it is
+    accumulated from the pair vectors, so it does not depend on the origin. For a given
+    weight tensor, this is also the gradient of any function of the coefficients whose
+    derivative with respect to them is ``weights``.
+
+    Centres are processed in blocks of about ``chunk`` / (number of neighbour atoms), so that
+    memory stays bounded (~``chunk`` × (L+1)² × n_radial floats); O(N²) time.
+
+    :param system: a non-periodic :class:`gplode.systems.System`
+    :param species: sorted neighbour atomic numbers (axis 1 of ``weights``); atoms of other
+        species are centres only
+    :param pair_functions: :class:`PairRadialFunctions` of the calculator
+    :param weights: :math:`\partial\mathcal L/\partial c`, shape
+        ``(n_atoms, len(species), (max_angular+1)**2, n_radial)``
+    :param max_angular: largest l
+    :param chunk: number of (centre, neighbour) pairs handled at once
+    :return: ``positions`` ∂L/∂r, shape ``(n_atoms, 3)`` (units of L per Å), and ``strain``
+        ∂L/∂ε, shape ``(3, 3)`` (units of L)
+    """
+    n, L = system.n_atoms, int(max_angular)
+    n_lm, n_radial = (L + 1) ** 2, pair_functions.basis.n_radial
+    weights = np.asarray(weights, dtype=float)
+    expected = (n, len(species), n_lm, n_radial)
+    if weights.shape != expected:
+        raise ValueError(f"weights must have shape {expected}, got {weights.shape}")
+    kind, present = species_index(system.numbers, species)
+    neighbours = np.flatnonzero(present)
+    positions = np.zeros((n, 3))
+    strain = np.zeros((3, 3))
+    if neighbours.size == 0:
+        return positions, strain
+    ells = np.repeat(np.arange(L + 1), 2 * np.arange(L + 1) + 1)
+    block = max(1, chunk // neighbours.size)
+    for start in range(0, n, block):
+        centres = np.arange(start, min(start + block, n))
+        vectors = (system.positions[None, neighbours, :] - system.positions[centres, None, :]).reshape(-1, 3)
+        self_pair, d, unit, ylm, solid, radial, derivative = _pair_geometry(vectors, pair_functions, L)
+        w = weights[centres][:, kind[neighbours]].reshape(-1, n_lm, n_radial)  # w_{i, a_j} of each pair
+        a = np.empty((vectors.shape[0], n_lm))
+        b = np.empty((vectors.shape[0], n_lm))
+        for l in range(L + 1):
+            lm = slice(l * l, (l + 1) ** 2)
+            a[:, lm] = np.einsum("pmn,pn->pm", w[:, lm], radial[:, l])
+            b[:, lm] = np.einsum("pmn,pn->pm", w[:, lm], derivative[:, l])
+        a[self_pair] = 0.0
+        b[self_pair] = 0.0
+        along = np.einsum("pm,pm->p", ylm, b - ells[None, :] * a / d[:, None])
+        g = unit * along[:, None] + np.einsum("pxm,pm->px", solid, a) / d[:, None]  # ∂L/∂d of each pair
+        g = g.reshape(centres.size, neighbours.size, 3)
+        positions[neighbours] += g.sum(axis=0)
+        positions[centres] -= g.sum(axis=1)
+        strain += np.einsum("pa,pb->ab", vectors, g.reshape(-1, 3))
+    return positions, strain
