@@ -82,6 +82,11 @@ class Stages(Protocol):
     def interpolate(self, meshes, plan):
         """Values of real ``meshes`` ``(n_meshes, ...)`` at the atoms, ``(n_meshes, n_atoms)``."""
 
+    def spread_values(self, values, plan, n_points: int):
+        r"""The adjoint of :meth:`interpolate`: meshes :math:`\sum_i v_{ni}\,W_i(g)`,
+        ``(n_values, n_points)``, of per-atom ``values`` ``(n_values, n_atoms)`` with the
+        plan's stencil weights (the gradients' spreading of ∂L/∂c)."""
+
 
 @dataclasses.dataclass(frozen=True)
 class Costs:

@@ -120,3 +120,13 @@ class CudaDevice(Device):
 
     def interpolate(self, meshes, plan):
         return self._kernels[2].interpolate(meshes, plan, self.xp)
+
+    def spread_values(self, values, plan, n_points):
+        """One launch of the spreading kernel over ``n_values`` copies of the atoms, copy n
+        weighted by ``values[n]`` and spread onto mesh n."""
+        xp, (indices, weights) = self.xp, plan
+        n_values, n_atoms = values.shape
+        tiled = xp.broadcast_to(indices[None], (n_values, *indices.shape)).reshape(n_values * n_atoms, -1)
+        scaled = (weights[None] * values[:, :, None]).reshape(n_values * n_atoms, -1)
+        kind = xp.repeat(xp.arange(n_values, dtype=xp.int64), n_atoms)
+        return self.spread(tiled, scaled.astype(weights.dtype, copy=False), kind, n_values, (n_points,))

@@ -28,7 +28,7 @@ from ..lib.kvectors import half_sphere_count, selected_kpoints, sphere_shape, sp
 from ..lib.spherical_harmonics import real_spherical_harmonics, solid_harmonics_gradient
 from ..systems import atom_owners
 from .corrections import species_index
-from .kspace_derivatives import strain_kernel
+from .kspace_derivatives import contracted_strain_kernel, strain_kernel
 
 __all__ = ["DirectKSum", "Workspace", "kspace_sum", "kspace_vjp", "memory_bytes", "pair_gradients"]
 
@@ -143,16 +143,23 @@ class _PaddedBatch:
         angular = (self.weight[take] * self.vhat[take])[:, None] * self.ylm[take, l * l : (l + 1) ** 2]
         return angular[:, :, None] * radial(self.knorm[take], l)[:, None, :]
 
-    def strain_kernel(self, take, radial, dradial, l: int):
-        r""":math:`w(k)\,k_b\partial_{k_a}G_{nlm}` of the k-points ``take``, ``(n_take, 3, 3, 2l+1, n_radial)``."""
-        xp = self.xp
+    def _derivative_parts(self, take, radial, dradial, l: int):
+        """Arguments of the strain kernels for the k-points ``take`` and one l."""
         knorm, ilm = self.knorm[take], radial(self.knorm[take], l)
         g = self.vhat[take][:, None] * ilm
         dg = self.dvhat[take][:, None] * ilm + self.vhat[take][:, None] * dradial(knorm, l)
         lm = slice(l * l, (l + 1) ** 2)
-        kernel = strain_kernel(
-            self.points.k[take], knorm, g, dg, self.ylm[take, lm], self.solid_gradient[take, :, lm], l, xp
-        )
+        return self.points.k[take], knorm, g, dg, self.ylm[take, lm], self.solid_gradient[take, :, lm], l
+
+    def contracted_strain_kernel(self, take, radial, dradial, l: int, weights):
+        r""":math:`w(k)\sum_{mn}` ``weights`` :math:`k_b\partial_{k_a}G_{nlm}` of the k-points ``take``,
+        ``(n_take, 3, 3)``."""
+        parts = self._derivative_parts(take, radial, dradial, l)
+        return self.weight[take][:, None, None] * contracted_strain_kernel(*parts, weights, self.xp)
+
+    def strain_kernel(self, take, radial, dradial, l: int):
+        r""":math:`w(k)\,k_b\partial_{k_a}G_{nlm}` of the k-points ``take``, ``(n_take, 3, 3, 2l+1, n_radial)``."""
+        kernel = strain_kernel(*self._derivative_parts(take, radial, dradial, l), self.xp)
         return self.weight[take][:, None, None, None, None] * kernel
 
 
@@ -234,10 +241,11 @@ def kspace_vjp(batch: _PaddedBatch, weights, radial, dradial, max_angular: int, 
             sign, part = _re_i_power(l, parts)
             z = sign * (part.transpose(0, 2, 1) @ lam_l)  # (batch, k, channels)
             lam_dot_c += xp.einsum("bkc,bkc->b", z, kernel)
-            derivative = batch.padded_k(
-                workspace, "strain_kernel", batch.strain_kernel(chunk.take, radial, dradial, l), chunk, real
-            ).reshape(n_batch, chunk.width, 9, -1)
-            strain -= xp.einsum("bkc,bkxc->bx", z, derivative).reshape(n_batch, 3, 3)
+            z_take = z.reshape(n_batch * chunk.width, 2 * l + 1, n_radial)[chunk.slot_k]  # the chunk's k-points
+            virial = batch.contracted_strain_kernel(chunk.take, radial, dradial, l, z_take).reshape(-1, 9)
+            structure = batch.points.structure[chunk.take]
+            for x in range(9):
+                strain.reshape(n_batch, 9)[:, x] -= xp.bincount(structure, weights=virial[:, x], minlength=n_batch)
         t = t.reshape(n_batch, n_max, n_species, chunk.width)
         centre = chunk.phase * xp.einsum("bjak,bak->bjk", t, chunk.rho.conj())  # e^{ik·r_j} Σ_a T_ja ρ_a*
         adjoint = xp.einsum("bjak,bjk->bak", t, chunk.phase)  # P_a(k)

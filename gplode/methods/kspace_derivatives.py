@@ -16,7 +16,7 @@ with the solid harmonics :math:`\mathcal Y_{lm}(k) = k^lY_{lm}(\hat k)`
 
 from __future__ import annotations
 
-__all__ = ["strain_kernel"]
+__all__ = ["contracted_strain_kernel", "strain_kernel"]
 
 
 def strain_kernel(k, knorm, g, dg, ylm, gradient, l: int, xp):
@@ -35,3 +35,15 @@ def strain_kernel(k, knorm, g, dg, ylm, gradient, l: int, xp):
     out = pair[:, :, :, None, None] * ylm[:, None, None, :, None] * radial[:, None, None, None, :]
     out += gradient[:, :, None, :, None] * khat[:, None, :, None, None] * g[:, None, None, None, :]
     return xp.ascontiguousarray(out)
+
+
+def contracted_strain_kernel(k, knorm, g, dg, ylm, gradient, l: int, weights, xp):
+    r""":math:`\sum_{mn}` ``weights[k, m, n]`` :math:`k_b\partial_{k_a}G_{nlm}(k)`, ``(n_k, 3, 3)``,
+    without forming the ``(n_k, 3, 3, 2l+1, n_radial)`` kernel (same arguments as
+    :func:`strain_kernel`; ``weights`` ``(n_k, 2l+1, n_radial)``):
+    :math:`\hat k_a\hat k_b\sum_{mn}w\,Y_m(kg_n' - lg_n) + \hat k_b\sum_{mn}w\,\partial_a\mathcal Y_m\,g_n`."""
+    khat = k / knorm[:, None]
+    radial = knorm[:, None] * dg - l * g
+    along = xp.einsum("km,kmn,kn->k", ylm, weights, radial)
+    across = xp.einsum("kam,kmn,kn->ka", gradient, weights, g)
+    return (along[:, None] * khat)[:, :, None] * khat[:, None, :] + across[:, :, None] * khat[:, None, :]

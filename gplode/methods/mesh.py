@@ -28,7 +28,7 @@ from ..lib.kvectors import KPoints, default_k_cutoff, half_sphere_count, selecte
 from ..lib.spherical_harmonics import real_spherical_harmonics, solid_harmonics_gradient
 from ..systems import atom_owners
 from .corrections import species_index
-from .kspace_derivatives import strain_kernel
+from .kspace_derivatives import contracted_strain_kernel
 
 __all__ = [
     "MeshKSum",
@@ -397,8 +397,9 @@ class MeshKSum:
         (fractional coordinates), Ω scales with det(1+ε) and k → k(1+ε)^{-T}, so
         :math:`\partial\mathcal L/\partial\varepsilon_{ab} = -\delta_{ab}\mathcal L -
         \sum_c\frac{1}{N}\sum_k w_k\,\mathrm{Re}[N\frac{4\pi}{\Omega}i^l\,k_b\partial_{k_a}G_c
-        \,\hat Q_a\overline{\hat\Lambda_c}/\hat K^2]` (:func:`strain_kernel`; w = 2 off the
-        m3 = 0 plane of the half spectrum), a sum over the k-points with no further FFT.
+        \,\hat Q_a\overline{\hat\Lambda_c}/\hat K^2]`
+        (:func:`~gplode.methods.kspace_derivatives.strain_kernel`; w = 2 off the m3 = 0 plane
+        of the half spectrum), a sum over the k-points with no further FFT.
         Per channel: the forward pass's inverse FFT, three derivative interpolations, the
         spreading and one FFT of ``n_radial`` meshes; then one inverse FFT per species.
 
@@ -428,19 +429,15 @@ class MeshKSum:
             half = xp.where(batch.kpoints.frequencies[:, 2] > 0, 2.0, 1.0) / n_points
             scaled = batch.scale[None, :] * batch.spectra[:, batch.destination]  # N (4π/Ω) Q̂_a/K̂²
             adjoint = xp.zeros((n_species, n_k), dtype=batch.spectra.dtype)  # Ψ̂_a at the k-points
-            centres = xp.zeros(n_atoms, dtype=xp.int64)
-            spread = xp.empty((n_radial, n_batch, *shape), dtype=real)
+            plan = device.prepare_interpolation(batch.indices, batch.weights, n_batch * n_points)
             for l, radial, fields in self._channels(batch):
                 phase = 1j**l
                 overlaps = xp.zeros((n_k, 2 * l + 1, n_radial))
                 for a, lm, meshes in fields:
                     values = lam[:, a, lm, :]  # (n_atoms, n_radial)
-                    for d, plan in enumerate(plans):  # centre term
-                        mesh_gradient[:, d] += (device.interpolate(meshes, plan) * values.T).sum(axis=0)
-                    for n in range(n_radial):  # Λ_c: spreading of λ
-                        spread[n] = device.spread(
-                            batch.indices, batch.weights * values[:, n, None], centres, 1, spread.shape[1:]
-                        )[0]
+                    for d, gradient_plan in enumerate(plans):  # centre term
+                        mesh_gradient[:, d] += (device.interpolate(meshes, gradient_plan) * values.T).sum(axis=0)
+                    spread = device.spread_values(xp.ascontiguousarray(values.T), plan, n_batch * n_points)  # Λ_c
                     transform = device.rfftn(spread.reshape(n_radial * n_batch, *shape)).reshape(n_radial, -1)
                     transform = transform[:, batch.destination]  # Λ̂_c (n_radial, n_k)
                     kernel = phase * batch.base * batch.ylm[:, lm]  # H_c / Ĩ_n
@@ -455,8 +452,8 @@ class MeshKSum:
             spectrum[:, batch.destination] = adjoint
             psi = device.irfftn(spectrum.reshape(n_species * n_batch, *shape[:2], -1), shape).reshape(n_species, -1)
             rows = xp.arange(n_atoms)
-            for d, plan in enumerate(plans):
-                at = xp.concatenate([device.interpolate(psi, plan), xp.zeros((1, n_atoms), dtype=psi.dtype)])
+            for d, gradient_plan in enumerate(plans):
+                at = xp.concatenate([device.interpolate(psi, gradient_plan), xp.zeros((1, n_atoms), dtype=psi.dtype)])
                 mesh_gradient[:, d] += at[batch.kind, rows]  # atoms of no neighbour species: 0
         # chain rule: u_d = M_d (r H^{-1})_d
         jacobian = xp.asarray(batch.inverse * np.asarray(shape, dtype=float))[batch.owner]  # (n_atoms, e, d)
@@ -471,15 +468,11 @@ class MeshKSum:
         strain = -xp.eye(3)[None] * totals[0][:, None, None] - totals[1:].T.reshape(n_batch, 3, 3)
         return device.to_host(positions), device.to_host(strain)
 
-    def _strain_terms(self, batch: _Batch, l, radial, dv, dradial, overlaps, virial, chunk: int = 4096) -> None:
+    def _strain_terms(self, batch: _Batch, l, radial, dv, dradial, overlaps, virial) -> None:
         r"""Add :math:`\sum_{mn} k_b\partial_{k_a}G_{nlm}(k)\,` ``overlaps[k, m, n]`` of one l
-        to ``virial`` ``(n_k, 3, 3)``, over chunks of k-points (the kernel is ``(n_k, 3, 3, 2l+1, n_radial)``)."""
+        to ``virial`` ``(n_k, 3, 3)`` (:func:`~gplode.methods.kspace_derivatives.contracted_strain_kernel`)."""
         xp = self.device.xp
         dg = dv[:, None] * radial + batch.vhat[:, None] * dradial(batch.knorm, l, xp)
         g = batch.vhat[:, None] * radial
         ylm, gradient = batch.ylm[:, l * l : (l + 1) ** 2], batch.ylm_gradient[:, :, l * l : (l + 1) ** 2]
-        k, knorm = batch.kpoints.k, batch.knorm
-        for s in range(0, knorm.size, chunk):
-            part = slice(s, s + chunk)
-            kernel = strain_kernel(k[part], knorm[part], g[part], dg[part], ylm[part], gradient[part], l, xp)
-            virial[part] += xp.einsum("kabmn,kmn->kab", kernel, overlaps[part])
+        virial += contracted_strain_kernel(batch.kpoints.k, batch.knorm, g, dg, ylm, gradient, l, overlaps, xp)

@@ -102,3 +102,20 @@ def test_float32_chain_with_interpreted_kernels():
     values = calc.compute(atoms).values
     assert values.dtype == np.float32
     assert np.sqrt(np.mean((values - exact) ** 2) / np.mean(exact**2)) <= 1e-4
+
+
+@pytest.mark.parametrize("n_atoms", [1, 7, 129])
+@pytest.mark.parametrize("device", [CPU, INTERPRETED], ids=["cpu", "triton"])
+def test_spread_values_is_the_adjoint_of_interpolation(device, n_atoms):
+    """⟨interpolate(M), v⟩ = ⟨M, spread_values(v)⟩ for random meshes and per-atom values, and
+    each spread mesh equals the species spreading of the weighted stencils."""
+    indices, weights = _stencil(n_atoms, 6)
+    n_points = int(np.prod(SHAPE))
+    plan = device.prepare_interpolation(indices, weights, n_points)
+    meshes, values = RNG.normal(size=(3, n_points)), RNG.normal(size=(3, n_atoms))
+    spread = device.spread_values(values, plan, n_points)
+    assert spread.shape == (3, n_points)
+    left = np.sum(device.interpolate(meshes, plan) * values)
+    assert np.sum(meshes * spread) == pytest.approx(left, rel=1e-12)
+    expected = CPU.spread(indices, weights * values[1][:, None], np.zeros(n_atoms, dtype=np.int64), 1, SHAPE)
+    np.testing.assert_allclose(spread[1], expected.ravel(), atol=1e-13)
