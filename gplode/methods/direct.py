@@ -255,36 +255,59 @@ def kspace_vjp(batch: _PaddedBatch, weights, radial, dradial, max_angular: int, 
     return forces, strain
 
 
-def pair_gradients(system, vhat, radial, k_cutoff: float, max_angular: int, n_radial: int, centres, device):
-    r""":math:`D_{ij} = \partial c^{(i)}_{a\,nlm}/\partial r_j` for j ∈ a, j ≠ i, of one periodic
-    system (the same for every species a; the centre row is :math:`-\sum_{j\in a, j\ne i}D_{ij}`):
+def pair_gradients(system, vhat, radial, k_cutoff: float, max_angular: int, n_radial: int, blocks, device):
+    r"""Yield ``(centres, D)`` for each block of ``centres``: :math:`D_{ij} = \partial
+    c^{(i)}_{a\,nlm}/\partial r_j` for j ∈ a, j ≠ i, of one periodic system (the same for every
+    species a; the centre row is :math:`-\sum_{j\in a, j\ne i}D_{ij}`):
 
     .. math::
 
         D_{ij} = -\sum_{0<|k|<k_c} w(k)\,G_{nlm}(k)\,\Re\big[i^{l+1}e^{ik\cdot(r_i-r_j)}\big]\,k
 
-    :param centres: indices of the centres i
-    :return: ``(len(centres), n_atoms, 3, (L+1)**2, n_radial)`` on the host (the i = j entries are 0)
+    The k-points, phases and kernels :math:`k\,w\,G` are formed once for all blocks.
+
+    :param blocks: arrays of centre indices
+    :return: ``D`` as host arrays ``(len(centres), n_atoms, 3, (L+1)**2, n_radial)`` (i = j entries 0)
     """
     xp, L = device.xp, max_angular
     batch = _PaddedBatch([system], np.zeros(0, dtype=np.int64), vhat, k_cutoff, L, device, np.complex128)
-    n, c = system.n_atoms, len(centres)
-    out = xp.zeros((c * n, 3, (L + 1) ** 2 * n_radial))
-    positions = batch.positions[0]
-    for start in range(0, int(batch.n_k[0]), K_CHUNK):
-        take = xp.arange(start, min(start + K_CHUNK, int(batch.n_k[0])))
-        k = batch.points.k[take]
-        phase = xp.exp(1j * (positions @ k.T))  # (n, k)
-        pair = (phase[xp.asarray(centres), None, :] * phase.conj()[None, :, :]).reshape(c * n, -1)
-        parts = (pair.real, pair.imag)
-        for l in range(L + 1):
-            sign, part = _re_i_power(l + 1, parts)
-            kernel = batch.kernel(take, radial, l).reshape(take.size, 1, -1) * k[:, :, None]  # (k, 3, channels)
-            columns = slice(l * l * n_radial, (l + 1) ** 2 * n_radial)
-            out[:, :, columns] -= (sign * part @ kernel.reshape(take.size, -1)).reshape(c * n, 3, -1)
-    out = device.to_host(out).reshape(c, n, 3, (L + 1) ** 2, n_radial)
-    out[np.arange(c), np.asarray(centres)] = 0.0
-    return out
+    n, n_k = system.n_atoms, int(batch.n_k[0])
+    phase = xp.exp(1j * (batch.positions[0] @ batch.points.k.T))  # (n, k)
+    # k_α w G_c with the sign of Re[i^{l+1} ·], grouped by the part (Re or Im) each l takes:
+    # two matrix products per k chunk and block, (k, 3, channels of the group)
+    groups = [[l for l in range(L + 1) if (l + 1) % 2 == part] for part in (0, 1)]
+    kernels = [
+        xp.concatenate(
+            [
+                _re_i_power(l + 1, (1, 1))[0] * batch.kernel(xp.arange(n_k), radial, l).reshape(n_k, 1, -1)
+                for l in group
+            ],
+            axis=2,
+        )
+        * batch.points.k[:, :, None]
+        if group
+        else None
+        for group in groups
+    ]
+    for centres in blocks:
+        c = len(centres)
+        out = xp.zeros((c * n, 3, (L + 1) ** 2 * n_radial))
+        for start in range(0, n_k, K_CHUNK):
+            k = slice(start, min(start + K_CHUNK, n_k))
+            pair = (phase[xp.asarray(centres), None, k] * phase[None, :, k].conj()).reshape(c * n, -1)
+            for part, group in enumerate(groups):
+                if not group:
+                    continue
+                values = xp.ascontiguousarray(pair.imag if part else pair.real)  # BLAS-ready
+                product = (values @ kernels[part][k].reshape(k.stop - k.start, -1)).reshape(c * n, 3, -1)
+                offset = 0
+                for l in group:
+                    width = (2 * l + 1) * n_radial
+                    out[:, :, l * l * n_radial : (l + 1) ** 2 * n_radial] -= product[:, :, offset : offset + width]
+                    offset += width
+        out = device.to_host(out).reshape(c, n, 3, (L + 1) ** 2, n_radial)
+        out[np.arange(c), np.asarray(centres)] = 0.0
+        yield centres, out
 
 
 class Workspace:
@@ -421,9 +444,7 @@ class DirectKSum:
         )
         return self.device.to_host(batch.rows(forces)), self.device.to_host(strain)
 
-    def pair_gradients(self, system, centres) -> np.ndarray:
-        """:func:`pair_gradients` of ``system`` for the ``centres``."""
+    def pair_gradients(self, system, blocks):
+        """:func:`pair_gradients` of ``system`` for the blocks of centres ``blocks``."""
         vhat, radial, _ = self._callables()
-        return pair_gradients(
-            system, vhat, radial, self.k_cutoff, self.max_angular, self.n_radial, centres, self.device
-        )
+        return pair_gradients(system, vhat, radial, self.k_cutoff, self.max_angular, self.n_radial, blocks, self.device)

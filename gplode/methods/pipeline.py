@@ -15,7 +15,7 @@ import threading
 
 import numpy as np
 
-from ..lib.kvectors import default_k_cutoff, sphere_shape
+from ..lib.kvectors import default_k_cutoff, half_sphere_count, sphere_shape
 from ..lib.splines import K_FLOOR, PotentialSpline, RadialIntegralSpline
 from .corrections import periodic_corrections, species_index
 from .direct import K_CHUNK, DirectKSum
@@ -289,7 +289,17 @@ class Pipeline:
         itemsize = np.dtype(h.dtype).itemsize
         if "positions" in which:
             rows = PositionRows(systems, species)
-            needed = rows.n_rows * 3 * n_lm * n_radial * itemsize + _PAIR_BLOCK_BYTES
+            # the rows, a block of pair derivatives, and a periodic system's phases and kernels (all k)
+            kdata = (
+                max(
+                    (half_sphere_count(self.k_cutoff, s.volume) * (16 * s.n_atoms + 24 * self.direct.n_channels))
+                    for s in systems
+                    if s.periodic
+                )
+                if any(s.periodic for s in systems)
+                else 0
+            )
+            needed = rows.n_rows * 3 * n_lm * n_radial * itemsize + _PAIR_BLOCK_BYTES + kdata
             available = self.device.available_memory()
             if needed > available:
                 raise MemoryError(
@@ -299,8 +309,8 @@ class Pipeline:
                 )
             jacobian = np.zeros((rows.n_rows, 3, n_lm, n_radial), dtype=h.dtype)
             for index, system in enumerate(systems):
-                for centres in self._centre_blocks(system):
-                    rows.fill(jacobian, index, system, self._pairs(system, centres), centres)
+                for centres, pairs in self._pairs(system):
+                    rows.fill(jacobian, index, system, pairs, centres)
             out["positions"] = (rows, jacobian)
         if "strain" in which:
             strain = np.zeros((offsets[-1], len(species), 3, 3, n_lm, n_radial), dtype=h.dtype)
@@ -318,8 +328,7 @@ class Pipeline:
                     strain[offsets[i] : offsets[i + 1]] += self.direct.strain_rows([systems[i]], species)
             for i, system in enumerate(systems):
                 if not system.periodic:
-                    for centres in self._centre_blocks(system):
-                        pairs = self._pairs(system, centres)
+                    for centres, pairs in self._pairs(system):
                         strain[offsets[i] + centres] = strain_from_pairs(system, species, pairs, centres)
             out["strain"] = strain
         return out
@@ -330,8 +339,11 @@ class Pipeline:
         size = max(1, int(_PAIR_BLOCK_BYTES // per_centre))
         return [np.arange(start, min(start + size, system.n_atoms)) for start in range(0, system.n_atoms, size)]
 
-    def _pairs(self, system, centres) -> np.ndarray:
-        """Pair derivatives D_ij of ``centres`` (:mod:`gplode.methods.jacobians`)."""
+    def _pairs(self, system):
+        """Yield ``(centres, D_ij)`` over blocks of centres (:mod:`gplode.methods.jacobians`)."""
+        blocks = self._centre_blocks(system)
         if system.periodic:
-            return self.direct.pair_gradients(system, centres)
-        return pair_gradients(system, self.pair_table(), self.hypers.max_angular, centres)
+            yield from self.direct.pair_gradients(system, blocks)
+        else:
+            for centres in blocks:
+                yield centres, pair_gradients(system, self.pair_table(), self.hypers.max_angular, centres)
