@@ -350,3 +350,16 @@ def test_cuda_device_gradients_match_the_cpu(route):
     for name in ("positions", "strain"):
         scale = np.abs(dense_cpu[name].values).max()
         np.testing.assert_allclose(dense[name].values, dense_cpu[name].values, rtol=0, atol=1e-12 * scale)
+
+
+@pytest.mark.parametrize("route", ["direct", "mesh"])
+def test_float32_gradients(route):
+    """dtype="float32": the VJP in single precision, within 1e-5 of float64 (relative to the scale)."""
+    atoms = [_structure(True, seed=16), _structure(False, seed=17)]
+    hypers = dict(HYPERS, accuracy=1e-5, route=route)
+    double = gplode.LodeCalculator(exponent=1.0, backend="numpy", **hypers)
+    single = gplode.LodeCalculator(exponent=1.0, backend="numpy", dtype="float32", **hypers)
+    weights = RNG.normal(size=double.compute(atoms).values.shape)
+    for got, expected in zip(single.vjp(atoms, weights), double.vjp(atoms, weights), strict=True):
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
