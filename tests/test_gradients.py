@@ -363,3 +363,39 @@ def test_float32_gradients(route):
     for got, expected in zip(single.vjp(atoms, weights), double.vjp(atoms, weights), strict=True):
         assert got.dtype == np.float32
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize(
+    "backend, route", [("reference", None), ("numpy", "direct"), pytest.param("numpy", "mesh", marks=pytest.mark.slow)]
+)
+@pytest.mark.parametrize("p", [0.0, 1.0, 4.5])
+def test_jvp_is_the_adjoint_of_the_vjp(backend, route, p):
+    """⟨λ, J·(ṙ, ε̇)⟩ = ⟨Jᵀλ, (ṙ, ε̇)⟩ to round-off (periodic and free space in one batch,
+    monomial basis), and the JVP equals a directional finite difference of the values."""
+    hypers = dict(HYPERS, radial_basis="monomial") | ({"route": route} if route else {})
+    calc = gplode.LodeCalculator(exponent=p, backend=backend, **hypers)
+    frames = [_structure(True, seed=18), _structure(False, seed=19)]
+    values = calc.compute(frames).values
+    weights = RNG.normal(size=values.shape)
+    rate, strain = RNG.normal(size=(10, 3)), RNG.normal(size=(2, 3, 3))
+    tangent = calc.jvp(frames, rate, strain)
+    vjp = calc.vjp(frames, weights)
+    left, right = np.sum(weights * tangent), np.sum(vjp.positions * rate) + np.sum(vjp.strain * strain)
+    assert left == pytest.approx(right, rel=1e-12)
+    moved = []
+    for sign in (1, -1):
+        frame = [_strained(f, sign * STEP * e) for f, e in zip(frames, strain, strict=True)]
+        for f, r in zip(frame, (rate[:5], rate[5:]), strict=True):
+            f.positions += sign * STEP * r
+        moved.append(calc.compute(frame).values)
+    fd = (moved[0] - moved[1]) / (2 * STEP)
+    np.testing.assert_allclose(tangent, fd, rtol=0, atol=1e-6 * np.abs(tangent).max())
+
+
+def test_bad_jvp_tangents():
+    calc = gplode.LodeCalculator(exponent=1.0, backend="reference", **HYPERS)
+    atoms = _structure(True)
+    with pytest.raises(ValueError, match="positions tangent must have shape"):
+        calc.jvp(atoms, np.zeros((4, 3)))
+    with pytest.raises(ValueError, match="strain tangent contains NaN"):
+        calc.jvp(atoms, strain=np.full((1, 3, 3), np.nan))

@@ -30,7 +30,7 @@ from ..systems import atom_owners
 from .corrections import species_index
 from .kspace_derivatives import contracted_strain_kernel, strain_kernel
 
-__all__ = ["DirectKSum", "Workspace", "kspace_sum", "kspace_vjp", "memory_bytes", "pair_gradients"]
+__all__ = ["DirectKSum", "Workspace", "kspace_jvp", "kspace_sum", "kspace_vjp", "memory_bytes", "pair_gradients"]
 
 #: k-points per structure handled at once: bounds the (atoms, species, k) arrays
 K_CHUNK = 2048
@@ -198,6 +198,49 @@ def kspace_sum(batch: _PaddedBatch, radial, max_angular: int, n_radial: int, rea
             out[:, :, :, columns] += (part @ kernel).reshape(batch.n_batch, -1, extra, columns.stop - columns.start)
     shape = (batch.n_batch, batch.n_max, batch.n_species) + (() if extra == 1 else (3, 3)) + ((L + 1) ** 2, n_radial)
     return out.reshape(shape)
+
+
+def kspace_jvp(
+    batch: _PaddedBatch, positions, strain, radial, dradial, max_angular: int, n_radial: int, real, workspace
+):
+    r"""Jacobian–vector product of the k ≠ 0 coefficients of a padded batch: their change
+    :math:`\dot c = \sum_j \partial c/\partial r_j\cdot\dot r_j
+    + \sum_{ab}\partial c/\partial\varepsilon_{ab}\dot\varepsilon_{ab}`, without the volume term
+    :math:`-\mathrm{tr}(\dot\varepsilon)\,c` (added by the caller):
+
+    .. math::
+
+        \dot c^{(i)}_{anlm} = \sum_k w G\,\Re\big[i^{l+1}e^{ik\cdot r_i}\big((k\cdot\dot r_i)\rho_a^*
+        - \dot\rho_a^*\big)\big] - \sum_k w\,\Re\big[i^l s_{ia}\big]\sum_{ab}\dot\varepsilon_{ab}k_b\partial_{k_a}G,
+        \qquad \dot\rho_a = \sum_{j\in a}(k\cdot\dot r_j)e^{ik\cdot r_j}
+
+    O(N N_k), as the values.
+
+    :param positions: :math:`\dot r` on the device, ``(n_batch, n_max, 3)``
+    :param strain: :math:`\dot\varepsilon` on the device, ``(n_batch, 3, 3)``
+    :return: ``(n_batch, n_max, n_species, (L+1)**2, n_radial)`` on the device
+    """
+    xp, L = batch.xp, max_angular
+    n_batch, n_max, n_species = batch.n_batch, batch.n_max, batch.n_species
+    out = xp.zeros((n_batch, n_max * n_species, (L + 1) ** 2 * n_radial), dtype=real)
+    for chunk in batch.chunks(workspace):
+        along = positions @ chunk.k.transpose(0, 2, 1)  # k·ṙ_i, (batch, atoms, k)
+        rho_dot = batch.onehot @ (along * chunk.phase)  # (batch, species, k)
+        s_dot = chunk.phase[:, :, None, :] * (
+            along[:, :, None, :] * chunk.rho.conj()[:, None, :, :] - rho_dot.conj()[:, None, :, :]
+        )
+        s_dot = s_dot.reshape(n_batch, n_max * n_species, chunk.width)
+        parts, parts_dot = (chunk.s.real, chunk.s.imag), (s_dot.real, s_dot.imag)
+        rate = strain[batch.points.structure[chunk.take]]  # ε̇ of each k-point's structure
+        for l in range(L + 1):
+            columns = slice(l * l * n_radial, (l + 1) ** 2 * n_radial)
+            sign, part = _re_i_power(l + 1, parts_dot)
+            kernel = batch.padded_k(workspace, "kernel", sign * batch.kernel(chunk.take, radial, l), chunk, real)
+            out[:, :, columns] += part @ kernel
+            sign, part = _re_i_power(l, parts)
+            strained = xp.einsum("kab,kabmn->kmn", rate, batch.strain_kernel(chunk.take, radial, dradial, l))
+            out[:, :, columns] -= part @ batch.padded_k(workspace, "kernel", sign * strained, chunk, real)
+    return out.reshape(n_batch, n_max, n_species, (L + 1) ** 2, n_radial)
 
 
 def kspace_vjp(batch: _PaddedBatch, weights, radial, dradial, max_angular: int, n_radial: int, real, workspace):
@@ -443,6 +486,25 @@ class DirectKSum:
             batch, lam, radial, dradial, self.max_angular, self.n_radial, self.real, self._workspace()
         )
         return self.device.to_host(batch.rows(forces)), self.device.to_host(strain)
+
+    def jvp(self, systems, species, params, positions, strain) -> np.ndarray:
+        """:func:`kspace_jvp` of ``systems`` with host tangents ``positions`` ``(n_atoms, 3)`` and
+        ``strain`` ``(n_systems, 3, 3)``: host ``(n_atoms, n_species, (L+1)**2, n_radial)``."""
+        batch = self._batch(systems, species, gradients=True)
+        _, radial, dradial = self._callables()
+        xp = self.device.xp
+        tangent = kspace_jvp(
+            batch,
+            batch.padded_atoms(np.asarray(positions, dtype=float)),
+            xp.asarray(np.asarray(strain, dtype=float)),
+            radial,
+            dradial,
+            self.max_angular,
+            self.n_radial,
+            self.real,
+            self._workspace(),
+        )
+        return self.device.to_host(batch.rows(tangent))
 
     def pair_gradients(self, system, blocks):
         """:func:`pair_gradients` of ``system`` for the blocks of centres ``blocks``."""

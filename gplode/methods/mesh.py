@@ -28,7 +28,7 @@ from ..lib.kvectors import KPoints, default_k_cutoff, half_sphere_count, selecte
 from ..lib.spherical_harmonics import real_spherical_harmonics, solid_harmonics_gradient
 from ..systems import atom_owners
 from .corrections import species_index
-from .kspace_derivatives import contracted_strain_kernel
+from .kspace_derivatives import contracted_strain_kernel, strain_kernel
 
 __all__ = [
     "MeshKSum",
@@ -381,6 +381,77 @@ class MeshKSum:
         for _, _, fields in self._channels(batch):
             for a, lm, meshes in fields:
                 out[:, a, lm, :] = device.interpolate(meshes, plan).T
+        return device.to_host(out)
+
+    def jvp(self, systems, species, params: MeshParameters, positions, strain) -> np.ndarray:
+        r"""Jacobian–vector product of :meth:`compute` (same ``params``): the change of the
+        coefficients along host tangents ``positions`` :math:`\dot r` ``(total atoms, 3)`` and
+        ``strain`` :math:`\dot\varepsilon` ``(len(systems), 3, 3)``, without the volume term
+        :math:`-\mathrm{tr}(\dot\varepsilon)c` (added by the caller); the exact derivative of the
+        mesh approximation, O(N log N).
+
+        Per channel, :math:`\dot c_{ic} = \sum_g\phi_c(g)\dot W_i(g) + \sum_g\dot\phi_c(g)W_i(g)`
+        with :math:`\dot W_i = \sum_d\dot u_{id}\partial_dW` (derivative stencils, u the mesh
+        coordinates), :math:`\dot\phi_c = \mathrm{IRFFT}[H_c\hat{\dot Q}_a + \dot H_c\hat Q_a]`,
+        :math:`\dot Q_a` the spreading of :math:`\dot W` and :math:`\dot H_c = -N\frac{4\pi}{\Omega}i^l
+        \sum_{ab}\dot\varepsilon_{ab}k_b\partial_{k_a}G_c/\hat K^2` (fractional coordinates, hence
+        stencils and meshes, are invariant under strain): one more inverse FFT and interpolation
+        per channel than :meth:`compute`.
+
+        :return: host ``(total atoms, n_species, (L+1)**2, n_radial)``
+        """
+        device, xp, real = self.device, self.device.xp, self.real
+        n_species, n_batch, n_radial = len(species), len(systems), self.n_radial
+        shape, n_points = params.shape, params.n_points
+        batch = self._setup(systems, species, params, gradient=True)
+        n_atoms = batch.owner.size
+        out = xp.zeros((n_atoms, n_species, self.n_lm, n_radial), dtype=real)
+        if not batch.knorm.size:
+            return device.to_host(out)
+        jacobian = xp.asarray(batch.inverse * np.asarray(shape, dtype=float))[batch.owner]  # ∂u_d/∂r_e
+        rate = xp.einsum("ne,ned->nd", xp.asarray(np.asarray(positions, dtype=float)), jacobian)  # u̇
+        moving = sum(rate[:, d, None] * batch.gradients[d] for d in range(3)).astype(real)  # Ẇ
+        plan = device.prepare_interpolation(batch.indices, batch.weights, n_batch * n_points)
+        moving_plan = device.prepare_interpolation(batch.indices, moving, n_batch * n_points)
+        density = device.spread(batch.indices, moving, batch.kind, n_species, (n_batch, *shape))  # Q̇_a
+        spectra = device.rfftn(density.reshape(n_species * n_batch, *shape)).reshape(n_species, -1)
+        spectra = spectra[:, batch.destination]
+        strain_rate = xp.asarray(np.asarray(strain, dtype=float))[batch.kpoints.structure]  # ε̇ per k-point
+        dvhat, dradial = self._derivatives
+        dv = dvhat(batch.knorm, batch.vhat, xp)
+        work = xp.zeros((n_radial, batch.spectra.shape[1]), dtype=batch.spectra.dtype)
+        for l, radial, fields in self._channels(batch):
+            lm_l = slice(l * l, (l + 1) ** 2)
+            g = batch.vhat[:, None] * radial
+            dg = dv[:, None] * radial + batch.vhat[:, None] * dradial(batch.knorm, l, xp)
+            strained = xp.concatenate(  # Σ_ab ε̇_ab k_b ∂_a G, (n_k, 2l+1, n_radial), in chunks of k
+                [
+                    xp.einsum(
+                        "kab,kabmn->kmn",
+                        strain_rate[part],
+                        strain_kernel(
+                            batch.kpoints.k[part],
+                            batch.knorm[part],
+                            g[part],
+                            dg[part],
+                            batch.ylm[part, lm_l],
+                            batch.ylm_gradient[part, :, lm_l],
+                            l,
+                            xp,
+                        ),
+                    )
+                    for part in (slice(start, start + 4096) for start in range(0, batch.knorm.size, 4096))
+                ]
+            )
+            phase = 1j**l
+            for a, lm, meshes in fields:
+                out[:, a, lm, :] += device.interpolate(meshes, moving_plan).T
+                work[:, batch.destination] = phase * (
+                    (batch.base * batch.ylm[:, lm])[None, :] * radial.T * spectra[a][None, :]
+                    - batch.scale[None, :] * strained[:, lm - l * l, :].T * batch.spectra[a, batch.destination][None, :]
+                )
+                field = device.irfftn(work.reshape(n_radial * n_batch, *shape[:2], -1), shape)
+                out[:, a, lm, :] += device.interpolate(field.reshape(n_radial, -1), plan).T
         return device.to_host(out)
 
     def vjp(self, systems, species, params: MeshParameters, weights) -> tuple[np.ndarray, np.ndarray]:

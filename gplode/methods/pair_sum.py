@@ -34,6 +34,7 @@ __all__ = [
     "SWITCH_TOLERANCE",
     "PairRadialFunctions",
     "free_space_coefficients",
+    "free_space_jvp",
     "free_space_vjp",
     "pair_gradients",
 ]
@@ -575,3 +576,31 @@ def free_space_vjp(system, species, pair_functions, weights, max_angular, chunk=
         positions[centres] -= g.sum(axis=1)
         strain += np.einsum("pa,pb->ab", vectors, g.reshape(-1, 3))
     return positions, strain
+
+
+def free_space_jvp(system, species, pair_functions, positions, strain, max_angular, chunk=250_000):
+    r"""Jacobian–vector product of :func:`free_space_coefficients`: the change of every
+    coefficient along the tangents ``positions`` :math:`\dot r` ``(n_atoms, 3)`` and ``strain``
+    :math:`\dot\varepsilon` ``(3, 3)`` (r → r(1+ε) moves every atom by :math:`r\dot\varepsilon`):
+
+    .. math::
+
+        \dot c^{(i)}_{anlm} = \sum_{j\in a, j\ne i} D_{ij}\cdot(\dot r'_j - \dot r'_i),\qquad
+        \dot r' = \dot r + r\,\dot\varepsilon
+
+    with the pair derivatives :math:`D_{ij}` of :func:`pair_gradients`; O(N²) time, centres in
+    blocks of about ``chunk / n_atoms``.
+
+    :return: ``(n_atoms, len(species), (max_angular+1)**2, n_radial)``
+    """
+    n = system.n_atoms
+    moved = np.asarray(positions, dtype=float) + system.positions @ np.asarray(strain, dtype=float)
+    onehot = (system.numbers[:, None] == np.asarray(species)[None, :]).astype(float)  # (n_atoms, n_species)
+    out = np.zeros((n, len(species), (max_angular + 1) ** 2, pair_functions.basis.n_radial))
+    block = max(1, chunk // n)
+    for start in range(0, n, block):
+        centres = np.arange(start, min(start + block, n))
+        pairs = pair_gradients(system, pair_functions, max_angular, centres)
+        relative = moved[None, :, :] - moved[centres, None, :]  # (centres, n, 3)
+        out[centres] = np.einsum("cjxmn,ja,cjx->camn", pairs, onehot, relative)
+    return out
