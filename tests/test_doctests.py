@@ -5,6 +5,7 @@ import importlib
 import pkgutil
 
 import pytest
+from peers import import_peer
 
 import gplode
 
@@ -13,5 +14,7 @@ MODULES = ["gplode"] + [m.name for m in pkgutil.walk_packages(gplode.__path__, "
 
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples(name):
+    if name == "gplode.torch":  # the torch extra
+        import_peer("torch")
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0
