@@ -45,7 +45,6 @@ def rocksalt(repeat: int, rattle: float, rng) -> tuple[np.ndarray, np.ndarray, n
 def reference(positions, numbers, cell, alpha=0.35, real_cut=14.0, k_cut=3.0):
     """Energy and forces of point charges (Ewald) plus damped −C₆/r⁶ (real-space lattice sum)."""
     q = np.array([CHARGE[z] for z in numbers])
-    n = len(q)
     reach = [
         math.ceil(real_cut / (abs(np.linalg.det(cell)) / np.linalg.norm(np.cross(*np.delete(cell, i, 0)))))
         for i in range(3)
@@ -156,7 +155,6 @@ def train(model, featurize, data, steps, force_weight=1.0):
     for positions, numbers, cell, energy, forces in data:
         r = torch.tensor(positions, requires_grad=True)
         prepared.append((r, numbers, torch.tensor(cell), energy, torch.tensor(forces)))
-    mean = np.mean([energy / len(numbers) for _, numbers, _, energy, _ in data])
 
     def closure():
         optimizer.zero_grad()
@@ -165,7 +163,7 @@ def train(model, featurize, data, steps, force_weight=1.0):
             kind = torch.as_tensor((numbers == 17).astype(np.int64))
             e = model(featurize(r, numbers, cell), kind)
             (f,) = torch.autograd.grad(-e, r, create_graph=True)  # gplode's VJP, differentiable in the model
-            loss = loss + ((e - energy) / len(numbers) - 0 * mean) ** 2 + force_weight * ((f - forces) ** 2).mean()
+            loss = loss + ((e - energy) / len(numbers)) ** 2 + force_weight * ((f - forces) ** 2).mean()
         loss.backward(inputs=list(model.parameters()))  # through gplode's JVP
         return loss
 
