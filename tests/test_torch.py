@@ -149,3 +149,16 @@ def test_training_example_quick():
     for model in ("linear", "mlp"):
         test = results[model]["test (64 atoms)"]
         assert test["force_rmse"] < 0.5 * test["force_rms"], (model, test)
+
+
+def test_autograd_virial_is_the_strain_derivative():
+    """Hᵀ ∂E/∂H + Σ_j r_jᵀ ∂E/∂r_j from autograd equals the calculator's ∂E/∂ε (the README's stress)."""
+    lode = gplode.torch.LodeSphericalExpansion(exponent=4.5, backend="numpy", **HYPERS)
+    positions, numbers, cells, pbc, structure = _batch()
+    c = lode(positions, numbers, cells, pbc, structure)
+    weights = torch.tensor(RNG.normal(size=c.shape))
+    de_dr, de_dh = torch.autograd.grad((c * weights).sum(), (positions, cells))
+    virial = cells[0].T @ de_dh[0] + positions[:4].T @ de_dr[:4]
+    atoms = ase.Atoms(numbers=[11, 17, 11, 17], positions=positions[:4].detach().numpy(), cell=CELL, pbc=True)
+    expected = lode.calculator.vjp(atoms, weights[:4].numpy()).strain[0]
+    np.testing.assert_allclose(virial.detach().numpy(), expected, rtol=0, atol=1e-10 * np.abs(expected).max())
