@@ -172,9 +172,6 @@ def train(model, featurize, data, steps, force_weight=1.0):
 
 
 def main(quick: bool = False, seed: int = 0) -> dict:
-    import warnings
-
-    warnings.filterwarnings("ignore", message="gplode.torch: second derivatives")  # positions' own Hessian: unused
     rng = np.random.default_rng(seed)
     n_train, steps = (6, 40) if quick else (24, 150)
     train_set = [(*(s := rocksalt(1, 0.15, rng)), *reference(*s)) for _ in range(n_train)]

@@ -13,7 +13,7 @@ fixed Cartesian positions, :math:`\partial L/\partial H = H^{-T}(\partial L/\par
 positions are built from fractional coordinates and the cell sees the whole dependence on
 the cell. Second derivatives with respect to positions and cells themselves (the Hessian
 terms of a force, e.g. d(forces)/d(positions)) are not implemented: their contributions in a
-double backward are NaN (with a warning), never a silent zero; the model parameters'
+double backward are NaN, never a silent zero; the model parameters'
 gradients of a force or stress loss do not need them and are exact.
 
 The core package never imports torch; the features are computed by the calculator's
@@ -21,8 +21,6 @@ backend on host copies of the inputs and returned on the inputs' device.
 """
 
 from __future__ import annotations
-
-import warnings
 
 import ase
 import numpy as np
@@ -170,14 +168,10 @@ class _VectorJacobian(torch.autograd.Function):
         r = _host(positions).astype(float)
         rate_r = rate_r - np.einsum("ja,jab->jb", r, strain[ctx.layout.structure])
         tangent = ctx.calculator.jvp(ctx.frames, rate_r, strain)
-        second = [None, None]
-        for index, tensor in ((0, positions), (1, cells)):
-            if ctx.needs_input_grad[index + 1]:
-                warnings.warn(
-                    "gplode.torch: second derivatives with respect to positions and cells are not "
-                    "implemented; their contributions are NaN (the parameters' gradients are exact)",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-                second[index] = torch.full_like(tensor, float("nan"))
+        # the positions' and cells' own second derivatives (Hessian terms) are not implemented:
+        # NaN, so that a gradient that needs them can never be silently incomplete
+        second = [
+            torch.full_like(tensor, float("nan")) if ctx.needs_input_grad[index + 1] else None
+            for index, tensor in enumerate((positions, cells))
+        ]
         return _like(tangent, ctx.grad_like), *second, None, None, None
