@@ -21,10 +21,11 @@ Arrays live on the device (``xp``); meshes are C-contiguous real ``(n, M1, M2, M
 spectra complex ``(n, M1, M2, M3//2 + 1)``, in the dtype of the weights (float64 or
 float32). Mesh coordinates are fractional coordinates × mesh shape (dimensionless).
 
-The gradients (:meth:`gplode.methods.mesh.MeshKSum.vjp`) add :meth:`~Stages.stencil_gradient`
-(the weights' derivatives in the mesh coordinates, interpolated with the same
-:meth:`~Stages.interpolate`) and use :meth:`~Stages.spread` with per-atom values folded into
-the weights as the adjoint of interpolation.
+The derivatives (:meth:`gplode.methods.mesh.MeshKSum.vjp` and ``jvp``) add
+:meth:`~Stages.stencil_gradient` (the weights' derivatives in the mesh coordinates,
+interpolated with the same :meth:`~Stages.interpolate` and spread with :meth:`~Stages.spread`)
+and :meth:`~Stages.spread_values`, the adjoint of interpolation (per-atom values onto meshes:
+a transposed sparse product on the CPU, one launch of the spreading kernel on the GPU).
 """
 
 from __future__ import annotations
