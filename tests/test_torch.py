@@ -134,16 +134,18 @@ def test_bad_inputs():
         lode(positions, numbers, cells[0], pbc, structure)
 
 
+@pytest.mark.slow
 def test_training_example_quick():
-    """examples/train_forces.py in its fast form: trained on energies and forces of 8-atom cells,
-    tested on 64-atom cells; both models beat predicting zero forces by far."""
+    """examples/train_forces.py in its fast form: trained on energies and forces of 64-atom cells,
+    tested on 216-atom cells; both models predict the unseen forces to a small fraction of
+    their size (measured 0.16 of the RMS force for both; predicting zero gives 1)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
     import train_forces
 
     results = train_forces.main(quick=True)
     for model in ("linear", "mlp"):
-        test = results[model]["test (64 atoms)"]
-        assert test["force_rmse"] < 0.5 * test["force_rms"], (model, test)
+        test = results[model]["test (216 atoms)"]
+        assert test["force_rmse"] < 0.3 * test["force_rms"], (model, test)
 
 
 def test_autograd_virial_is_the_strain_derivative():
