@@ -138,23 +138,25 @@ class _PaddedBatch:
         out[chunk.slot_k] = values.reshape(values.shape[0], columns)
         return out.reshape(self.n_batch, chunk.width, columns)
 
-    def kernel(self, take, radial, l: int):
-        r""":math:`w(k)\hat v_p\tilde I_{nl}Y_{lm}` of the k-points ``take``, ``(n_take, 2l+1, n_radial)``."""
+    def kernel(self, take, radial, l: int, ilm=None):
+        r""":math:`w(k)\hat v_p\tilde I_{nl}Y_{lm}` of the k-points ``take``, ``(n_take, 2l+1, n_radial)``
+        (``ilm``: :math:`\tilde I_{nl}` there, if already evaluated)."""
         angular = (self.weight[take] * self.vhat[take])[:, None] * self.ylm[take, l * l : (l + 1) ** 2]
-        return angular[:, :, None] * radial(self.knorm[take], l)[:, None, :]
+        return angular[:, :, None] * (radial(self.knorm[take], l) if ilm is None else ilm)[:, None, :]
 
-    def _derivative_parts(self, take, radial, dradial, l: int):
+    def _derivative_parts(self, take, radial, dradial, l: int, ilm=None):
         """Arguments of the strain kernels for the k-points ``take`` and one l."""
-        knorm, ilm = self.knorm[take], radial(self.knorm[take], l)
+        knorm = self.knorm[take]
+        ilm = radial(knorm, l) if ilm is None else ilm
         g = self.vhat[take][:, None] * ilm
         dg = self.dvhat[take][:, None] * ilm + self.vhat[take][:, None] * dradial(knorm, l)
         lm = slice(l * l, (l + 1) ** 2)
         return self.points.k[take], knorm, g, dg, self.ylm[take, lm], self.solid_gradient[take, :, lm], l
 
-    def contracted_strain_kernel(self, take, radial, dradial, l: int, weights):
+    def contracted_strain_kernel(self, take, radial, dradial, l: int, weights, ilm=None):
         r""":math:`w(k)\sum_{mn}` ``weights`` :math:`k_b\partial_{k_a}G_{nlm}` of the k-points ``take``,
         ``(n_take, 3, 3)``."""
-        parts = self._derivative_parts(take, radial, dradial, l)
+        parts = self._derivative_parts(take, radial, dradial, l, ilm)
         return self.weight[take][:, None, None] * contracted_strain_kernel(*parts, weights, self.xp)
 
     def strain_kernel(self, take, radial, dradial, l: int):
@@ -269,13 +271,15 @@ def kspace_vjp(batch: _PaddedBatch, weights, radial, dradial, max_angular: int, 
     forces = xp.zeros((n_batch, n_max, 3))
     strain = xp.zeros((n_batch, 3, 3))
     lam_dot_c = xp.zeros(n_batch)
+    virial = xp.zeros((batch.knorm.size, 9))  # per k-point, summed per structure at the end
     for chunk in batch.chunks(workspace):
         parts = (chunk.s.real, chunk.s.imag)
         t = xp.zeros((n_batch, n_max * n_species, chunk.width), dtype=batch.complex)
         for l in range(L + 1):
             columns = slice(l * l * n_radial, (l + 1) ** 2 * n_radial)
             lam_l = lam[:, :, columns]
-            kernel = batch.padded_k(workspace, "kernel", batch.kernel(chunk.take, radial, l), chunk, real)
+            ilm = radial(batch.knorm[chunk.take], l)
+            kernel = batch.padded_k(workspace, "kernel", batch.kernel(chunk.take, radial, l, ilm), chunk, real)
             product = lam_l @ kernel.transpose(0, 2, 1)  # Σ_c λ_c w G_c, (batch, atoms·species, k)
             if l % 2 == 0:
                 t.real += (1.0, -1.0)[(l // 2) % 2] * product
@@ -285,15 +289,16 @@ def kspace_vjp(batch: _PaddedBatch, weights, radial, dradial, max_angular: int, 
             z = sign * (part.transpose(0, 2, 1) @ lam_l)  # (batch, k, channels)
             lam_dot_c += xp.einsum("bkc,bkc->b", z, kernel)
             z_take = z.reshape(n_batch * chunk.width, 2 * l + 1, n_radial)[chunk.slot_k]  # the chunk's k-points
-            virial = batch.contracted_strain_kernel(chunk.take, radial, dradial, l, z_take).reshape(-1, 9)
-            structure = batch.points.structure[chunk.take]
-            for x in range(9):
-                strain.reshape(n_batch, 9)[:, x] -= xp.bincount(structure, weights=virial[:, x], minlength=n_batch)
+            virial[chunk.take] += batch.contracted_strain_kernel(chunk.take, radial, dradial, l, z_take, ilm).reshape(
+                -1, 9
+            )
         t = t.reshape(n_batch, n_max, n_species, chunk.width)
         centre = chunk.phase * xp.einsum("bjak,bak->bjk", t, chunk.rho.conj())  # e^{ik·r_j} Σ_a T_ja ρ_a*
         adjoint = xp.einsum("bjak,bjk->bak", t, chunk.phase)  # P_a(k)
         neighbour = chunk.phase.conj() * (batch.onehot.transpose(0, 2, 1) @ adjoint)  # e^{-ik·r_j} P_{a_j}
         forces += (neighbour.imag - centre.imag) @ chunk.k
+    for x in range(9):
+        strain.reshape(n_batch, 9)[:, x] -= xp.bincount(batch.points.structure, weights=virial[:, x], minlength=n_batch)
     strain[:, [0, 1, 2], [0, 1, 2]] -= lam_dot_c[:, None]
     return forces, strain
 
