@@ -237,6 +237,17 @@ class LodeSettings(param.Parameterized):
 
     error = param.String(default="", precedence=-1, doc="Output: message of the last error, '' if none.")
 
+    def _hypers(self) -> tuple:
+        """The hyper-parameters as the leading arguments of :func:`calculator`."""
+        return (
+            float(self.exponent),
+            float(self.smearing),
+            float(self.cutoff),
+            int(self.max_radial),
+            int(self.max_angular),
+            self.radial_basis,
+        )
+
 
 class DecayModel(LodeSettings):
     """How LODE coefficients decay with the distance between two fragments.
@@ -347,16 +358,6 @@ class DecayModel(LodeSettings):
         b.positions -= com_b
         a.pbc = b.pbc = False
         return a, b, center, axis
-
-    def _hypers(self) -> tuple:
-        return (
-            float(self.exponent),
-            float(self.smearing),
-            float(self.cutoff),
-            int(self.max_radial),
-            int(self.max_angular),
-            self.radial_basis,
-        )
 
     @staticmethod
     def _pair_frames(a, b, center, axis, distances) -> tuple[list[ase.Atoms], np.ndarray]:
@@ -552,16 +553,7 @@ class DatasetModel(LodeSettings):
             frames, names, properties = self.load()
             # one neighbour-type axis for the whole set, not per batch
             species = tuple(int(z) for z in np.unique(np.concatenate([f.numbers for f in frames])))
-            calc = calculator(
-                float(self.exponent),
-                float(self.smearing),
-                float(self.cutoff),
-                int(self.max_radial),
-                int(self.max_angular),
-                self.radial_basis,
-                1.0,
-                species,
-            )
+            calc = calculator(*self._hypers(), 1.0, species)
             yield 0.05
             invariants, norms = [], []
             for start in range(0, len(frames), int(self.batch_size)):
