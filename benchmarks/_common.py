@@ -91,6 +91,25 @@ def timed(function, repeats: int = 3):
     return float(np.median(times)), float(np.max(times) - np.min(times)), result
 
 
+def featomic_calculator(hypers: dict, p: float, k_cutoff: float, exact_radial: bool):
+    """featomic's ``LodeSphericalExpansion`` with gplode's ``hypers`` (GTO basis), integer ``p``
+    and ``k_cutoff``; ``exact_radial``: exact radial integrals instead of featomic's splines."""
+    import featomic
+    from featomic.basis import Gto, TensorProduct
+    from featomic.density import SmearedPowerLaw
+
+    basis = dict(
+        max_angular=hypers["max_angular"], radial=Gto(max_radial=hypers["max_radial"], radius=hypers["cutoff"])
+    )
+    if exact_radial:
+        basis["spline_accuracy"] = None
+    return featomic.LodeSphericalExpansion(
+        k_cutoff=k_cutoff,
+        density=SmearedPowerLaw(smearing=hypers["smearing"], exponent=int(p)),
+        basis=TensorProduct(**basis),
+    )
+
+
 def relative_errors(values: np.ndarray, exact: np.ndarray) -> dict:
     """Relative RMS error and max error relative to the RMS of the exact values."""
     rms = float(np.sqrt(np.mean(exact**2)))

@@ -26,7 +26,7 @@ import os
 import tempfile
 
 import numpy as np
-from _common import machine, relative_errors, run_isolated, timed, write_results
+from _common import featomic_calculator, machine, relative_errors, run_isolated, timed, write_results
 
 HYPERS = dict(smearing=1.0, cutoff=4.0, max_radial=5, max_angular=4)
 SPECIES = [11, 17]
@@ -48,19 +48,7 @@ def exact_values(p: float) -> np.ndarray:
 
 def featomic_values(atoms, p: float, k_cutoff: float) -> np.ndarray:
     """featomic's coefficients in gplode's layout ``(n_atoms, 2, (L+1)², n)``."""
-    import featomic
-    from featomic.basis import Gto, TensorProduct
-    from featomic.density import SmearedPowerLaw
-
-    calculator = featomic.LodeSphericalExpansion(
-        k_cutoff=k_cutoff,
-        density=SmearedPowerLaw(smearing=HYPERS["smearing"], exponent=int(p)),
-        basis=TensorProduct(
-            max_angular=HYPERS["max_angular"],
-            radial=Gto(max_radial=HYPERS["max_radial"], radius=HYPERS["cutoff"]),
-            spline_accuracy=None,
-        ),
-    )
+    calculator = featomic_calculator(HYPERS, p, k_cutoff, exact_radial=True)
     tensor = calculator.compute(atoms)
     L, n = HYPERS["max_angular"], HYPERS["max_radial"] + 1
     out = np.zeros((len(atoms), len(SPECIES), (L + 1) ** 2, n))

@@ -25,7 +25,7 @@ import argparse
 import json
 
 import numpy as np
-from _common import machine, run_isolated, timed, write_results
+from _common import featomic_calculator, machine, run_isolated, timed, write_results
 
 HYPERS = dict(smearing=1.0, cutoff=4.0, max_radial=5, max_angular=4)
 ACCURACY = 1e-5
@@ -73,18 +73,7 @@ def run_one(mode: str, p: float, repeat: int = 0, n_frames: int = 0) -> dict:
     elif mode == "dense":
         seconds, spread, _ = timed(lambda: calc.compute(frames, gradients=["positions"]))
     else:
-        import featomic
-        from featomic.basis import Gto, TensorProduct
-        from featomic.density import SmearedPowerLaw
-
-        peer = featomic.LodeSphericalExpansion(
-            k_cutoff=k_cutoff,
-            density=SmearedPowerLaw(smearing=HYPERS["smearing"], exponent=int(p)),
-            basis=TensorProduct(
-                max_angular=HYPERS["max_angular"],
-                radial=Gto(max_radial=HYPERS["max_radial"], radius=HYPERS["cutoff"]),
-            ),
-        )
+        peer = featomic_calculator(HYPERS, p, k_cutoff, exact_radial=False)
         seconds, spread, _ = timed(lambda: peer.compute(frames, gradients=["positions"]), repeats=1)
     n_atoms = len(frames) if repeat else sum(len(f) for f in frames)
     return {"seconds": seconds, "spread": spread, "k_cutoff": k_cutoff, "n_atoms": n_atoms}
