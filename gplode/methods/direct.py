@@ -64,9 +64,12 @@ class _PaddedBatch:
     r"""Periodic systems padded to common atoms and k-points, for every pass of the direct sum
     (values, strain rows, vector–Jacobian products): padded positions and species one-hot,
     the k-points (:func:`gplode.lib.kvectors.selected_kpoints`), their weights
-    :math:`(1\text{ or }2)\,4\pi\hat v_p(k)/\Omega`, :math:`Y_{lm}(\hat k)`, and the k chunks.
+    :math:`w = (1\text{ or }2)\,4\pi/\Omega`, :math:`\hat v_p(k)`, :math:`Y_{lm}(\hat k)`, and the
+    k chunks.
 
-    :param gradients: also :math:`\nabla\mathcal Y_{lm}(\hat k)` and :math:`d\hat v_p/dk`
+    :param vhat: callable ``|k| -> v̂_p(|k|)``
+    :param dvhat: ``(|k|, v̂ values, xp) -> dv̂/dk``: also :math:`d\hat v_p/dk` and
+        :math:`\nabla\mathcal Y_{lm}(\hat k)`, for the derivatives
     """
 
     def __init__(self, systems, species, vhat, k_cutoff, max_angular, device, complex_, dvhat=None):
@@ -159,9 +162,9 @@ class _PaddedBatch:
         parts = self._derivative_parts(take, radial, dradial, l, ilm)
         return self.weight[take][:, None, None] * contracted_strain_kernel(*parts, weights, self.xp)
 
-    def strain_kernel(self, take, radial, dradial, l: int):
+    def strain_kernel(self, take, radial, dradial, l: int, ilm=None):
         r""":math:`w(k)\,k_b\partial_{k_a}G_{nlm}` of the k-points ``take``, ``(n_take, 3, 3, 2l+1, n_radial)``."""
-        kernel = strain_kernel(*self._derivative_parts(take, radial, dradial, l), self.xp)
+        kernel = strain_kernel(*self._derivative_parts(take, radial, dradial, l, ilm), self.xp)
         return self.weight[take][:, None, None, None, None] * kernel
 
 
@@ -236,11 +239,12 @@ def kspace_jvp(
         rate = strain[batch.points.structure[chunk.take]]  # ε̇ of each k-point's structure
         for l in range(L + 1):
             columns = slice(l * l * n_radial, (l + 1) ** 2 * n_radial)
+            ilm = radial(batch.knorm[chunk.take], l)
             sign, part = _re_i_power(l + 1, parts_dot)
-            kernel = batch.padded_k(workspace, "kernel", sign * batch.kernel(chunk.take, radial, l), chunk, real)
+            kernel = batch.padded_k(workspace, "kernel", sign * batch.kernel(chunk.take, radial, l, ilm), chunk, real)
             out[:, :, columns] += part @ kernel
             sign, part = _re_i_power(l, parts)
-            strained = xp.einsum("kab,kabmn->kmn", rate, batch.strain_kernel(chunk.take, radial, dradial, l))
+            strained = xp.einsum("kab,kabmn->kmn", rate, batch.strain_kernel(chunk.take, radial, dradial, l, ilm))
             out[:, :, columns] -= part @ batch.padded_k(workspace, "kernel", sign * strained, chunk, real)
     return out.reshape(n_batch, n_max, n_species, (L + 1) ** 2, n_radial)
 

@@ -235,7 +235,7 @@ class Pipeline:
         periodic = [i for i, system in enumerate(systems) if system.periodic]
         periodic_systems = [systems[i] for i in periodic]
         for members, block in self._kspace_part(periodic_systems, species):
-            out[np.concatenate([np.arange(offsets[periodic[j]], offsets[periodic[j] + 1]) for j in members])] = block
+            out[self._atoms_of([periodic[j] for j in members], offsets)] = block
         if periodic:
             corrections = periodic_corrections(
                 periodic_systems, species, self.potential, self.basis, self.center_term, h.center_atom_weight
@@ -333,34 +333,31 @@ class Pipeline:
         Periodic structures take the direct k-sum's derivatives whatever their route.
         """
         h, out = self.hypers, {}
+        positions = strain = None
         n_radial, n_lm = self.basis.n_radial, (h.max_angular + 1) ** 2
         offsets = self._rows(systems)
         itemsize = np.dtype(h.dtype).itemsize
         if "positions" in which:
-            rows = PositionRows(systems, species)
+            position_rows = PositionRows(systems, species)
             # the rows, a block of pair derivatives, and a periodic system's phases and kernels (all k)
-            kdata = (
-                max(
-                    (half_sphere_count(self.k_cutoff, s.volume) * (16 * s.n_atoms + 24 * self.direct.n_channels))
+            kdata = max(
+                (
+                    half_sphere_count(self.k_cutoff, s.volume) * (16 * s.n_atoms + 24 * self.direct.n_channels)
                     for s in systems
                     if s.periodic
-                )
-                if any(s.periodic for s in systems)
-                else 0
+                ),
+                default=0,
             )
-            needed = rows.n_rows * 3 * n_lm * n_radial * itemsize + _PAIR_BLOCK_BYTES + kdata
+            needed = position_rows.n_rows * 3 * n_lm * n_radial * itemsize + _PAIR_BLOCK_BYTES + kdata
             available = self.device.available_memory()
             if needed > available:
                 raise MemoryError(
-                    f"dense position gradients of {offsets[-1]} atoms ({rows.n_rows} gradient rows) need about "
-                    f"{format_bytes(needed)}, more than the {format_bytes(available)} available; use "
+                    f"dense position gradients of {offsets[-1]} atoms ({position_rows.n_rows} gradient rows) need "
+                    f"about {format_bytes(needed)}, more than the {format_bytes(available)} available; use "
                     "LodeCalculator.vjp(frames, weights) for forces and stress without the dense Jacobian"
                 )
-            jacobian = np.zeros((rows.n_rows, 3, n_lm, n_radial), dtype=h.dtype)
-            for index, system in enumerate(systems):
-                for centres, pairs in self._pairs(system):
-                    rows.fill(jacobian, index, system, pairs, centres)
-            out["positions"] = (rows, jacobian)
+            positions = np.zeros((position_rows.n_rows, 3, n_lm, n_radial), dtype=h.dtype)
+            out["positions"] = (position_rows, positions)
         if "strain" in which:
             strain = np.zeros((offsets[-1], len(species), 3, 3, n_lm, n_radial), dtype=h.dtype)
             periodic = [i for i, system in enumerate(systems) if system.periodic]
@@ -372,11 +369,17 @@ class Pipeline:
                 for i in periodic:
                     self.direct.check(systems[i], len(species), self._advice(None))
                     strain[offsets[i] : offsets[i + 1]] += self.direct.strain_rows([systems[i]], species)
-            for i, system in enumerate(systems):
-                if not system.periodic:
-                    for centres, pairs in self._pairs(system):
-                        strain[offsets[i] + centres] = strain_from_pairs(system, species, pairs, centres)
             out["strain"] = strain
+        # the pair derivatives, formed once per system: the dense positions' rows and the
+        # free-space strain
+        for index, system in enumerate(systems):
+            if positions is None and system.periodic:
+                continue
+            for centres, pairs in self._pairs(system):
+                if positions is not None:
+                    position_rows.fill(positions, index, system, pairs, centres)
+                if strain is not None and not system.periodic:
+                    strain[offsets[index] + centres] = strain_from_pairs(system, species, pairs, centres)
         return out
 
     def _centre_blocks(self, system):
