@@ -28,7 +28,7 @@ from ..lib.kvectors import half_sphere_count, selected_kpoints, sphere_shape, sp
 from ..lib.spherical_harmonics import real_spherical_harmonics, solid_harmonics_gradient
 from ..systems import atom_owners
 from .corrections import species_index
-from .kspace_derivatives import contracted_strain_kernel, strain_kernel
+from .kspace_derivatives import contracted_strain_kernel, strain_kernel, strain_rate_kernel
 
 __all__ = ["DirectKSum", "Workspace", "kspace_jvp", "kspace_sum", "kspace_vjp", "memory_bytes", "pair_gradients"]
 
@@ -162,6 +162,12 @@ class _PaddedBatch:
         parts = self._derivative_parts(take, radial, dradial, l, ilm)
         return self.weight[take][:, None, None] * contracted_strain_kernel(*parts, weights, self.xp)
 
+    def strain_rate_kernel(self, take, radial, dradial, l: int, rate, ilm=None):
+        r""":math:`w(k)\sum_{ab}\dot\varepsilon_{ab}k_b\partial_{k_a}G_{nlm}` of the k-points ``take``
+        (``rate``: their structures' :math:`\dot\varepsilon`), ``(n_take, 2l+1, n_radial)``."""
+        parts = self._derivative_parts(take, radial, dradial, l, ilm)
+        return self.weight[take][:, None, None] * strain_rate_kernel(*parts, rate, self.xp)
+
     def strain_kernel(self, take, radial, dradial, l: int, ilm=None):
         r""":math:`w(k)\,k_b\partial_{k_a}G_{nlm}` of the k-points ``take``, ``(n_take, 3, 3, 2l+1, n_radial)``."""
         kernel = strain_kernel(*self._derivative_parts(take, radial, dradial, l, ilm), self.xp)
@@ -244,7 +250,7 @@ def kspace_jvp(
             kernel = batch.padded_k(workspace, "kernel", sign * batch.kernel(chunk.take, radial, l, ilm), chunk, real)
             out[:, :, columns] += part @ kernel
             sign, part = _re_i_power(l, parts)
-            strained = xp.einsum("kab,kabmn->kmn", rate, batch.strain_kernel(chunk.take, radial, dradial, l, ilm))
+            strained = batch.strain_rate_kernel(chunk.take, radial, dradial, l, rate, ilm)
             out[:, :, columns] -= part @ batch.padded_k(workspace, "kernel", sign * strained, chunk, real)
     return out.reshape(n_batch, n_max, n_species, (L + 1) ** 2, n_radial)
 

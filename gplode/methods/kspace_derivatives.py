@@ -16,7 +16,7 @@ with the solid harmonics :math:`\mathcal Y_{lm}(k) = k^lY_{lm}(\hat k)`
 
 from __future__ import annotations
 
-__all__ = ["contracted_strain_kernel", "strain_kernel"]
+__all__ = ["contracted_strain_kernel", "strain_kernel", "strain_rate_kernel"]
 
 
 def strain_kernel(k, knorm, g, dg, ylm, gradient, l: int, xp):
@@ -47,3 +47,16 @@ def contracted_strain_kernel(k, knorm, g, dg, ylm, gradient, l: int, weights, xp
     along = xp.einsum("km,kmn,kn->k", ylm, weights, radial)
     across = xp.einsum("kam,kmn,kn->ka", gradient, weights, g)
     return (along[:, None] * khat)[:, :, None] * khat[:, None, :] + across[:, :, None] * khat[:, None, :]
+
+
+def strain_rate_kernel(k, knorm, g, dg, ylm, gradient, l: int, rate, xp):
+    r""":math:`\sum_{ab}\dot\varepsilon_{ab}\,k_b\partial_{k_a}G_{nlm}(k)`, ``(n_k, 2l+1, n_radial)``,
+    for a strain rate per k-point ``rate`` ``(n_k, 3, 3)``, without forming the
+    ``(n_k, 3, 3, 2l+1, n_radial)`` kernel (same arguments as :func:`strain_kernel`):
+    :math:`(\hat k^T\dot\varepsilon\hat k)\,Y_m(kg_n' - lg_n)
+    + g_n\sum_a(\dot\varepsilon\hat k)_a\partial_a\mathcal Y_m`."""
+    khat = k / knorm[:, None]
+    along = xp.einsum("ka,kab,kb->k", khat, rate, khat)
+    across = xp.einsum("kab,kb,kam->km", rate, khat, gradient)
+    radial = knorm[:, None] * dg - l * g
+    return along[:, None, None] * ylm[:, :, None] * radial[:, None, :] + across[:, :, None] * g[:, None, :]

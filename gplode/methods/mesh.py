@@ -28,7 +28,7 @@ from ..lib.kvectors import KPoints, default_k_cutoff, half_sphere_count, selecte
 from ..lib.spherical_harmonics import real_spherical_harmonics, solid_harmonics_gradient
 from ..systems import atom_owners
 from .corrections import species_index
-from .kspace_derivatives import contracted_strain_kernel, strain_kernel
+from .kspace_derivatives import contracted_strain_kernel, strain_rate_kernel
 
 __all__ = [
     "MeshKSum",
@@ -225,6 +225,10 @@ class _Batch:
     ylm: object = None
     ylm_gradient: object = None
 
+    def jacobian(self, xp):
+        """∂u_d/∂r_e of every atom's mesh coordinates u_d = M_d (r H⁻¹)_d, ``(n_atoms, e, d)``."""
+        return xp.asarray(self.inverse * np.asarray(self.params.shape, dtype=float))[self.owner]
+
 
 class MeshKSum:
     r"""The particle-mesh k-sum as a method, written once over devices (the stages of
@@ -408,8 +412,7 @@ class MeshKSum:
         out = xp.zeros((n_atoms, n_species, self.n_lm, n_radial), dtype=real)
         if not batch.knorm.size:
             return device.to_host(out)
-        jacobian = xp.asarray(batch.inverse * np.asarray(shape, dtype=float))[batch.owner]  # ∂u_d/∂r_e
-        rate = xp.einsum("ne,ned->nd", xp.asarray(np.asarray(positions, dtype=float)), jacobian)  # u̇
+        rate = xp.einsum("ne,ned->nd", xp.asarray(np.asarray(positions, dtype=float)), batch.jacobian(xp))  # u̇
         moving = sum(rate[:, d, None] * batch.gradients[d] for d in range(3)).astype(real)  # Ẇ
         plan = device.prepare_interpolation(batch.indices, batch.weights, n_batch * n_points)
         moving_plan = device.prepare_interpolation(batch.indices, moving, n_batch * n_points)
@@ -417,32 +420,11 @@ class MeshKSum:
         spectra = device.rfftn(density.reshape(n_species * n_batch, *shape)).reshape(n_species, -1)
         spectra = spectra[:, batch.destination]
         strain_rate = xp.asarray(np.asarray(strain, dtype=float))[batch.kpoints.structure]  # ε̇ per k-point
-        dvhat, dradial = self._derivatives
-        dv = dvhat(batch.knorm, batch.vhat, xp)
+        dv = self._derivatives[0](batch.knorm, batch.vhat, xp)
         work = xp.zeros((n_radial, batch.spectra.shape[1]), dtype=batch.spectra.dtype)
         for l, radial, fields in self._channels(batch):
-            lm_l = slice(l * l, (l + 1) ** 2)
-            g = batch.vhat[:, None] * radial
-            dg = dv[:, None] * radial + batch.vhat[:, None] * dradial(batch.knorm, l, xp)
-            strained = xp.concatenate(  # Σ_ab ε̇_ab k_b ∂_a G, (n_k, 2l+1, n_radial), in chunks of k
-                [
-                    xp.einsum(
-                        "kab,kabmn->kmn",
-                        strain_rate[part],
-                        strain_kernel(
-                            batch.kpoints.k[part],
-                            batch.knorm[part],
-                            g[part],
-                            dg[part],
-                            batch.ylm[part, lm_l],
-                            batch.ylm_gradient[part, :, lm_l],
-                            l,
-                            xp,
-                        ),
-                    )
-                    for part in (slice(start, start + 4096) for start in range(0, batch.knorm.size, 4096))
-                ]
-            )
+            # Σ_ab ε̇_ab k_b ∂_a G, (n_k, 2l+1, n_radial)
+            strained = strain_rate_kernel(*self._derivative_parts(batch, l, radial, dv), strain_rate, xp)
             phase = 1j**l
             for a, lm, meshes in fields:
                 out[:, a, lm, :] += device.interpolate(meshes, moving_plan).T
@@ -494,8 +476,7 @@ class MeshKSum:
         if n_k:
             lam = xp.asarray(np.asarray(weights), dtype=real)
             plans = [device.prepare_interpolation(batch.indices, g, n_batch * n_points) for g in batch.gradients]
-            dvhat, dradial = self._derivatives
-            dv = dvhat(batch.knorm, batch.vhat, xp)
+            dv = self._derivatives[0](batch.knorm, batch.vhat, xp)
             # w_k / N: the inverse real FFT counts a point off the m3 = 0 plane twice
             half = xp.where(batch.kpoints.frequencies[:, 2] > 0, 2.0, 1.0) / n_points
             scaled = batch.scale[None, :] * batch.spectra[:, batch.destination]  # N (4π/Ω) Q̂_a/K̂²
@@ -517,7 +498,8 @@ class MeshKSum:
                     overlap = half * xp.real(phase * scaled[a] * xp.conj(transform))
                     energy += batch.vhat * batch.ylm[:, lm] * (radial.T * overlap).sum(axis=0)
                     overlaps[:, lm - l * l, :] += overlap.T
-                self._strain_terms(batch, l, radial, dv, dradial, overlaps, virial)
+                parts = self._derivative_parts(batch, l, radial, dv)
+                virial += contracted_strain_kernel(*parts, overlaps, xp)
             # neighbour term: Ψ_a = IRFFT[Ψ̂_a], interpolated with the derivative stencils
             spectrum = xp.zeros_like(batch.spectra)
             spectrum[:, batch.destination] = adjoint
@@ -527,8 +509,7 @@ class MeshKSum:
                 at = xp.concatenate([device.interpolate(psi, gradient_plan), xp.zeros((1, n_atoms), dtype=psi.dtype)])
                 mesh_gradient[:, d] += at[batch.kind, rows]  # atoms of no neighbour species: 0
         # chain rule: u_d = M_d (r H^{-1})_d
-        jacobian = xp.asarray(batch.inverse * np.asarray(shape, dtype=float))[batch.owner]  # (n_atoms, e, d)
-        positions = xp.einsum("nd,ned->ne", mesh_gradient, jacobian)
+        positions = xp.einsum("nd,ned->ne", mesh_gradient, batch.jacobian(xp))
         structure = batch.kpoints.structure
         totals = xp.stack(
             [
@@ -539,11 +520,10 @@ class MeshKSum:
         strain = -xp.eye(3)[None] * totals[0][:, None, None] - totals[1:].T.reshape(n_batch, 3, 3)
         return device.to_host(positions), device.to_host(strain)
 
-    def _strain_terms(self, batch: _Batch, l, radial, dv, dradial, overlaps, virial) -> None:
-        r"""Add :math:`\sum_{mn} k_b\partial_{k_a}G_{nlm}(k)\,` ``overlaps[k, m, n]`` of one l
-        to ``virial`` ``(n_k, 3, 3)`` (:func:`~gplode.methods.kspace_derivatives.contracted_strain_kernel`)."""
+    def _derivative_parts(self, batch: _Batch, l, radial, dv) -> tuple:
+        """The arguments of the strain kernels (:mod:`gplode.methods.kspace_derivatives`) for one l."""
         xp = self.device.xp
-        dg = dv[:, None] * radial + batch.vhat[:, None] * dradial(batch.knorm, l, xp)
+        dg = dv[:, None] * radial + batch.vhat[:, None] * self._derivatives[1](batch.knorm, l, xp)
         g = batch.vhat[:, None] * radial
         ylm, gradient = batch.ylm[:, l * l : (l + 1) ** 2], batch.ylm_gradient[:, :, l * l : (l + 1) ** 2]
-        virial += contracted_strain_kernel(batch.kpoints.k, batch.knorm, g, dg, ylm, gradient, l, overlaps, xp)
+        return batch.kpoints.k, batch.knorm, g, dg, ylm, gradient, l
