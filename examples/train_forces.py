@@ -9,7 +9,7 @@ forces computed analytically here, independently of gplode. Features: gplode's l
 coefficients for p = 1 (the charges) and p = 6 (dispersion), through
 ``gplode.torch.LodeSphericalExpansion``; forces are −∂E/∂r by autograd (gplode's VJP), and
 the force loss reaches the model's parameters through gplode's JVP. Models: linear in the
-features, then a small MLP per species. Trained on 8-atom cells, tested on 64-atom cells.
+features, then a small MLP per species. Trained on 64-atom cells, tested on 216-atom cells.
 """
 
 from __future__ import annotations

@@ -101,7 +101,7 @@ class LodeCalculator:
             return np.unique(np.concatenate([s.numbers for s in systems]))
         return np.array(self.hypers.neighbor_types, dtype=np.int64)
 
-    def compute(self, frames, gradients=()) -> Features:
+    def compute(self, frames, gradients=(), on_device: bool = False) -> Features:
         """Compute the features of one ``ase.Atoms`` or a sequence of them.
 
         With ``neighbor_types`` given, atoms of other species still get features as
@@ -113,14 +113,19 @@ class LodeCalculator:
             ``MemoryError`` beyond the available memory) and/or ``"strain"``. Periodic
             structures take the direct k-sum's derivatives whatever their route. For forces
             and stress of a model, :meth:`vjp` needs no dense Jacobian.
+        :param on_device: leave ``values`` on the calculator's device (a CuPy array with
+            ``backend="gpu"``, no copy to the host; the same NumPy array on the CPU), e.g. to
+            hand them to PyTorch through DLPack; not with ``gradients``
         :raises ValueError: for invalid structures (see :func:`gplode.systems.as_systems`) or
             unknown gradients
         """
         wanted = _gradient_names(gradients)
+        if on_device and wanted:
+            raise ValueError("dense gradients are host arrays: use on_device=False with gradients")
         systems = as_systems(frames)
         species = self._species(systems)  # with neighbor_types, other atoms are centres only
         system, atom = atom_owners(systems)
-        values = self._pipeline.compute(systems, species)
+        values = self._pipeline.compute(systems, species, on_device)
         dense = self._pipeline.gradients(systems, species, values, wanted) if wanted else {}
         found = {}
         if "positions" in dense:
@@ -145,20 +150,24 @@ class LodeCalculator:
         the shape of ``compute(frames).values``, without any dense Jacobian: O(N N_k) on the
         direct route, O(N log N) on the mesh, the O(N²) pair loop in free space. The forces of a
         model linear in the features, E = Σ_i w_{a_i}·c^{(i)}, are ``-vjp(frames, w).positions``.
+        ``weights`` may be an array of the calculator's device (e.g. CuPy with ``backend="gpu"``):
+        they are then not copied to the host (except for free-space structures); the result is
+        on the host.
 
         :raises ValueError: for invalid structures, or weights of another shape or not finite
         """
         systems = as_systems(frames)
         species = self._species(systems)
         shape = (sum(s.n_atoms for s in systems), len(species), (self.hypers.max_angular + 1) ** 2, self.basis.n_radial)
-        weights = np.asarray(weights, dtype=float)
+        xp = np if isinstance(weights, (np.ndarray, list, tuple)) else self.device.xp
+        weights = xp.asarray(weights, dtype=float)
         if weights.shape != shape:
             raise ValueError(f"weights must have the shape of the features' values {shape}, got {weights.shape}")
-        if not np.all(np.isfinite(weights)):
+        if not bool(xp.isfinite(weights).all()):
             raise ValueError("weights contain NaN or infinite values")
         return VectorJacobianProduct(*self._pipeline.vjp(systems, species, weights))
 
-    def jvp(self, frames, positions=None, strain=None) -> np.ndarray:
+    def jvp(self, frames, positions=None, strain=None, on_device: bool = False):
         r"""Jacobian–vector product: the change of ``compute(frames).values`` along tangents of
         the positions :math:`\dot r` (``(n_atoms_total, 3)``, rows as ``values``) and of the strain
         :math:`\dot\varepsilon` (``(n_structures, 3, 3)``, r → r(1+ε), H → H(1+ε)); omitted
@@ -178,8 +187,8 @@ class LodeCalculator:
             if not np.all(np.isfinite(value)):
                 raise ValueError(f"{name} tangent contains NaN or infinite values")
             tangents.append(value)
-        values = self._pipeline.compute(systems, species)
-        return self._pipeline.jvp(systems, species, values, *tangents)
+        values = self._pipeline.compute(systems, species, on_device)
+        return self._pipeline.jvp(systems, species, values, *tangents, on_device=on_device)
 
 
 def _gradient_names(gradients) -> tuple[str, ...]:

@@ -107,8 +107,10 @@ class Features:
         ``o3_mu``; properties ``n``. Gradients, when computed, are the blocks' gradients:
         ``"positions"`` (samples ``sample, system, atom``, components ``xyz, o3_mu``) and
         ``"strain"`` (samples ``sample``, components ``xyz_1, xyz_2, o3_mu``). Requires
-        ``metatensor-core``.
+        ``metatensor-core`` and host values (not ``compute(..., on_device=True)``).
         """
+        if type(self.values) is not np.ndarray:  # a CuPy (or device stand-in) array
+            raise ValueError("to_tensormap() needs host values: compute with on_device=False")
         try:
             from metatensor import Labels, TensorBlock, TensorMap
         except ImportError as error:  # pragma: no cover - depends on the environment

@@ -16,8 +16,13 @@ terms of a force, e.g. d(forces)/d(positions)) are not implemented: their contri
 double backward are NaN, never a silent zero; the model parameters'
 gradients of a force or stress loss do not need them and are exact.
 
-The core package never imports torch; the features are computed by the calculator's
-backend on host copies of the inputs and returned on the inputs' device.
+The core package never imports torch. The inputs of size O(N) (positions, numbers, cells)
+are read on the host, where the structures are validated and the k-vectors enumerated. The
+arrays the size of the features stay on the calculator's device: on the GPU backend, the
+features, the incoming gradients ∂L/∂c and the Jacobian–vector products are exchanged with
+CuPy through DLPack (no host round trip) and returned as CUDA tensors; on the CPU they are
+NumPy arrays shared with CPU tensors. Tensors on another device than the calculator's are
+moved once.
 """
 
 from __future__ import annotations
@@ -63,8 +68,7 @@ class LodeSphericalExpansion(torch.nn.Module):
             isinstance(positions, (list, tuple)) and all(isinstance(f, ase.Atoms) for f in positions)
         ):
             frames = [positions] if isinstance(positions, ase.Atoms) else list(positions)
-            values = self.calculator.compute(frames).values
-            return torch.from_numpy(np.ascontiguousarray(values))
+            return _from_backend(self.calculator.compute(frames, on_device=True).values)
         layout = _Layout(positions, numbers, cells, pbc, structure)
         return _Features.apply(positions, cells, self.calculator, layout)
 
@@ -112,7 +116,28 @@ def _host(tensor) -> np.ndarray:
 
 
 def _like(array: np.ndarray, reference: torch.Tensor) -> torch.Tensor:
+    """A host array as a tensor with the device and dtype of ``reference``."""
     return torch.from_numpy(np.ascontiguousarray(array)).to(device=reference.device, dtype=reference.dtype)
+
+
+def _from_backend(array, reference: torch.Tensor | None = None) -> torch.Tensor:
+    """An array of the calculator's device (NumPy or CuPy) as a tensor, through DLPack (no
+    copy), then moved to the device and dtype of ``reference`` if given (a no-op when they match)."""
+    tensor = torch.from_dlpack(array)
+    return tensor if reference is None else tensor.to(device=reference.device, dtype=reference.dtype)
+
+
+def _to_backend(tensor: torch.Tensor, device):
+    """A tensor as an array of the calculator's ``device`` (a NumPy array for the CPU, CuPy's
+    for the GPU), through DLPack: no copy when the tensor is already there."""
+    xp = device.xp
+    tensor = tensor.detach()
+    if xp is np:
+        return tensor.cpu().numpy()
+    in_cuda_memory = not issubclass(xp.ndarray, np.ndarray)  # CuPy's arrays (a test stand-in's: host memory)
+    if in_cuda_memory and tensor.device.type != "cuda":
+        tensor = tensor.to(torch.device("cuda", xp.cuda.Device().id))
+    return xp.from_dlpack(tensor.contiguous())
 
 
 class _Features(torch.autograd.Function):
@@ -123,7 +148,7 @@ class _Features(torch.autograd.Function):
         frames = layout.frames(_host(positions).astype(float), _host(cells).astype(float))
         ctx.calculator, ctx.layout, ctx.frames = calculator, layout, frames
         ctx.save_for_backward(positions, cells)
-        return _like(calculator.compute(frames).values, positions)
+        return _from_backend(calculator.compute(frames, on_device=True).values, positions)
 
     @staticmethod
     def backward(ctx, grad):
@@ -143,7 +168,7 @@ class _VectorJacobian(torch.autograd.Function):
         ctx.calculator, ctx.layout, ctx.frames = calculator, layout, frames
         ctx.save_for_backward(positions, cells)
         ctx.grad_like = torch.empty(0, dtype=grad.dtype, device=grad.device)
-        result = calculator.vjp(frames, _host(grad).astype(float))
+        result = calculator.vjp(frames, _to_backend(grad, calculator.device))
         r, h = _host(positions).astype(float), _host(cells).astype(float)
         dr = result.positions.astype(float)
         moment = np.zeros((len(frames), 3, 3))  # Σ_j r_j^T ∂L/∂r_j per structure
@@ -167,11 +192,11 @@ class _VectorJacobian(torch.autograd.Function):
         strain[periodic] = np.linalg.solve(h[periodic], rate_h[periodic])
         r = _host(positions).astype(float)
         rate_r = rate_r - np.einsum("ja,jab->jb", r, strain[ctx.layout.structure])
-        tangent = ctx.calculator.jvp(ctx.frames, rate_r, strain)
+        tangent = ctx.calculator.jvp(ctx.frames, rate_r, strain, on_device=True)
         # the positions' and cells' own second derivatives (Hessian terms) are not implemented:
         # NaN, so that a gradient that needs them can never be silently incomplete
         second = [
             torch.full_like(tensor, float("nan")) if ctx.needs_input_grad[index + 1] else None
             for index, tensor in enumerate((positions, cells))
         ]
-        return _like(tangent, ctx.grad_like), *second, None, None, None
+        return _from_backend(tangent, ctx.grad_like), *second, None, None, None

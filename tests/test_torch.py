@@ -102,23 +102,38 @@ def test_force_loss_trains_the_parameters_exactly():
     assert float((theta.grad * direction).sum()) == pytest.approx(float(fd.detach()), rel=1e-6)
 
 
-def test_cuda_device_code_matches_numpy():
-    """The module on the CUDA device's code (Triton interpreted, CuPy-strict stand-in): same
-    features and gradients as the numpy backend (CPU tensors in and out)."""
+@pytest.mark.parametrize("route", ["direct", "mesh"])
+def test_cuda_device_code_matches_numpy(route):
+    """The module on the CUDA device's code (Triton interpreted, CuPy-strict stand-in, which
+    raises on any host/device mixing): the same features, gradients and force-loss parameter
+    gradients (through the on-device JVP) as the numpy backend, with no array the size of the
+    features ever copied to the host (DLPack both ways)."""
     import strict_device
 
     from gplode.devices import CudaDevice
 
-    hypers = dict(HYPERS, accuracy=1e-5, route="direct")
+    hypers = dict(HYPERS, accuracy=1e-5, route=route)
+    if route == "mesh":  # the same mesh on both devices (their cost models would pick their own)
+        hypers.update(mesh_spacing=0.6, interpolation_order=6)
     device = CudaDevice(xp=strict_device.fake_cupy(free_bytes=2**30), round_shapes=False)
+    copied = []
+    to_host = device.to_host
+    device.to_host = lambda array: copied.append(array.size) or to_host(array)
     gpu = gplode.torch.LodeSphericalExpansion(exponent=1.0, backend="gpu", device=device, **hypers)
     cpu = gplode.torch.LodeSphericalExpansion(exponent=1.0, backend="numpy", **hypers)
+    positions, numbers, cells, pbc, structure = _batch()
+    periodic = (positions[:4], numbers[:4], cells[:1], pbc[:1], structure[:4])  # free space is a host route
+    theta = torch.tensor(RNG.normal(size=(2, 9, 3)))
     results = []
     for lode in (gpu, cpu):
-        positions, numbers, cells, pbc, structure = _batch()
-        values = lode(positions, numbers, cells, pbc, structure)
-        (values**2).sum().backward()
-        results.append((values.detach(), positions.grad, cells.grad))
+        inputs = [x.detach().clone().requires_grad_(x.requires_grad) for x in periodic]
+        weights = theta.clone().requires_grad_(True)
+        values = lode(*inputs)
+        energy = (values * weights).sum()
+        forces, cell_grad = torch.autograd.grad(energy, (inputs[0], inputs[2]), create_graph=True)
+        ((forces**2).sum() + (cell_grad**2).sum()).backward(inputs=[weights])
+        results.append((values.detach(), forces.detach(), cell_grad.detach(), weights.grad))
+    assert copied and max(copied) < results[0][0].numel()  # only O(N) arrays (forces, k-point counts)
     for got, expected in zip(*results, strict=True):
         torch.testing.assert_close(got, expected, rtol=0, atol=1e-12 * float(expected.abs().max()))
 

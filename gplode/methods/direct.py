@@ -477,11 +477,11 @@ class DirectKSum:
         return _PaddedBatch(systems, species, vhat, self.k_cutoff, self.max_angular, self.device, complex_, dvhat)
 
     def compute(self, systems, species, params=None) -> np.ndarray:
-        """The k ≠ 0 coefficients of ``systems`` (host array, their atoms one after the other)."""
+        """The k ≠ 0 coefficients of ``systems`` (device array, their atoms one after the other)."""
         batch = self._batch(systems, species)
         _, radial, _ = self._callables()
         values = kspace_sum(batch, radial, self.max_angular, self.n_radial, self.real, self._workspace())
-        return self.device.to_host(batch.rows(values))
+        return batch.rows(values)
 
     def strain_rows(self, systems, species) -> np.ndarray:
         r"""The k-sum part of :math:`\partial c^{(i)}_{anlm}/\partial\varepsilon_{xy}` (without
@@ -492,8 +492,8 @@ class DirectKSum:
         return self.device.to_host(batch.rows(rows))
 
     def vjp(self, systems, species, params, weights):
-        """:func:`kspace_vjp` of ``systems`` with host weights ``(n_atoms, n_species, (L+1)**2, n_radial)``:
-        host ``(positions (n_atoms, 3), strain (n_systems, 3, 3))``."""
+        """:func:`kspace_vjp` of ``systems`` with weights ``(n_atoms, n_species, (L+1)**2, n_radial)``
+        (host or device): host ``(positions (n_atoms, 3), strain (n_systems, 3, 3))``."""
         batch = self._batch(systems, species, gradients=True)
         _, radial, dradial = self._callables()
         lam = batch.padded_atoms(weights)
@@ -504,7 +504,7 @@ class DirectKSum:
 
     def jvp(self, systems, species, params, positions, strain) -> np.ndarray:
         """:func:`kspace_jvp` of ``systems`` with host tangents ``positions`` ``(n_atoms, 3)`` and
-        ``strain`` ``(n_systems, 3, 3)``: host ``(n_atoms, n_species, (L+1)**2, n_radial)``."""
+        ``strain`` ``(n_systems, 3, 3)``: device ``(n_atoms, n_species, (L+1)**2, n_radial)``."""
         batch = self._batch(systems, species, gradients=True)
         _, radial, dradial = self._callables()
         xp = self.device.xp
@@ -519,7 +519,7 @@ class DirectKSum:
             self.real,
             self._workspace(),
         )
-        return self.device.to_host(batch.rows(tangent))
+        return batch.rows(tangent)
 
     def pair_gradients(self, system, blocks):
         """:func:`pair_gradients` of ``system`` for the blocks of centres ``blocks``."""

@@ -376,7 +376,7 @@ class MeshKSum:
             yield l, radial, fields(l, radial)
 
     def compute(self, systems, species, params: MeshParameters) -> np.ndarray:
-        """The k ≠ 0 coefficients of ``systems`` sharing ``params`` (host array, their atoms
+        """The k ≠ 0 coefficients of ``systems`` sharing ``params`` (device array, their atoms
         one after the other), every stage called once per batch (per channel)."""
         device, xp = self.device, self.device.xp
         batch = self._setup(systems, species, params)
@@ -385,7 +385,7 @@ class MeshKSum:
         for _, _, fields in self._channels(batch):
             for a, lm, meshes in fields:
                 out[:, a, lm, :] = device.interpolate(meshes, plan).T
-        return device.to_host(out)
+        return out
 
     def jvp(self, systems, species, params: MeshParameters, positions, strain) -> np.ndarray:
         r"""Jacobian–vector product of :meth:`compute` (same ``params``): the change of the
@@ -402,7 +402,7 @@ class MeshKSum:
         stencils and meshes, are invariant under strain): one more inverse FFT and interpolation
         per channel than :meth:`compute`.
 
-        :return: host ``(total atoms, n_species, (L+1)**2, n_radial)``
+        :return: device ``(total atoms, n_species, (L+1)**2, n_radial)``
         """
         device, xp, real = self.device, self.device.xp, self.real
         n_species, n_batch, n_radial = len(species), len(systems), self.n_radial
@@ -411,7 +411,7 @@ class MeshKSum:
         n_atoms = batch.owner.size
         out = xp.zeros((n_atoms, n_species, self.n_lm, n_radial), dtype=real)
         if not batch.knorm.size:
-            return device.to_host(out)
+            return out
         rate = xp.einsum("ne,ned->nd", xp.asarray(np.asarray(positions, dtype=float)), batch.jacobian(xp))  # u̇
         moving = sum(rate[:, d, None] * batch.gradients[d] for d in range(3)).astype(real)  # Ẇ
         plan = device.prepare_interpolation(batch.indices, batch.weights, n_batch * n_points)
@@ -434,7 +434,7 @@ class MeshKSum:
                 )
                 field = device.irfftn(work.reshape(n_radial * n_batch, *shape[:2], -1), shape)
                 out[:, a, lm, :] += device.interpolate(field.reshape(n_radial, -1), plan).T
-        return device.to_host(out)
+        return out
 
     def vjp(self, systems, species, params: MeshParameters, weights) -> tuple[np.ndarray, np.ndarray]:
         r"""Gradients of :math:`\mathcal L = \sum` ``weights`` · :meth:`compute` (same
@@ -456,8 +456,8 @@ class MeshKSum:
         Per channel: the forward pass's inverse FFT, three derivative interpolations, the
         spreading and one FFT of ``n_radial`` meshes; then one inverse FFT per species.
 
-        :param weights: :math:`\partial\mathcal L/\partial c`, host array of the shape of
-            :meth:`compute`'s result
+        :param weights: :math:`\partial\mathcal L/\partial c`, host or device array of the shape
+            of :meth:`compute`'s result
         :return: ``(positions, strain)`` host arrays: :math:`\partial\mathcal L/\partial r`
             ``(total atoms, 3)`` and :math:`\partial\mathcal L/\partial\varepsilon`
             ``(len(systems), 3, 3)`` for r → r(1+ε), H → H(1+ε) (rows), ``strain[b, a, c]``
@@ -474,7 +474,7 @@ class MeshKSum:
         mesh_gradient = xp.zeros((n_atoms, 3))  # ∂L/∂u, u the mesh coordinates
         energy, virial = xp.zeros(n_k), xp.zeros((n_k, 3, 3))  # per k-point: L and Σ k_b ∂_a terms
         if n_k:
-            lam = xp.asarray(np.asarray(weights), dtype=real)
+            lam = xp.asarray(weights, dtype=real)
             plans = [device.prepare_interpolation(batch.indices, g, n_batch * n_points) for g in batch.gradients]
             dv = self._derivatives[0](batch.knorm, batch.vhat, xp)
             # w_k / N: the inverse real FFT counts a point off the m3 = 0 plane twice

@@ -224,29 +224,52 @@ class Pipeline:
         (the corrections without the strain-independent centre term)."""
         return periodic_corrections(systems, species, self.potential, self.basis, self.center_term, 1.0)
 
-    def compute(self, systems, species: np.ndarray) -> np.ndarray:
+    def compute(self, systems, species: np.ndarray, on_device: bool = False):
         """Coefficients of all atoms of ``systems``, system after system.
 
+        :param on_device: return the device's array (CuPy on the GPU) instead of a host copy;
+            the k-sums stay on the device, the corrections and free-space pair sums are
+            moved there
         :return: ``(total atoms, len(species), (L+1)**2, n_radial)`` in ``hypers.dtype``
         """
         h = self.hypers
+        xp = self.device.xp if on_device else np
         offsets = self._rows(systems)
-        out = np.empty((offsets[-1], len(species), (h.max_angular + 1) ** 2, self.basis.n_radial), dtype=h.dtype)
+        out = xp.empty((offsets[-1], len(species), (h.max_angular + 1) ** 2, self.basis.n_radial), dtype=h.dtype)
         periodic = [i for i, system in enumerate(systems) if system.periodic]
         periodic_systems = [systems[i] for i in periodic]
         for members, block in self._kspace_part(periodic_systems, species):
-            out[self._atoms_of([periodic[j] for j in members], offsets)] = block
+            out[self._index(xp, self._atoms_of([periodic[j] for j in members], offsets))] = self._on(xp, block)
         if periodic:
             corrections = periodic_corrections(
                 periodic_systems, species, self.potential, self.basis, self.center_term, h.center_atom_weight
             ).astype(h.dtype, copy=False)
-            out[self._atoms_of(periodic, offsets), :, 0, :] += corrections
+            out[self._index(xp, self._atoms_of(periodic, offsets)), :, 0, :] += self._on(xp, corrections)
         for i, system in enumerate(systems):
             if not system.periodic:
-                out[offsets[i] : offsets[i + 1]] = free_space_coefficients(
-                    system, species, self.pair_table(), self.center_term, h.center_atom_weight, h.max_angular
+                out[offsets[i] : offsets[i + 1]] = self._on(
+                    xp,
+                    free_space_coefficients(
+                        system, species, self.pair_table(), self.center_term, h.center_atom_weight, h.max_angular
+                    ),
                 )
         return out
+
+    def _host(self, array) -> np.ndarray:
+        """``array`` (host or device) on the host."""
+        return array if type(array) is np.ndarray else self.device.to_host(array)
+
+    def _on(self, xp, array):
+        """``array`` (host or device) as an array of ``xp`` (NumPy or the device's module)."""
+        return self._host(array) if xp is np else self.device.xp.asarray(array)
+
+    def _index(self, xp, rows: np.ndarray):
+        """Host row indices as an index into arrays of ``xp``."""
+        return rows if xp is np else self.device.xp.asarray(rows)
+
+    def _take(self, array, rows: np.ndarray):
+        """``array[rows]`` for a host or device ``array`` and host ``rows``."""
+        return array[rows if type(array) is np.ndarray else self.device.xp.asarray(rows)]
 
     @staticmethod
     def _atoms_of(members, offsets) -> np.ndarray:
@@ -258,8 +281,9 @@ class Pipeline:
     def vjp(self, systems, species, weights):
         r"""Vector–Jacobian product of all coefficients: for
         :math:`\mathcal L = \sum \lambda\cdot c` with ``weights`` λ (the shape of :meth:`compute`'s
-        output), ``(∂L/∂r (n_atoms, 3), ∂L/∂ε (n_systems, 3, 3))`` in ``hypers.dtype``: direct
-        sum O(N N_k), mesh O(N log N), free-space pair loop O(N²), no N² object.
+        output, host or device), ``(∂L/∂r (n_atoms, 3), ∂L/∂ε (n_systems, 3, 3))`` host arrays in
+        ``hypers.dtype``: direct sum O(N N_k), mesh O(N log N), free-space pair loop O(N²), no N²
+        object; device weights of periodic structures stay on the device.
         """
         h = self.hypers
         offsets = self._rows(systems)
@@ -270,56 +294,63 @@ class Pipeline:
         for batch, method, params in self.plan(periodic_systems, species, VJP_MEMORY_FACTOR):
             members = [periodic[j] for j in batch]
             rows = self._atoms_of(members, offsets)
-            forces, virial = method.vjp([systems[i] for i in members], species, params, weights[rows])
+            forces, virial = method.vjp([systems[i] for i in members], species, params, self._take(weights, rows))
             positions[rows] += forces
             strain[members] += virial
         if periodic and self.potential.has_k0_term:  # ∝ 1/Ω: -δ_xy λ·c_{k=0}
             rows = self._atoms_of(periodic, offsets)
-            per_atom = np.einsum("ian,ian->i", weights[rows, :, 0, :], self._k0_terms(periodic_systems, species))
+            k0_weights = self._host(self._take(weights, rows)[:, :, 0, :])
+            per_atom = np.einsum("ian,ian->i", k0_weights, self._k0_terms(periodic_systems, species))
             owner = np.repeat(np.arange(len(periodic)), [systems[i].n_atoms for i in periodic])
             strain[periodic, [[0], [1], [2]], [[0], [1], [2]]] -= np.bincount(owner, per_atom, len(periodic))
         for i, system in enumerate(systems):
             if not system.periodic:
                 rows = slice(offsets[i], offsets[i + 1])
                 positions[rows], strain[i] = free_space_vjp(
-                    system, species, self.pair_table(), weights[rows], h.max_angular
+                    system, species, self.pair_table(), self._host(weights[rows]), h.max_angular
                 )
         return positions.astype(h.dtype, copy=False), strain.astype(h.dtype, copy=False)
 
-    def jvp(self, systems, species, values, positions, strain) -> np.ndarray:
+    def jvp(self, systems, species, values, positions, strain, on_device: bool = False):
         r"""Jacobian–vector product: the change of the coefficients ``values`` (:meth:`compute`'s
-        output) along the tangents ``positions`` :math:`\dot r` ``(n_atoms, 3)`` and ``strain``
-        :math:`\dot\varepsilon` ``(n_systems, 3, 3)``, in ``hypers.dtype``; the same cost as
-        :meth:`vjp`, no N² object. Periodic structures add the volume term
+        output, host or device) along the host tangents ``positions`` :math:`\dot r`
+        ``(n_atoms, 3)`` and ``strain`` :math:`\dot\varepsilon` ``(n_systems, 3, 3)``, in
+        ``hypers.dtype``, on the device with ``on_device``; the same cost as :meth:`vjp`, no N²
+        object. Periodic structures add the volume term
         :math:`-\mathrm{tr}(\dot\varepsilon)(c - c_\mathrm{const})` to their route's k-sum part.
         """
         h = self.hypers
+        xp = self.device.xp if on_device else np
         offsets = self._rows(systems)
-        out = np.zeros(values.shape)
+        out = xp.zeros(values.shape)
         periodic = [i for i, system in enumerate(systems) if system.periodic]
         periodic_systems = [systems[i] for i in periodic]
         for batch, method, params in self.plan(periodic_systems, species, VJP_MEMORY_FACTOR):
             members = [periodic[j] for j in batch]
             rows = self._atoms_of(members, offsets)
-            out[rows] = method.jvp([systems[i] for i in members], species, params, positions[rows], strain[members])
+            tangent = method.jvp([systems[i] for i in members], species, params, positions[rows], strain[members])
+            out[self._index(xp, rows)] = self._on(xp, tangent)
         if periodic:
             rows = self._atoms_of(periodic, offsets)
             trace = np.repeat(np.trace(strain[periodic], axis1=1, axis2=2), [systems[i].n_atoms for i in periodic])
-            out[rows] -= trace[:, None, None, None] * self._volume_part(periodic_systems, species, values[rows])
+            volume_part = self._volume_part(periodic_systems, species, self._on(xp, self._take(values, rows)))
+            out[self._index(xp, rows)] -= self._on(xp, trace)[:, None, None, None] * volume_part
         for i, system in enumerate(systems):
             if not system.periodic:
                 rows = slice(offsets[i], offsets[i + 1])
-                out[rows] = free_space_jvp(
-                    system, species, self.pair_table(), positions[rows], strain[i], h.max_angular
+                out[rows] = self._on(
+                    xp, free_space_jvp(system, species, self.pair_table(), positions[rows], strain[i], h.max_angular)
                 )
         return out.astype(h.dtype, copy=False)
 
-    def _volume_part(self, systems, species, values) -> np.ndarray:
-        """The part of periodic ``values`` that scales as 1/Ω under strain: c without its
-        strain-independent centre term -(1 - w_c) c^center."""
-        volume_part = values.astype(float)
+    def _volume_part(self, systems, species, values):
+        """The part of periodic ``values`` (host or device) that scales as 1/Ω under strain: c
+        without its strain-independent centre term -(1 - w_c) c^center."""
         kind, present = species_index(np.concatenate([system.numbers for system in systems]), species)
-        volume_part[present, kind[present], 0, :] += (1.0 - self.hypers.center_atom_weight) * self.center_term
+        centre = np.zeros((values.shape[0], values.shape[1], values.shape[3]))
+        centre[present, kind[present], :] = (1.0 - self.hypers.center_atom_weight) * self.center_term
+        volume_part = values.astype(float)
+        volume_part[:, :, 0, :] += centre if type(values) is np.ndarray else self.device.xp.asarray(centre)
         return volume_part
 
     def gradients(self, systems, species, values, which) -> dict:

@@ -83,3 +83,33 @@ def test_batched_dataset_matches_numpy_backend_and_splits_to_fit():
         backend="gpu", device=CudaDevice(memory=int(3 * one / CudaDevice.memory_fraction)), **hypers
     )
     np.testing.assert_allclose(small.compute(frames).values, values, atol=1e-12 * np.abs(values).max())
+
+
+def test_torch_cuda_tensors_stay_on_the_gpu():
+    """CUDA tensors in, CUDA tensors out (DLPack with CuPy), and the same features, forces and
+    force-loss parameter gradients as CPU tensors on the numpy backend."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("PyTorch has no CUDA here")
+    import gplode.torch
+
+    frames = [_triclinic(), ase.build.bulk("NaCl", "rocksalt", a=5.64, cubic=True)]
+    hypers = dict(HYPERS, exponent=1.0, accuracy=1e-8, neighbor_types=[11, 17, 19])
+    results = []
+    for backend, device in (("gpu", "cuda"), ("numpy", "cpu")):
+        lode = gplode.torch.LodeSphericalExpansion(backend=backend, **hypers)
+        positions = torch.tensor(np.concatenate([f.positions for f in frames]), device=device, requires_grad=True)
+        cells = torch.tensor(np.stack([f.cell.array for f in frames]), device=device, requires_grad=True)
+        numbers = torch.tensor(np.concatenate([f.numbers for f in frames]), device=device)
+        pbc = torch.ones((2, 3), dtype=torch.bool, device=device)
+        structure = torch.tensor(np.repeat([0, 1], [len(f) for f in frames]), device=device)
+        values = lode(positions, numbers, cells, pbc, structure)
+        assert values.device.type == device
+        theta = torch.linspace(-1, 1, values[0].numel(), dtype=values.dtype, device=device)
+        theta = theta.reshape(values.shape[1:]).requires_grad_(True)
+        forces, cell_grad = torch.autograd.grad((values * theta).sum(), (positions, cells), create_graph=True)
+        assert forces.device.type == device
+        ((forces**2).sum() + (cell_grad**2).sum()).backward(inputs=[theta])
+        results.append([x.detach().cpu() for x in (values, forces, cell_grad, theta.grad)])
+    for got, expected in zip(*results, strict=True):
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-9 * float(expected.abs().max()))
