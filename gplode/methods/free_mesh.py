@@ -24,7 +24,9 @@ last term the centre is weighted by :math:`w_c` exactly as in
 with the windowed kernel.
 
 Accuracy (relative RMS error against the pair sum, ``accuracy``): the k-sphere, B-spline order and
-mesh come from the periodic mesh's model (:func:`gplode.methods.mesh.choose_mesh`; the
+mesh come from the periodic mesh's model (:func:`gplode.methods.mesh.choose_mesh`), for an
+accuracy loosened by the ratio of the coefficients' scale to the mesh error's
+(:meth:`FreeSpaceMesh.mesh_accuracy`: the far field of p ≤ 3 dwarfs the smeared cores; the
 windowed kernel decays as :math:`e^{-\sigma^2k^2/2}` like :math:`\hat v_p`, because the
 window's width w is chosen so that its edge's spectrum, damped as :math:`e^{-w^2k^2/2}`, is
 :data:`WINDOW_DAMPING` below it at :math:`k_c`), the reach r_b from the basis' tail
@@ -45,14 +47,25 @@ import functools
 import math
 
 import numpy as np
+from scipy.spatial.distance import cdist
 
+from ..lib.kvectors import default_k_cutoff
 from ..lib.splines import UniformQuinticSpline
-from ..potentials import WindowedPowerLaw
+from ..potentials import SmearedPowerLaw, WindowedPowerLaw
 from ..systems import System
 from .corrections import periodic_corrections
 from .mesh import MeshKSum, MeshParameters
 
-__all__ = ["WINDOW_DAMPING", "FreeBox", "FreeSpaceMesh", "diameter", "pair_sum_cost"]
+__all__ = [
+    "MAX_MESH_ACCURACY",
+    "MESH_COST_FACTOR",
+    "PAIR_SUM_COST",
+    "WINDOW_DAMPING",
+    "FreeBox",
+    "FreeSpaceMesh",
+    "diameter",
+    "pair_sum_cost",
+]
 
 #: at k_c, the spectrum of the window's edge is damped by e^{-(w² − σ²)k_c²/2} = this relative
 #: to the smeared core's e^{-σ²k_c²/2} (the edge's amplitude, ∝ R² v_p(R), can exceed the core's)
@@ -67,9 +80,19 @@ _SPLINE_TOLERANCE = 1e-4
 _RADIUS_RATIO = 1.05
 #: kernels kept per calculator
 _KERNEL_CACHE = 16
+#: loosest accuracy the mesh is chosen for (:meth:`FreeSpaceMesh.mesh_accuracy`)
+MAX_MESH_ACCURACY = 1e-3
+#: the ratio of :meth:`FreeSpaceMesh.mesh_accuracy` is divided by this: the periodic model is
+#: less conservative on coarse meshes (measured: err/accuracy up to 1.6 without it, at a ratio of 56)
+_RATIO_SAFETY = 10.0
+#: centres sampled to estimate the scale of the coefficients
+_SAMPLE = 256
 #: seconds per (pair, channel) of the pair sum on the CPU (measured on the 2-core development
-#: machine: free_space_coefficients, GTO, L = 4, n = 6, 1,000 atoms)
-PAIR_SUM_COST = 6e-9
+#: machine: free_space_coefficients, GTO, L = 4, n = 6, one species, 2,000 atoms: 12.7–16.3 s)
+PAIR_SUM_COST = 2e-8
+#: the mesh's cost model (:meth:`MeshKSum.cost`, calibrated on periodic cells) against the time
+#: measured for free-space boxes (large meshes, 128³–240³, on the 2-core machine): 3.6–5.8×
+MESH_COST_FACTOR = 5.0
 
 
 def pair_sum_cost(n_atoms: int, n_channels: int) -> float:
@@ -111,7 +134,8 @@ class FreeBox:
     :param shift: added to the positions to place them in the box, Å, ``(3,)``
     :param radius: R of the window (≥ D + r_b, rounded up to share kernels), Å
     :param width: w of the window, Å
-    :param mesh: the mesh parameters of the box
+    :param mesh: the mesh parameters of the box (its k-sphere k_c)
+    :param accuracy: the accuracy the mesh was chosen for (:meth:`FreeSpaceMesh.mesh_accuracy`)
     """
 
     cell: np.ndarray
@@ -119,6 +143,7 @@ class FreeBox:
     radius: float
     width: float
     mesh: MeshParameters
+    accuracy: float
 
     @property
     def volume(self) -> float:
@@ -170,12 +195,49 @@ class FreeSpaceMesh:
         self.k_cutoff, self.center_term = float(k_cutoff), np.asarray(center_term, dtype=float)
         self._radial, self._dradial = radial, dradial
         self.n_radial, self.n_lm = basis.n_radial, (hypers.max_angular + 1) ** 2
-        sigma, accuracy = potential.smearing, hypers.accuracy
-        #: w: e^{-(w² − σ²) k_c² / 2} = WINDOW_DAMPING
-        self.width = math.sqrt(sigma**2 + 2.0 * math.log(1.0 / WINDOW_DAMPING) / self.k_cutoff**2)
+        accuracy = hypers.accuracy
         self.tolerance = _WINDOW_TOLERANCE * accuracy
         self.reach = self._reach(accuracy)
         self._kernels = functools.lru_cache(maxsize=_KERNEL_CACHE)(self._kernel)
+
+    def width(self, k_cutoff: float) -> float:
+        r"""w (Å) for the k-sphere ``k_cutoff``: :math:`e^{-(w^2-\sigma^2)k_c^2/2}` = :data:`WINDOW_DAMPING`."""
+        return math.sqrt(self.potential.smearing**2 + 2.0 * math.log(1.0 / WINDOW_DAMPING) / k_cutoff**2)
+
+    def mesh_accuracy(self, system) -> float:
+        r"""The accuracy the mesh and k-sphere are chosen for: ``accuracy`` × the ratio of the
+        coefficients' scale to that of the mesh's error, relative to p = 0 (where the periodic
+        model is calibrated), on a ladder of ratio 10^{1/4}, between ``accuracy`` and
+        :data:`MAX_MESH_ACCURACY`.
+
+        Aliasing and truncation errors come from the components near k_c, i.e. from the
+        smeared cores: in absolute terms they scale as :math:`\hat v_p(k_c)` (for every p,
+        :math:`\hat v_p(k) \propto e^{-\sigma^2k^2/2}/k^2` there, p = 0 aside), while the
+        coefficients scale as the potential at the atoms, :math:`S^{(p)}_i = \sum_j v_p(d_{ij})`
+        (the far field, for p ≤ 3, makes it much larger than the local part):
+
+        .. math::
+
+            \text{ratio} = \frac{\mathrm{rms}_i S^{(p)}_i / \hat v_p(k_c)}{\mathrm{rms}_i S^{(0)}_i / \hat v_0(k_c)}
+            \Big/ 10
+
+        (10: :data:`_RATIO_SAFETY`) with the rms over up to :data:`_SAMPLE` centres (every atom j
+        in the sums, j = i included).
+        """
+        accuracy = self.hypers.accuracy
+        positions = system.positions
+        rng = np.random.default_rng(0)
+        sample = positions if system.n_atoms <= _SAMPLE else positions[rng.choice(system.n_atoms, _SAMPLE, False)]
+        d = cdist(sample, positions)
+        gaussian = SmearedPowerLaw(0.0, self.potential.smearing)
+        k = np.array([self.k_cutoff])
+        scales = [
+            np.sqrt(np.mean(potential.real_space(d).sum(axis=1) ** 2)) / potential.kspace(k)[0]
+            for potential in (self.potential, gaussian)
+        ]
+        ratio = max(1.0, scales[0] / scales[1] / _RATIO_SAFETY)
+        step = math.floor(4 * math.log10(min(accuracy * ratio, MAX_MESH_ACCURACY)) + 1e-9) / 4
+        return max(accuracy, 10.0**step)
 
     def _reach(self, accuracy: float) -> float:
         """r_b (Å): the basis' support, or for the GTO the radius beyond which its weight
@@ -190,14 +252,14 @@ class FreeSpaceMesh:
             radius += step
         return min(radius, basis.support_radius)
 
-    def _kernel(self, radius: float) -> _Kernel:
-        windowed = WindowedPowerLaw(self.potential, radius, self.width, self.tolerance)
+    def _kernel(self, radius: float, width: float) -> _Kernel:
+        windowed = WindowedPowerLaw(self.potential, radius, width, self.tolerance)
         tolerance = max(_SPLINE_TOLERANCE * self.hypers.accuracy, 1e-13)
         return _Kernel(windowed, self.k_cutoff, tolerance)
 
-    def kernel(self, radius: float) -> _Kernel:
-        """The (cached) windowed kernel of window radius ``radius`` (Å)."""
-        return self._kernels(float(radius))
+    def kernel(self, box: FreeBox) -> _Kernel:
+        """The (cached) windowed kernel of ``box`` (window radius and width)."""
+        return self._kernels(float(box.radius), float(box.width))
 
     # ---- the box
     def box(self, system) -> FreeBox:
@@ -207,24 +269,33 @@ class FreeSpaceMesh:
         radius = diameter(positions) + self.reach
         # rounded up on a ladder of ratio _RADIUS_RATIO (from 1 Å), so that kernels are shared
         radius = _RADIUS_RATIO ** math.ceil(math.log(max(radius, 1.0)) / math.log(_RADIUS_RATIO))
-        extent = radius + 2.0 * WindowedPowerLaw(self.potential, radius, self.width, self.tolerance).shift * self.width
-        lengths = (hi - lo) + self.reach + extent
-        cell = np.diag(lengths)
-        mesh = self._mesh_method(None).parameters(cell, system.n_atoms)
-        return FreeBox(cell, -lo, radius, self.width, mesh)
+        accuracy = self.mesh_accuracy(system)
+        k_cutoff = self.k_cutoff  # a user's k_cutoff is kept
+        if self.hypers.k_cutoff is None:
+            k_cutoff = min(k_cutoff, default_k_cutoff(self.potential.smearing, accuracy))
+        width = self.width(k_cutoff)
+        extent = WindowedPowerLaw(self.potential, radius, width, self.tolerance).extent
+        cell = np.diag((hi - lo) + self.reach + extent)
+        mesh = self._mesh_method(None, accuracy, k_cutoff).parameters(cell, system.n_atoms)
+        return FreeBox(cell, -lo, radius, width, mesh, accuracy)
 
     def _box_system(self, system, box: FreeBox) -> System:
         return System(system.positions + box.shift, system.numbers, box.cell, True)
 
-    def _mesh_method(self, kernel: _Kernel | None) -> MeshKSum:
+    def _mesh_method(self, kernel: _Kernel | None, accuracy: float, k_cutoff: float) -> MeshKSum:
         derivatives = None if kernel is None or self._dradial is None else (kernel.derivative, self._dradial)
-        return MeshKSum(self.device, kernel, self._radial, self.hypers, self.k_cutoff, self.n_radial, derivatives)
+        hypers = dataclasses.replace(self.hypers, accuracy=accuracy)
+        return MeshKSum(self.device, kernel, self._radial, hypers, k_cutoff, self.n_radial, derivatives)
+
+    def _method_of(self, box: FreeBox, kernel: _Kernel | None = None) -> MeshKSum:
+        return self._mesh_method(kernel, box.accuracy, box.mesh.k_cutoff)
 
     # ---- models
     def cost(self, system, n_species: int, box: FreeBox | None = None) -> float:
-        """Estimated seconds on the device (the mesh's model, :meth:`MeshKSum.cost`, of the box)."""
+        """Estimated seconds on the device: the mesh's model (:meth:`MeshKSum.cost`) of the box,
+        × :data:`MESH_COST_FACTOR`; compare with :func:`pair_sum_cost`."""
         box = self.box(system) if box is None else box
-        return self._mesh_method(None).cost(system, n_species, box.mesh)
+        return MESH_COST_FACTOR * self._method_of(box).cost(system, n_species, box.mesh)
 
     def memory_bytes(self, system, n_species: int, box: FreeBox | None = None, factor: float = 1.0) -> int:
         """Peak memory (bytes) of :meth:`compute` (:meth:`MeshParameters.memory_bytes` of the box;
@@ -239,8 +310,8 @@ class FreeSpaceMesh:
         """Free-space coefficients of ``system``, host ``(n_atoms, len(species), (L+1)**2, n_radial)``
         in ``hypers.dtype``, centre weighted by ``center_atom_weight``."""
         box = self.box(system) if box is None else box
-        kernel, inside = self.kernel(box.radius), self._box_system(system, box)
-        values = self.device.to_host(self._mesh_method(kernel).compute([inside], species, box.mesh))
+        kernel, inside = self.kernel(box), self._box_system(system, box)
+        values = self.device.to_host(self._method_of(box, kernel).compute([inside], species, box.mesh))
         corrections = periodic_corrections(
             [inside], species, kernel.potential, self.basis, self.center_term, self.hypers.center_atom_weight
         )
@@ -254,8 +325,8 @@ class FreeSpaceMesh:
         :math:`\partial\mathcal L/\partial\varepsilon_{ab} = \sum_j (r_j - \bar r)_a\,
         \partial\mathcal L/\partial r_{jb}`. The k = 0 and centre terms do not depend on positions."""
         box = self.box(system) if box is None else box
-        kernel, inside = self.kernel(box.radius), self._box_system(system, box)
-        forces, _ = self._mesh_method(kernel).vjp([inside], species, box.mesh, np.asarray(weights, dtype=float))
+        kernel, inside = self.kernel(box), self._box_system(system, box)
+        forces, _ = self._method_of(box, kernel).vjp([inside], species, box.mesh, np.asarray(weights, dtype=float))
         forces = np.asarray(self.device.to_host(forces), dtype=float)
         relative = system.positions - system.positions.mean(axis=0)
         return forces, relative.T @ forces
@@ -266,9 +337,9 @@ class FreeSpaceMesh:
         ``(3, 3)`` (the atoms move by :math:`\dot r + (r - \bar r)\dot\varepsilon`; the adjoint of
         :meth:`vjp`), host ``(n_atoms, len(species), (L+1)**2, n_radial)``."""
         box = self.box(system) if box is None else box
-        kernel, inside = self.kernel(box.radius), self._box_system(system, box)
+        kernel, inside = self.kernel(box), self._box_system(system, box)
         relative = system.positions - system.positions.mean(axis=0)
         moved = np.asarray(positions, dtype=float) + relative @ np.asarray(strain, dtype=float)
-        mesh = self._mesh_method(kernel)
+        mesh = self._method_of(box, kernel)
         tangent = mesh.jvp([inside], species, box.mesh, moved, np.zeros((1, 3, 3)))
         return np.asarray(self.device.to_host(tangent), dtype=float).astype(self.hypers.dtype, copy=False)

@@ -21,7 +21,7 @@ import pytest
 from scipy import integrate
 
 import gplode
-from gplode.methods.free_mesh import FreeSpaceMesh, diameter, pair_sum_cost
+from gplode.methods.free_mesh import MAX_MESH_ACCURACY, FreeSpaceMesh, diameter, pair_sum_cost
 from gplode.methods.pair_sum import free_space_coefficients, free_space_vjp
 from gplode.potentials import SmearedPowerLaw, WindowedPowerLaw
 from gplode.systems import System, as_systems
@@ -168,8 +168,9 @@ def _error(name, p, basis, accuracy, center_atom_weight=1.0):
 
 
 #: measured relative RMS errors against the pair sum, as a fraction of the accuracy (1e-4, 1e-6),
-#: over the three structures and both bases: p = 0: 0.07–0.19 (no far field: the mesh's own
-#: error relative to local coefficients), p = 1: ≤ 0.005, p = 2.5–6: 0.004–0.054
+#: over the three structures and both bases: p = 0: 0.07–0.19 (the mesh is chosen for the
+#: accuracy itself), p ≥ 1: ≤ 0.19 (the mesh is chosen for an accuracy loosened by the far
+#: field, FreeSpaceMesh.mesh_accuracy)
 @pytest.mark.parametrize("p", EXPONENTS)
 @pytest.mark.parametrize("basis", BASES)
 def test_compact_molecule_against_pair_sum(p, basis):
@@ -218,6 +219,9 @@ def test_translation_and_models():
     assert method.cost(bigger, 2) > method.cost(system, 2)
     assert method.memory_bytes(bigger, 2) > method.memory_bytes(system, 2)
     assert pair_sum_cost(1000, 54) == pytest.approx(4 * pair_sum_cost(500, 54))
+    # the mesh's accuracy: the requested one for p = 0 (no far field), looser for p = 1
+    assert _method(_pipeline(0.0, "monomial", 1e-4)).mesh_accuracy(bigger) == 1e-4
+    assert 1e-4 < method.mesh_accuracy(bigger) <= MAX_MESH_ACCURACY
 
 
 # --- 4. gradients -------------------------------------------------------------------------
