@@ -1,0 +1,293 @@
+r"""Slabs (two periodic directions) and wires (one): the direct k-sum of a box with the
+kernel truncated in the non-periodic directions (:mod:`gplode.truncated`, DESIGN.md §4).
+
+.. math::
+
+    c^{(i)}_{anlm} = \frac{4\pi}{\Omega}\sum_{0<|k|<k_c}\hat v^D_p(k_\parallel, k_\perp)\,
+    \tilde I_{nl}(k)\,Y_{lm}(\hat k)\,\Re\Big[i^l e^{ik\cdot r_i}\rho_a(k)^*\Big]
+    + \delta_{l0}\frac{4\pi}{\Omega}N_a\hat v^D(0)\frac{\tilde I_{n0}(0)}{\sqrt{4\pi}}
+    - \delta_{l0}\delta_{aa_i}(1-w_c)c^{\mathrm{center}}_n
+
+with Ω the box volume. The k-vectors are those of the box (its two or one periodic lattice
+vectors and a box vector or two across the vacuum, any triclinic shape); the sum is the one
+of :func:`gplode.methods.direct.kspace_sum`, whose kernel (a function of |k| there) is replaced
+by :math:`\hat v^D` of the k-vectors. The features do not depend on the box as long as it obeys
+the box rule (:func:`required_radius`): the slab's height is at least 2(t + r_b + δ), t the
+thickness (spread of the atoms along the normal), r_b the reach of the radial basis
+(:func:`basis_reach`) and δ the smearing margin (:func:`gplode.truncated.smearing_margin`); a
+wire's shortest transverse box vector at least 2(D + r_b + δ), D the largest distance between
+atoms across the axis.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import numpy as np
+
+from ..lib.kvectors import default_k_cutoff
+from ..truncated import TruncatedPowerLaw, smearing_margin
+from .corrections import species_index
+from .direct import DirectKSum, _PaddedBatch, kspace_sum
+
+__all__ = ["MixedSystem", "TruncatedKSum", "basis_reach", "mixed_system", "required_radius", "truncated_coefficients"]
+
+
+@dataclasses.dataclass(frozen=True)
+class MixedSystem:
+    """A slab or a wire in its box, as plain arrays (the interface of
+    :class:`gplode.systems.System` the direct sum reads: positions, numbers, cell, volume).
+
+    :param positions: Cartesian positions, Å, ``(n_atoms, 3)`` (not wrapped: only differences matter)
+    :param numbers: atomic numbers ``(n_atoms,)``
+    :param cell: the box, lattice vectors as rows (Å): the periodic ones as given, the others
+        across the vacuum
+    :param pbc: which rows of ``cell`` are periodic (two: slab, one: wire)
+    :param radius: R, Å: the cut of the kernel (half the box height or half the shortest
+        transverse box vector)
+    :param direction: unit normal of the slab or unit axis of the wire
+    """
+
+    positions: np.ndarray
+    numbers: np.ndarray
+    cell: np.ndarray
+    pbc: tuple
+    radius: float
+    direction: np.ndarray
+    periodic = True  # computed by a k-sum (for code that asks System.periodic)
+
+    @property
+    def geometry(self) -> str:
+        """``"slab"`` or ``"wire"``."""
+        return "slab" if sum(self.pbc) == 2 else "wire"
+
+    @property
+    def n_atoms(self) -> int:
+        return self.numbers.shape[0]
+
+    @functools.cached_property
+    def volume(self) -> float:
+        """Box volume Ω in Å³."""
+        return float(abs(np.linalg.det(self.cell)))
+
+
+def basis_reach(basis, accuracy: float) -> float:
+    r"""Radius r_b (Å) beyond which the radial basis carries less than ``accuracy`` of its
+    weight: r₀ for the monomial basis, else the smallest r with
+    :math:`\mathrm{tail\_mass}(r) \le \mathrm{accuracy}\cdot\mathrm{tail\_mass}(0)` (bisection)."""
+    if basis.tail_mass(basis.support_radius) == 0.0:
+        return float(basis.support_radius)
+    total = basis.tail_mass(0.0)
+    lo, hi = 0.0, float(basis.support_radius)
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if basis.tail_mass(mid) > accuracy * total else (lo, mid)
+    return hi
+
+
+def required_radius(positions, pbc, cell, reach: float, margin: float) -> tuple[float, np.ndarray]:
+    """The smallest kernel cut R (Å) of a slab or wire, and its normal or axis: thickness
+    (slab) or transverse diameter (wire) plus ``reach`` plus ``margin``."""
+    periodic = [i for i in range(3) if pbc[i]]
+    if len(periodic) == 2:
+        normal = np.cross(cell[periodic[0]], cell[periodic[1]])
+        normal /= np.linalg.norm(normal)
+        heights = positions @ normal
+        return float(np.ptp(heights) + reach + margin), normal
+    axis = cell[periodic[0]] / np.linalg.norm(cell[periodic[0]])
+    across = positions - np.outer(positions @ axis, axis)
+    diameter = 0.0
+    for start in range(0, len(across), 1024):  # largest pair distance, O(N²) in blocks
+        block = across[start : start + 1024]
+        diameter = max(diameter, float(np.sqrt(((block[:, None, :] - across[None, :, :]) ** 2).sum(-1).max())))
+    return diameter + reach + margin, axis
+
+
+def _shortest_vector(u: np.ndarray, v: np.ndarray) -> float:
+    """Length of the shortest non-zero vector of the 2D lattice spanned by ``u, v`` (Lagrange–Gauss)."""
+    if u @ u > v @ v:
+        u, v = v, u
+    while True:
+        mu = np.round((u @ v) / (u @ u))
+        v = v - mu * u
+        if v @ v >= u @ u:
+            return float(np.sqrt(u @ u))
+        u, v = v, u
+
+
+def mixed_system(frame, reach: float, margin: float, box: str = "auto") -> MixedSystem:
+    """A validated :class:`MixedSystem` from an ``ase.Atoms`` with pbc two True (slab) or one
+    True (wire).
+
+    :param reach: radial basis reach r_b, Å (:func:`basis_reach`)
+    :param margin: smearing margin δ, Å (:func:`gplode.truncated.smearing_margin`)
+    :param box: ``"auto"``: the smallest box obeying the rule, orthogonal to the periodic
+        vectors (the non-periodic cell vectors are ignored: they may be zero); ``"cell"``: the
+        structure's own cell (any triclinic shape), checked against the rule
+    :raises ValueError: wrong pbc, singular periodic vectors, a ``"cell"`` box below the rule
+    """
+    pbc = tuple(bool(x) for x in frame.get_pbc())
+    if sum(pbc) not in (1, 2):
+        raise ValueError(f"slabs and wires need one or two periodic directions, got pbc={list(pbc)}")
+    positions = np.array(frame.get_positions(), dtype=float)
+    numbers = np.array(frame.get_atomic_numbers(), dtype=np.int64)
+    cell = np.array(frame.get_cell()[:], dtype=float)
+    periodic = [i for i in range(3) if pbc[i]]
+    free = [i for i in range(3) if not pbc[i]]
+    lengths = np.linalg.norm(cell[periodic], axis=1)
+    if lengths.min() == 0 or (len(periodic) == 2 and np.linalg.norm(np.cross(*cell[periodic])) < 1e-8 * lengths.prod()):
+        raise ValueError(f"the periodic lattice vectors {cell[periodic].tolist()} are singular")
+    radius, direction = required_radius(positions, pbc, cell, reach, margin)
+    if box == "auto":
+        box_cell = cell.copy()
+        if len(periodic) == 2:
+            box_cell[free[0]] = 2.0 * radius * direction
+        else:
+            first = np.cross(direction, [1.0, 0.0, 0.0] if abs(direction[0]) < 0.9 else [0.0, 1.0, 0.0])
+            first /= np.linalg.norm(first)
+            box_cell[free[0]] = 2.0 * radius * first
+            box_cell[free[1]] = 2.0 * radius * np.cross(direction, first)
+        if np.linalg.det(box_cell) < 0:  # keep a right-handed box (the sum does not care)
+            box_cell[free[0]] *= -1.0
+        return MixedSystem(positions, numbers, box_cell, pbc, radius, direction)
+    if box != "cell":
+        raise ValueError(f"box must be 'auto' or 'cell', got {box!r}")
+    if len(periodic) == 2:
+        available = 0.5 * abs(cell[free[0]] @ direction)
+    else:
+        across = cell[free] - np.outer(cell[free] @ direction, direction)
+        available = 0.5 * _shortest_vector(across[0], across[1])
+    if not available >= radius:
+        what = "height" if len(periodic) == 2 else "shortest transverse vector"
+        raise ValueError(
+            f"the box's {what} {2 * available:.4g} Å is below the {2 * radius:.4g} Å the kernel truncation needs "
+            "(2 × (thickness or diameter + basis reach + smearing margin)); add vacuum or use box='auto'"
+        )
+    return MixedSystem(positions, numbers, cell, pbc, available, direction)
+
+
+class _TruncatedBatch(_PaddedBatch):
+    r"""A :class:`gplode.methods.direct._PaddedBatch` whose kernel is :math:`\hat v^D` of the
+    k-vectors (not of |k|): built with a placeholder kernel, then replaced per structure."""
+
+    def __init__(self, systems, species, kernels, k_cutoff, max_angular, device, complex_):
+        super().__init__(systems, species, lambda k: 0.0 * k, k_cutoff, max_angular, device, complex_)
+        xp, host = self.xp, device.to_host
+        structure, k = host(self.points.structure), host(self.points.k)
+        frequencies = host(self.points.frequencies)
+        vhat = np.zeros(structure.size)
+        for s, system in enumerate(systems):
+            sel = structure == s
+            if not sel.any():
+                continue
+            kk, periodic = k[sel], [i for i in range(3) if system.pbc[i]]
+            along = kk @ system.direction
+            rest = np.linalg.norm(kk - np.outer(along, system.direction), axis=1)
+            row = np.all(frequencies[sel][:, periodic] == 0, axis=1)  # G_∥ = 0 (slab), q = 0 (wire)
+            if system.geometry == "slab":
+                par, perp = np.where(row, 0.0, rest), along
+            else:
+                par, perp = np.where(row, 0.0, np.abs(along)), rest
+            vhat[sel] = kernels(system).kspace(par, perp)
+        self.vhat = xp.asarray(vhat)
+
+
+class TruncatedKSum(DirectKSum):
+    r"""The direct k-sum of slabs and wires (:class:`MixedSystem`), with the truncated kernel
+    and its G = 0 term; memory, cost and batching models of :class:`DirectKSum` (in the box).
+
+    :param device: :class:`gplode.devices.base.Device`
+    :param potential: :class:`gplode.potentials.SmearedPowerLaw`
+    :param radial: ``(|k|, l, xp) -> Ĩ_nl(|k|)``, ``(n_k, n_radial)``
+    :param k_cutoff: k_c, Å⁻¹
+    """
+
+    name = "truncated"
+
+    def __init__(self, device, potential, radial, k_cutoff: float, max_angular: int, n_radial: int, dtype="float64"):
+        super().__init__(device, None, radial, k_cutoff, max_angular, n_radial, dtype)
+        self.potential = potential
+
+    @functools.lru_cache(maxsize=64)  # noqa: B019 (one method object per calculator)
+    def _kernel(self, geometry: str, radius: float) -> TruncatedPowerLaw:
+        return TruncatedPowerLaw(self.potential, geometry, radius)
+
+    def kernel(self, system) -> TruncatedPowerLaw:
+        """The truncated kernel of ``system`` (cached by geometry and cut radius)."""
+        return self._kernel(system.geometry, system.radius)
+
+    def _batch(self, systems, species, gradients: bool = False):
+        if gradients:
+            raise NotImplementedError("gradients of slabs and wires are not implemented yet")
+        complex_ = np.complex64 if self.real == np.float32 else np.complex128
+        return _TruncatedBatch(systems, species, self.kernel, self.k_cutoff, self.max_angular, self.device, complex_)
+
+    def compute(self, systems, species, params=None) -> np.ndarray:
+        """Coefficients of ``systems`` without the centre term (host, their atoms one after the
+        other): the k ≠ 0 sum and the G = 0 term."""
+        batch = self._batch(systems, species)
+        _, radial, _ = self._callables()
+        values = self.device.to_host(
+            batch.rows(kspace_sum(batch, radial, self.max_angular, self.n_radial, self.real, self._workspace()))
+        )
+        radial0 = np.asarray(self.device.to_host(radial(self.device.xp.zeros(1), 0)))[0]  # Ĩ_n0(0)
+        offset = 0
+        for system in systems:
+            kind, present = species_index(system.numbers, species)
+            counts = np.bincount(kind[present], minlength=len(species)).astype(float)
+            term = 4.0 * np.pi / system.volume * self.kernel(system).zero_term() / np.sqrt(4.0 * np.pi)
+            rows = slice(offset, offset + system.n_atoms)
+            values[rows, :, 0, :] += (term * counts)[None, :, None] * radial0[None, None, :]
+            offset += system.n_atoms
+        return values
+
+    def vjp(self, *args, **kwargs):
+        raise NotImplementedError("gradients of slabs and wires are not implemented yet")
+
+    jvp = strain_rows = pair_gradients = vjp
+
+
+def truncated_coefficients(
+    frames,
+    potential,
+    basis,
+    accuracy: float = 1e-8,
+    k_cutoff: float | None = None,
+    center_atom_weight: float = 1.0,
+    species=None,
+    box: str = "auto",
+    device=None,
+) -> np.ndarray:
+    """Features of slabs and wires (``ase.Atoms`` with pbc two or one True), exact radial
+    integrals, float64: the reference path, for tests and until the calculator routes them.
+
+    :param accuracy: sets k_c (:func:`gplode.lib.kvectors.default_k_cutoff`), the smearing
+        margin and the GTO basis reach of the box rule
+    :param species: neighbour atomic numbers (default: all present, sorted)
+    :param box: ``"auto"`` or ``"cell"`` (:func:`mixed_system`)
+    :return: ``(n_atoms_total, n_species, (L+1)**2, n_radial)``
+    """
+    from ..devices import CpuDevice
+
+    frames = [frames] if hasattr(frames, "get_positions") else list(frames)
+    reach, margin = basis_reach(basis, accuracy), smearing_margin(potential.smearing, accuracy)
+    systems = [mixed_system(frame, reach, margin, box) for frame in frames]
+    if species is None:
+        species = np.unique(np.concatenate([s.numbers for s in systems]))
+    species = np.asarray(species, dtype=np.int64)
+    k_c = default_k_cutoff(potential.smearing, accuracy) if k_cutoff is None else float(k_cutoff)
+    method = TruncatedKSum(
+        device or CpuDevice(),
+        potential,
+        lambda k, l, xp: basis.kspace_integral(k, l),
+        k_c,
+        basis.max_angular,
+        basis.n_radial,
+    )
+    values = np.concatenate([method.compute([system], species) for system in systems])
+    numbers = np.concatenate([s.numbers for s in systems])
+    kind, present = species_index(numbers, species)
+    rows = np.flatnonzero(present)
+    values[rows, kind[rows], 0, :] -= (1.0 - center_atom_weight) * potential.center_term(basis)
+    return values
