@@ -372,7 +372,7 @@ def _real_wigner_matrices(rotation, max_angular, rng):
 
 
 #: identities of the sums up to round-off and the accuracy-limited truncations (k-sphere,
-#: smearing margin: accuracy 1e-10 here); measured ≤ 4e-14
+#: smearing margin: accuracy 1e-10 here); box changes measured 1.4e-14 and 1.9e-14 (slab, p = 1)
 INVARIANCE_TOLERANCE = 1e-10
 
 
