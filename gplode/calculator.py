@@ -52,7 +52,9 @@ class LodeCalculator:
     :param mesh_spacing: mesh backends: override the mesh spacing in Å
     :param interpolation_order: mesh backends: override the B-spline order (4, 6, 8, 10)
     :param route: periodic structures: ``"auto"`` (cheaper of the two by the device's cost
-        model), ``"direct"`` (direct k-sum) or ``"mesh"`` (particle mesh)
+        model), ``"direct"`` (direct k-sum) or ``"mesh"`` (particle mesh); slabs and wires
+        (pbc on two or one axes) always take the direct k-sum of a box with the kernel
+        truncated across the vacuum (values only: no gradients yet)
     :param device: a :class:`gplode.devices.Device` to run on instead of the backend's
         default one, e.g. ``CpuDevice(memory=2**30)`` to bound the memory used, or
         ``CudaDevice(round_shapes=False)``; not a hyper-parameter (results agree to
@@ -118,11 +120,14 @@ class LodeCalculator:
             hand them to PyTorch through DLPack; not with ``gradients``
         :raises ValueError: for invalid structures (see :func:`gplode.systems.as_systems`) or
             unknown gradients
+        :raises NotImplementedError: for gradients of slabs and wires
         """
         wanted = _gradient_names(gradients)
         if on_device and wanted:
             raise ValueError("dense gradients are host arrays: use on_device=False with gradients")
         systems = as_systems(frames)
+        if wanted:
+            self._pipeline.check_gradients(systems)
         species = self._species(systems)  # with neighbor_types, other atoms are centres only
         system, atom = atom_owners(systems)
         values = self._pipeline.compute(systems, species, on_device)
@@ -155,6 +160,7 @@ class LodeCalculator:
         on the host.
 
         :raises ValueError: for invalid structures, or weights of another shape or not finite
+        :raises NotImplementedError: for slabs and wires
         """
         systems = as_systems(frames)
         species = self._species(systems)
@@ -175,8 +181,10 @@ class LodeCalculator:
         loss needs to reach a model's parameters (∂loss/∂λ = J·∂loss/∂F).
 
         :raises ValueError: for invalid structures, or tangents of another shape or not finite
+        :raises NotImplementedError: for slabs and wires
         """
         systems = as_systems(frames)
+        self._pipeline.check_gradients(systems)
         species = self._species(systems)
         n_atoms = sum(s.n_atoms for s in systems)
         tangents = []

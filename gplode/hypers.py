@@ -92,7 +92,8 @@ class LodeHypers:
     :param interpolation_order: mesh backends only: override the B-spline order (4, 6, 8 or 10)
     :param route: periodic structures on the fast backends: ``"auto"`` (the cheaper by the
         device's cost model), ``"direct"`` (direct k-sum) or ``"mesh"`` (particle mesh;
-        implied by ``mesh_spacing`` or ``interpolation_order``)
+        implied by ``mesh_spacing`` or ``interpolation_order``); slabs and wires always take
+        the truncated direct k-sum (:class:`gplode.methods.truncated.TruncatedKSum`)
     """
 
     exponent: float = 1.0

@@ -1,7 +1,7 @@
 """Turn user structures (``ase.Atoms``) into validated arrays, once, at the entry point.
 
-Everything downstream assumes a :class:`System`: finite positions, a non-singular cell
-when periodic, positions wrapped into the cell.
+Everything downstream assumes a :class:`System`: finite positions, non-singular periodic
+lattice vectors, positions wrapped into the cell along the periodic directions.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import functools
 from collections.abc import Sequence
 
 import numpy as np
+from scipy.linalg import null_space
 from scipy.spatial import cKDTree
 
 __all__ = ["COINCIDENT_DISTANCE", "System", "as_systems", "atom_owners", "coincident_atoms"]
@@ -28,16 +29,30 @@ class System:
     """One structure as plain arrays.
 
     :param positions: Cartesian positions in Å, shape ``(n_atoms, 3)``; wrapped into the
-        cell when periodic
+        cell along the periodic directions
     :param numbers: atomic numbers, shape ``(n_atoms,)``
-    :param cell: lattice vectors as rows in Å, shape ``(3, 3)`` (zeros when not periodic)
-    :param periodic: ``True`` for pbc on all three axes, ``False`` for free space
+    :param cell: lattice vectors as rows in Å, shape ``(3, 3)`` (zeros in free space; for
+        slabs and wires the non-periodic rows as given, possibly zero)
+    :param periodic: ``True`` for pbc on all three axes, else ``False``
+    :param pbc: slabs (two ``True``) and wires (one ``True``): which rows of ``cell`` are
+        periodic; ``None`` for bulk and free-space structures
     """
 
     positions: np.ndarray
     numbers: np.ndarray
     cell: np.ndarray
     periodic: bool
+    pbc: tuple[bool, bool, bool] | None = None
+
+    @property
+    def mixed(self) -> bool:
+        """A slab or a wire (pbc on two or one axes)."""
+        return self.pbc is not None
+
+    @property
+    def free(self) -> bool:
+        """A free-space structure (no pbc)."""
+        return not self.periodic and self.pbc is None
 
     @property
     def n_atoms(self) -> int:
@@ -57,20 +72,21 @@ def _convert(frame) -> System:
     if pair is not None:
         raise ValueError(
             f"atoms {pair[0]} and {pair[1]} are at the same position "
-            f"(closer than {COINCIDENT_DISTANCE:g} Å{', periodic images included' if system.periodic else ''})"
+            f"(closer than {COINCIDENT_DISTANCE:g} Å{', periodic images included' if not system.free else ''})"
         )
     return system
 
 
 def coincident_atoms(system: System) -> tuple[int, int] | None:
     """The first pair of atoms of a :class:`System` closer than
-    :data:`COINCIDENT_DISTANCE` (for periodic systems, modulo the lattice), or ``None``."""
+    :data:`COINCIDENT_DISTANCE` (modulo the periodic lattice, if any), or ``None``."""
     if system.n_atoms < 2:
         return None
-    if system.periodic:
+    if not system.free:
         # candidates from fractional coordinates on the unit torus; a Cartesian distance d
         # has a fractional one of at most d / (smallest singular value of the cell)
-        inverse = np.linalg.inv(system.cell)
+        cell = _torus_cell(system)
+        inverse = np.linalg.inv(cell)
         fractional = system.positions @ inverse
         fractional -= np.floor(fractional)
         fractional[fractional >= 1.0] = 0.0
@@ -78,7 +94,7 @@ def coincident_atoms(system: System) -> tuple[int, int] | None:
         pairs = cKDTree(fractional, boxsize=1.0).query_pairs(radius, output_type="ndarray")
         if pairs.size:
             delta = fractional[pairs[:, 1]] - fractional[pairs[:, 0]]
-            distance = np.linalg.norm((delta - np.round(delta)) @ system.cell, axis=1)
+            distance = np.linalg.norm((delta - np.round(delta)) @ cell, axis=1)
             pairs = pairs[distance <= COINCIDENT_DISTANCE]
     else:
         pairs = cKDTree(system.positions).query_pairs(COINCIDENT_DISTANCE, output_type="ndarray")
@@ -86,6 +102,18 @@ def coincident_atoms(system: System) -> tuple[int, int] | None:
         return None
     first = np.lexsort((pairs.max(axis=1), pairs.min(axis=1)))[0]
     return int(pairs[first].min()), int(pairs[first].max())
+
+
+def _torus_cell(system: System) -> np.ndarray:
+    """The cell coincident atoms are found modulo: a bulk structure's own; for slabs and wires
+    the periodic vectors completed by orthogonal ones 1 Å longer than the atoms' extent along
+    them (so that no image across the vacuum comes near)."""
+    if system.periodic:
+        return system.cell
+    periodic = system.cell[list(system.pbc)]
+    across = null_space(periodic).T  # orthonormal rows orthogonal to the periodic vectors
+    extent = np.ptp(system.positions @ across.T, axis=0) + 1.0
+    return np.concatenate([periodic, extent[:, None] * across])
 
 
 def _arrays(frame) -> System:
@@ -119,10 +147,20 @@ def _arrays(frame) -> System:
         return System(positions, numbers, cell, True)
     if not pbc.any():
         return System(positions, numbers, np.zeros((3, 3)), False)
-    raise ValueError(
-        f"mixed periodic boundary conditions pbc={pbc.tolist()} are not supported; "
-        "use pbc all True (bulk) or all False (free space)"
-    )
+    cell = np.array(frame.get_cell()[:], dtype=float)
+    periodic = cell[pbc]
+    what = "slab" if pbc.sum() == 2 else "wire"
+    if not np.isfinite(periodic).all():
+        raise ValueError(f"the periodic lattice vectors of the {what} (pbc={pbc.tolist()}) are not finite")
+    lengths = np.sqrt((periodic * periodic).sum(axis=1))
+    measure = np.linalg.norm(np.cross(*periodic)) if pbc.sum() == 2 else lengths[0]
+    if lengths.min() == 0 or measure <= _SINGULAR_CELL_RATIO * lengths.prod():
+        raise ValueError(
+            f"{what} (pbc={pbc.tolist()}) needs non-singular periodic lattice vectors, got {periodic.tolist()}"
+        )
+    fractional = positions @ np.linalg.pinv(periodic)  # along the periodic vectors only
+    positions = positions - np.floor(fractional) @ periodic
+    return System(positions, numbers, cell, False, tuple(pbc.tolist()))
 
 
 def as_systems(frames) -> list[System]:
@@ -132,8 +170,8 @@ def as_systems(frames) -> list[System]:
 
     :raises TypeError: for objects that are not ``ase.Atoms``
     :raises ValueError: for an empty list, empty structures, non-finite positions,
-        singular cells, mixed periodic boundary conditions, or coincident atoms (closer
-        than :data:`COINCIDENT_DISTANCE`, periodic images included); for a sequence the
+        singular cells (the periodic lattice vectors of slabs and wires), or coincident atoms
+        (closer than :data:`COINCIDENT_DISTANCE`, periodic images included); for a sequence the
         message starts with ``frame i:`` (0-based)
     """
     if isinstance(frames, System):  # validated already

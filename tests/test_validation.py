@@ -10,6 +10,7 @@ import pytest
 
 import gplode
 from gplode.hypers import LodeHypers
+from gplode.systems import as_systems, coincident_atoms
 
 
 @pytest.mark.parametrize(
@@ -136,10 +137,51 @@ def test_singular_and_missing_cells():
         CALC.compute(ase.Atoms("Na", pbc=True))  # pbc without a cell
 
 
-def test_mixed_pbc():
-    slab = ase.Atoms("Na", cell=np.eye(3) * 4, pbc=[True, True, False])
-    with pytest.raises(ValueError, match=r"mixed periodic boundary conditions pbc=\[True, True, False\]"):
-        CALC.compute(slab)
+def test_mixed_pbc_is_accepted():
+    """Slabs and wires are computed (their non-periodic cell vectors may be zero); positions
+    are wrapped along the periodic vectors only."""
+    slab = ase.Atoms("NaCl", positions=[[5.0, 0, 0], [0, 0, 9.0]], cell=[[4, 0, 0], [0, 4, 0], [0, 0, 0]])
+    slab.pbc = [True, True, False]
+    wire = ase.Atoms("Na", positions=[[7.0, 0, 5.0]], cell=[[0, 0, 0], [0, 0, 0], [0, 0, 4]], pbc=[False, False, True])
+    (system,) = as_systems(slab)
+    assert system.mixed and not system.periodic and not system.free and system.pbc == (True, True, False)
+    np.testing.assert_allclose(system.positions, [[1.0, 0, 0], [0, 0, 9.0]])
+    np.testing.assert_allclose(as_systems(wire)[0].positions, [[7.0, 0, 1.0]])
+    values = CALC.compute([slab, wire]).values
+    assert values.shape == (3, 2, 4, 2) and np.isfinite(values).all()
+    # atoms one non-periodic cell vector apart are distinct
+    apart = ase.Atoms("Na2", positions=[[0, 0, 0], [0, 0, 4.0]], cell=4.0 * np.eye(3), pbc=[True, True, False])
+    assert coincident_atoms(as_systems(apart)[0]) is None
+
+
+@pytest.mark.parametrize(
+    "cell, pbc, match",
+    [
+        ([[3, 0, 0], [6, 0, 0], [0, 0, 5]], [True, True, False], "slab .* needs non-singular periodic lattice vectors"),
+        ([[3, 0, 0], [0, 0, 0], [0, 0, 5]], [True, True, False], "slab .* needs non-singular periodic lattice vectors"),
+        (
+            [[3, 0, 0], [0, 3, 0], [0, 0, 0]],
+            [False, False, True],
+            "wire .* needs non-singular periodic lattice vectors",
+        ),
+        (
+            [[3, 0, 0], [0, 3, np.inf], [0, 0, 0]],
+            [True, True, False],
+            "periodic lattice vectors of the slab .* not finite",
+        ),
+    ],
+)
+def test_bad_mixed_cells(cell, pbc, match):
+    with pytest.raises(ValueError, match=match):
+        CALC.compute(ase.Atoms("Na", cell=cell, pbc=pbc))
+
+
+def test_coincident_atoms_in_a_slab():
+    """Two atoms one periodic lattice vector apart are the same atom twice."""
+    atoms = ase.Atoms("Na2", positions=[[0, 0, 1.0], [3.0, 0, 1.0]], cell=[[3, 0, 0], [0, 3, 0], [0, 0, 0]])
+    atoms.pbc = [True, True, False]
+    with pytest.raises(ValueError, match="atoms 0 and 1 are at the same position .*periodic images included"):
+        CALC.compute(atoms)
 
 
 def test_wrong_type():

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..systems import atom_owners
 
-__all__ = ["periodic_corrections", "species_index"]
+__all__ = ["center_corrections", "periodic_corrections", "species_index"]
 
 
 def species_index(numbers: np.ndarray, species: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -34,10 +34,11 @@ def periodic_corrections(systems, species, potential, basis, center_term, center
         to be added to the (l, m) = (0, 0) coefficients
     """
     owner, _ = atom_owners(systems)
-    index, present = species_index(np.concatenate([system.numbers for system in systems]), species)
-    n_species = len(species)
-    out = np.zeros((owner.size, n_species, basis.n_radial))
+    numbers = np.concatenate([system.numbers for system in systems])
+    out = center_corrections(numbers, species, center_term, center_atom_weight)
     if potential.has_k0_term:
+        index, present = species_index(numbers, species)
+        n_species = len(species)
         # N_a of each system, (n_systems, n_species)
         n_a = np.bincount(owner[present] * n_species + index[present], minlength=len(systems) * n_species).reshape(
             len(systems), n_species
@@ -46,6 +47,14 @@ def periodic_corrections(systems, species, potential, basis, center_term, center
         radial0 = basis.kspace_integral(np.zeros(1), 0)[0]  # Ĩ_n0(0)
         prefactor = 4.0 * np.pi / volumes * potential.k0_value() / np.sqrt(4.0 * np.pi)
         out += (prefactor[:, None] * n_a)[owner][:, :, None] * radial0
+    return out
+
+
+def center_corrections(numbers, species, center_term, center_atom_weight) -> np.ndarray:
+    r"""The centre term :math:`-\delta_{aa_i}(1-w_c)c^{\mathrm{center}}_n` of atoms of types
+    ``numbers``: ``(n_atoms, n_species, n_radial)``, to be added to the (l, m) = (0, 0) coefficients."""
+    index, present = species_index(numbers, species)
+    out = np.zeros((len(numbers), len(species), len(center_term)))
     rows = np.flatnonzero(present)
-    out[rows, index[rows], :] -= (1.0 - center_atom_weight) * center_term
+    out[rows, index[rows], :] = -(1.0 - center_atom_weight) * center_term
     return out

@@ -4,8 +4,10 @@ Periodic structures take the direct k-sum (:class:`gplode.methods.direct.DirectK
 the particle mesh (:class:`gplode.methods.mesh.MeshKSum`), per structure by ``route`` (by
 default, whichever the device's cost model finds cheaper); structures of one route (and
 mesh) are computed in batches cut to the device's memory, and the analytic k = 0 and
-centre terms of :mod:`gplode.methods.corrections` are added in one place. Free-space structures
-use the pair sum of :mod:`gplode.methods.pair_sum`.
+centre terms of :mod:`gplode.methods.corrections` are added in one place. Slabs and wires
+take the direct k-sum of a box with the truncated kernel
+(:class:`gplode.methods.truncated.TruncatedKSum`, box by its rule), batched the same way.
+Free-space structures use the pair sum of :mod:`gplode.methods.pair_sum`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import numpy as np
 
 from ..lib.kvectors import default_k_cutoff, half_sphere_count, sphere_shape
 from ..lib.splines import K_FLOOR, PotentialSpline, RadialIntegralSpline
-from .corrections import periodic_corrections, species_index
+from ..truncated import smearing_margin
+from .corrections import center_corrections, periodic_corrections, species_index
 from .direct import K_CHUNK, DirectKSum
 from .jacobians import PositionRows, strain_from_pairs
 from .mesh import MeshKSum
@@ -28,6 +31,7 @@ from .pair_sum import (
     free_space_vjp,
     pair_gradients,
 )
+from .truncated import MixedSystem, TruncatedKSum, basis_reach, mixed_system
 
 __all__ = ["GRADIENTS", "VJP_MEMORY_FACTOR", "Pipeline", "format_bytes"]
 
@@ -66,22 +70,28 @@ class Pipeline:
         L, n_radial = hypers.max_angular, basis.n_radial
         dvhat = potential.kspace_derivative  # (k, v̂ values, xp): exact from the values given
         if exact:
+            radial = lambda k, l, xp: basis.kspace_integral(k, l)  # noqa: E731
             self.direct = DirectKSum(
                 device,
                 lambda k, xp: potential.kspace(k),
-                lambda k, l, xp: basis.kspace_integral(k, l),
+                radial,
                 self.k_cutoff,
                 L,
                 n_radial,
                 derivatives=(dvhat, lambda k, l, xp: basis.kspace_integral_derivative(k, l)),
             )
+            self.truncated = TruncatedKSum(device, potential, radial, self.k_cutoff, L, n_radial)
             self.mesh = None
         else:
             derivatives = (dvhat, self._dradial)
             self.direct = DirectKSum(
                 device, self._vhat, self._radial, self.k_cutoff, L, n_radial, hypers.dtype, derivatives
             )
+            self.truncated = TruncatedKSum(device, potential, self._radial, self.k_cutoff, L, n_radial, hypers.dtype)
             self.mesh = MeshKSum(device, self._vhat, self._radial, hypers, self.k_cutoff, n_radial, derivatives)
+        #: the box rule of slabs and wires: radial basis reach r_b and smearing margin δ, Å
+        self.reach = basis_reach(basis, hypers.accuracy)
+        self.margin = smearing_margin(hypers.smearing, hypers.accuracy)
         self._lock = threading.Lock()
         self._pair_table = None
 
@@ -121,11 +131,25 @@ class Pipeline:
         return self.radial_derivative_spline(k, l, xp)
 
     # ---- routes and batches
+    def box(self, system) -> MixedSystem:
+        """The box of a slab or a wire (:func:`gplode.methods.truncated.mixed_system`, ``"auto"``:
+        height or transverse size 2(thickness or diameter + :attr:`reach` + :attr:`margin`))."""
+        return mixed_system(system, self.reach, self.margin, "auto")
+
+    @staticmethod
+    def check_gradients(systems) -> None:
+        """Refuse derivatives of slabs and wires (``NotImplementedError``)."""
+        if any(system.mixed for system in systems):
+            raise NotImplementedError("gradients of slabs and wires are not implemented yet")
+
     def method_for(self, system, n_species: int, available: int | None = None):
-        """``(method, mesh parameters or None)`` of a periodic ``system``: by ``route``, else
+        """``(method, mesh parameters or None)`` of a periodic ``system``: the truncated direct
+        sum for a slab or a wire in its box (:class:`MixedSystem`); else by ``route``, else
         the cheaper by the device's cost model (the mesh when the direct sum would not fit
         in ``available`` bytes; default: the device's available memory, queried)."""
         h = self.hypers
+        if isinstance(system, MixedSystem):
+            return self.truncated, None
         if self.mesh is None:
             return self.direct, None
         if h.route == "direct":
@@ -159,13 +183,14 @@ class Pipeline:
         derivatives)."""
         available = self.device.available_memory() if available is None else available
         budget = self.device.batch_budget(available)
-        if method is self.direct:  # similar sizes together: less padding
+        direct = isinstance(method, DirectKSum)  # the direct sum or the truncated one
+        if direct:  # similar sizes together: less padding
             members = sorted(members, key=lambda i: systems[i].n_atoms)
         batches, batch, summary = [], [], None
         for i in members:
             system = systems[i]
-            if method is self.direct:
-                self.direct.check(system, n_species, self._advice(params))
+            if direct:
+                method.check(system, n_species, self._advice(params))
             alone = method.grow(None, system, params)
             needed = factor * method.batch_bytes(alone, n_species)
             if needed > available:
@@ -185,10 +210,11 @@ class Pipeline:
         return batches + [batch] if batch else batches
 
     def plan(self, systems, species, factor: float = 1.0) -> list:
-        """``(members, method, mesh parameters)`` of every batch of the periodic ``systems``:
-        routes chosen, similar cells grouped, batches cut to the memory budget, and every
-        structure checked against the memory and work limits, without computing anything
-        (memory models scaled by ``factor``, see :meth:`batches`)."""
+        """``(members, method, mesh parameters)`` of every batch of the periodic ``systems``
+        (slabs and wires in their boxes, :meth:`box`): routes chosen, similar cells grouped,
+        batches cut to the memory budget, and every structure checked against the memory and
+        work limits, without computing anything (memory models scaled by ``factor``, see
+        :meth:`batches`)."""
         n_species, available = len(species), self.device.available_memory()  # queried once per call
         groups = {}  # similar cells, batched together: (mesh) or (direct sum, its k-point grid)
         for i, system in enumerate(systems):
@@ -205,9 +231,15 @@ class Pipeline:
     def check(self, systems, species) -> None:
         """Raise what :meth:`compute` would raise for ``systems`` before computing (sizes,
         work limits, the free-space table's bounds), without computing the features."""
-        self.plan([system for system in systems if system.periodic], species)
-        if not all(system.periodic for system in systems):
+        self.plan(self._ksum_systems(systems)[1], species)
+        if any(system.free for system in systems):
             self.pair_table()
+
+    def _ksum_systems(self, systems) -> tuple[list[int], list]:
+        """Indices of the structures of ``systems`` computed by a k-sum (bulk, slabs and wires),
+        and those structures, slabs and wires in their boxes (:meth:`box`)."""
+        members = [i for i, system in enumerate(systems) if not system.free]
+        return members, [self.box(systems[i]) if systems[i].mixed else systems[i] for i in members]
 
     def _kspace_part(self, systems, species):
         """Yield ``(members, block)``: indices into the periodic ``systems`` and the k ≠ 0
@@ -236,17 +268,23 @@ class Pipeline:
         xp = self.device.xp if on_device else np
         offsets = self._rows(systems)
         out = xp.empty((offsets[-1], len(species), (h.max_angular + 1) ** 2, self.basis.n_radial), dtype=h.dtype)
-        periodic = [i for i, system in enumerate(systems) if system.periodic]
-        periodic_systems = [systems[i] for i in periodic]
-        for members, block in self._kspace_part(periodic_systems, species):
-            out[self._index(xp, self._atoms_of([periodic[j] for j in members], offsets))] = self._on(xp, block)
+        ksum, ksum_systems = self._ksum_systems(systems)
+        for members, block in self._kspace_part(ksum_systems, species):
+            out[self._index(xp, self._atoms_of([ksum[j] for j in members], offsets))] = self._on(xp, block)
+        periodic = [i for i in ksum if systems[i].periodic]
         if periodic:
+            bulk = [systems[i] for i in periodic]
             corrections = periodic_corrections(
-                periodic_systems, species, self.potential, self.basis, self.center_term, h.center_atom_weight
+                bulk, species, self.potential, self.basis, self.center_term, h.center_atom_weight
             ).astype(h.dtype, copy=False)
             out[self._index(xp, self._atoms_of(periodic, offsets)), :, 0, :] += self._on(xp, corrections)
+        mixed = [i for i in ksum if systems[i].mixed]
+        if mixed:  # the k-sum has the G = 0 term: only the centre term is left
+            numbers = np.concatenate([systems[i].numbers for i in mixed])
+            corrections = center_corrections(numbers, species, self.center_term, h.center_atom_weight)
+            out[self._index(xp, self._atoms_of(mixed, offsets)), :, 0, :] += self._on(xp, corrections.astype(h.dtype))
         for i, system in enumerate(systems):
-            if not system.periodic:
+            if system.free:
                 out[offsets[i] : offsets[i + 1]] = self._on(
                     xp,
                     free_space_coefficients(
@@ -285,6 +323,7 @@ class Pipeline:
         ``hypers.dtype``: direct sum O(N N_k), mesh O(N log N), free-space pair loop O(N²), no N²
         object; device weights of periodic structures stay on the device.
         """
+        self.check_gradients(systems)
         h = self.hypers
         offsets = self._rows(systems)
         positions = np.zeros((offsets[-1], 3))
@@ -319,6 +358,7 @@ class Pipeline:
         object. Periodic structures add the volume term
         :math:`-\mathrm{tr}(\dot\varepsilon)(c - c_\mathrm{const})` to their route's k-sum part.
         """
+        self.check_gradients(systems)
         h = self.hypers
         xp = self.device.xp if on_device else np
         offsets = self._rows(systems)
@@ -363,6 +403,7 @@ class Pipeline:
 
         Periodic structures take the direct k-sum's derivatives whatever their route.
         """
+        self.check_gradients(systems)
         h, out = self.hypers, {}
         positions = strain = None
         n_radial, n_lm = self.basis.n_radial, (h.max_angular + 1) ** 2

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..lib.kvectors import default_k_cutoff
 from ..truncated import TruncatedPowerLaw, smearing_margin
-from .corrections import species_index
+from .corrections import center_corrections, species_index
 from .direct import DirectKSum, _PaddedBatch, kspace_sum
 
 __all__ = ["MixedSystem", "TruncatedKSum", "basis_reach", "mixed_system", "required_radius", "truncated_coefficients"]
@@ -116,28 +116,22 @@ def _shortest_vector(u: np.ndarray, v: np.ndarray) -> float:
         u, v = v, u
 
 
-def mixed_system(frame, reach: float, margin: float, box: str = "auto") -> MixedSystem:
-    """A validated :class:`MixedSystem` from an ``ase.Atoms`` with pbc two True (slab) or one
-    True (wire).
+def mixed_system(system, reach: float, margin: float, box: str = "auto") -> MixedSystem:
+    """The :class:`MixedSystem` of a slab or a wire (:class:`gplode.systems.System` with pbc two
+    or one True, validated: non-singular periodic vectors, no coincident atoms).
 
     :param reach: radial basis reach r_b, Å (:func:`basis_reach`)
     :param margin: smearing margin δ, Å (:func:`gplode.truncated.smearing_margin`)
     :param box: ``"auto"``: the smallest box obeying the rule, orthogonal to the periodic
         vectors (the non-periodic cell vectors are ignored: they may be zero); ``"cell"``: the
         structure's own cell (any triclinic shape), checked against the rule
-    :raises ValueError: wrong pbc, singular periodic vectors, a ``"cell"`` box below the rule
+    :raises ValueError: not a slab or a wire, a ``"cell"`` box below the rule
     """
-    pbc = tuple(bool(x) for x in frame.get_pbc())
-    if sum(pbc) not in (1, 2):
-        raise ValueError(f"slabs and wires need one or two periodic directions, got pbc={list(pbc)}")
-    positions = np.array(frame.get_positions(), dtype=float)
-    numbers = np.array(frame.get_atomic_numbers(), dtype=np.int64)
-    cell = np.array(frame.get_cell()[:], dtype=float)
+    if not system.mixed:
+        raise ValueError("slabs and wires need one or two periodic directions")
+    positions, numbers, cell, pbc = system.positions, system.numbers, system.cell, system.pbc
     periodic = [i for i in range(3) if pbc[i]]
     free = [i for i in range(3) if not pbc[i]]
-    lengths = np.linalg.norm(cell[periodic], axis=1)
-    if lengths.min() == 0 or (len(periodic) == 2 and np.linalg.norm(np.cross(*cell[periodic])) < 1e-8 * lengths.prod()):
-        raise ValueError(f"the periodic lattice vectors {cell[periodic].tolist()} are singular")
     radius, direction = required_radius(positions, pbc, cell, reach, margin)
     if box == "auto":
         box_cell = cell.copy()
@@ -260,7 +254,8 @@ def truncated_coefficients(
     device=None,
 ) -> np.ndarray:
     """Features of slabs and wires (``ase.Atoms`` with pbc two or one True), exact radial
-    integrals, float64: the reference path, for tests and until the calculator routes them.
+    integrals, float64: the reference path, for tests (the calculator's is
+    :class:`gplode.methods.pipeline.Pipeline`).
 
     :param accuracy: sets k_c (:func:`gplode.lib.kvectors.default_k_cutoff`), the smearing
         margin and the GTO basis reach of the box rule
@@ -269,10 +264,10 @@ def truncated_coefficients(
     :return: ``(n_atoms_total, n_species, (L+1)**2, n_radial)``
     """
     from ..devices import CpuDevice
+    from ..systems import as_systems
 
-    frames = [frames] if hasattr(frames, "get_positions") else list(frames)
     reach, margin = basis_reach(basis, accuracy), smearing_margin(potential.smearing, accuracy)
-    systems = [mixed_system(frame, reach, margin, box) for frame in frames]
+    systems = [mixed_system(system, reach, margin, box) for system in as_systems(frames)]
     if species is None:
         species = np.unique(np.concatenate([s.numbers for s in systems]))
     species = np.asarray(species, dtype=np.int64)
@@ -287,7 +282,5 @@ def truncated_coefficients(
     )
     values = np.concatenate([method.compute([system], species) for system in systems])
     numbers = np.concatenate([s.numbers for s in systems])
-    kind, present = species_index(numbers, species)
-    rows = np.flatnonzero(present)
-    values[rows, kind[rows], 0, :] -= (1.0 - center_atom_weight) * potential.center_term(basis)
+    values[:, :, 0, :] += center_corrections(numbers, species, potential.center_term(basis), center_atom_weight)
     return values

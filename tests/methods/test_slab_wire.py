@@ -166,6 +166,7 @@ from gplode.lib.spherical_harmonics import real_spherical_harmonics  # noqa: E40
 from gplode.methods.pair_sum import PairRadialFunctions  # noqa: E402
 from gplode.methods.truncated import mixed_system, truncated_coefficients  # noqa: E402
 from gplode.multipoles import multipole_coefficients  # noqa: E402
+from gplode.systems import as_systems  # noqa: E402
 
 
 def _slab(vacuum=20.0, tilt=(0.0, 0.0)):
@@ -428,7 +429,7 @@ def test_box_rule_is_enforced():
     """A box below 2 × (thickness + basis reach + smearing margin) is refused; wrong pbc too."""
     atoms = _slab(5.0)
     with pytest.raises(ValueError, match="box's height"):
-        mixed_system(atoms, reach=1.5, margin=3.0, box="cell")
+        mixed_system(as_systems(atoms)[0], reach=1.5, margin=3.0, box="cell")
     atoms.pbc = [True, True, True]
     with pytest.raises(ValueError, match="one or two periodic"):
-        mixed_system(atoms, reach=1.5, margin=3.0)
+        mixed_system(as_systems(atoms)[0], reach=1.5, margin=3.0)
