@@ -54,7 +54,9 @@ class LodeCalculator:
     :param route: periodic structures: ``"auto"`` (cheaper of the two by the device's cost
         model), ``"direct"`` (direct k-sum) or ``"mesh"`` (particle mesh); slabs and wires
         (pbc on two or one axes) always take the direct k-sum of a box with the kernel
-        truncated across the vacuum (values only: no gradients yet)
+        truncated across the vacuum (values only: no gradients yet); free-space structures:
+        ``"auto"`` the free-space mesh where cheaper than the pair sum by the cost models (and
+        within memory), ``"mesh"`` always the mesh, ``"direct"`` always the pair sum
     :param device: a :class:`gplode.devices.Device` to run on instead of the backend's
         default one, e.g. ``CpuDevice(memory=2**30)`` to bound the memory used, or
         ``CudaDevice(round_shapes=False)``; not a hyper-parameter (results agree to
@@ -113,8 +115,9 @@ class LodeCalculator:
         :param gradients: dense derivatives to add to ``Features.gradients``
             (:class:`gplode.features.Gradient`): ``"positions"`` (O(N²) memory, refused with a
             ``MemoryError`` beyond the available memory) and/or ``"strain"``. Periodic
-            structures take the direct k-sum's derivatives whatever their route. For forces
-            and stress of a model, :meth:`vjp` needs no dense Jacobian.
+            structures take the direct k-sum's derivatives whatever their route, free-space
+            ones the pair sum's. For forces and stress of a model, :meth:`vjp` needs no dense
+            Jacobian.
         :param on_device: leave ``values`` on the calculator's device (a CuPy array with
             ``backend="gpu"``, no copy to the host; the same NumPy array on the CPU), e.g. to
             hand them to PyTorch through DLPack; not with ``gradients``
@@ -153,8 +156,9 @@ class LodeCalculator:
         r"""Vector–Jacobian product: the derivatives of :math:`\mathcal L = \sum\lambda\cdot c` with
         respect to every atom's position and every structure's strain, for ``weights`` λ with
         the shape of ``compute(frames).values``, without any dense Jacobian: O(N N_k) on the
-        direct route, O(N log N) on the mesh, the O(N²) pair loop in free space. The forces of a
-        model linear in the features, E = Σ_i w_{a_i}·c^{(i)}, are ``-vjp(frames, w).positions``.
+        direct route, O(N log N) on the mesh, the O(N²) pair loop or the mesh in free space.
+        The forces of a model linear in the features, E = Σ_i w_{a_i}·c^{(i)}, are
+        ``-vjp(frames, w).positions``.
         ``weights`` may be an array of the calculator's device (e.g. CuPy with ``backend="gpu"``):
         they are then not copied to the host (except for free-space structures); the result is
         on the host.

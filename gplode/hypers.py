@@ -93,7 +93,10 @@ class LodeHypers:
     :param route: periodic structures on the fast backends: ``"auto"`` (the cheaper by the
         device's cost model), ``"direct"`` (direct k-sum) or ``"mesh"`` (particle mesh;
         implied by ``mesh_spacing`` or ``interpolation_order``); slabs and wires always take
-        the truncated direct k-sum (:class:`gplode.methods.truncated.TruncatedKSum`)
+        the truncated direct k-sum (:class:`gplode.methods.truncated.TruncatedKSum`); free-space
+        structures: ``"auto"`` the free-space mesh (:class:`gplode.methods.free_mesh.FreeSpaceMesh`)
+        where its cost model is below the pair sum's and it fits in memory, ``"mesh"`` always the
+        mesh, ``"direct"`` always the pair sum
     """
 
     exponent: float = 1.0

@@ -7,7 +7,8 @@ mesh) are computed in batches cut to the device's memory, and the analytic k = 0
 centre terms of :mod:`gplode.methods.corrections` are added in one place. Slabs and wires
 take the direct k-sum of a box with the truncated kernel
 (:class:`gplode.methods.truncated.TruncatedKSum`, box by its rule), batched the same way.
-Free-space structures use the pair sum of :mod:`gplode.methods.pair_sum`.
+Free-space structures use the pair sum of :mod:`gplode.methods.pair_sum`, or, when cheaper by
+the cost models (or with ``route="mesh"``), the mesh of :class:`gplode.methods.free_mesh.FreeSpaceMesh`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ..lib.splines import K_FLOOR, PotentialSpline, RadialIntegralSpline
 from ..truncated import smearing_margin
 from .corrections import center_corrections, periodic_corrections, species_index
 from .direct import K_CHUNK, DirectKSum
+from .free_mesh import FreeSpaceMesh, pair_sum_cost
 from .jacobians import PositionRows, strain_from_pairs
 from .mesh import MeshKSum
 from .pair_sum import (
@@ -81,7 +83,7 @@ class Pipeline:
                 derivatives=(dvhat, lambda k, l, xp: basis.kspace_integral_derivative(k, l)),
             )
             self.truncated = TruncatedKSum(device, potential, radial, self.k_cutoff, L, n_radial)
-            self.mesh = None
+            self.mesh = self.free_mesh = None
         else:
             derivatives = (dvhat, self._dradial)
             self.direct = DirectKSum(
@@ -89,6 +91,9 @@ class Pipeline:
             )
             self.truncated = TruncatedKSum(device, potential, self._radial, self.k_cutoff, L, n_radial, hypers.dtype)
             self.mesh = MeshKSum(device, self._vhat, self._radial, hypers, self.k_cutoff, n_radial, derivatives)
+            self.free_mesh = FreeSpaceMesh(
+                device, potential, basis, hypers, self.k_cutoff, self._radial, self.center_term, dradial=self._dradial
+            )
         #: the box rule of slabs and wires: radial basis reach r_b and smearing margin δ, Å
         self.reach = basis_reach(basis, hypers.accuracy)
         self.margin = smearing_margin(hypers.smearing, hypers.accuracy)
@@ -141,6 +146,23 @@ class Pipeline:
         """Refuse derivatives of slabs and wires (``NotImplementedError``)."""
         if any(system.mixed for system in systems):
             raise NotImplementedError("gradients of slabs and wires are not implemented yet")
+
+    def _free_method(self, system, n_species: int, factor: float = 1.0):
+        """The box (:class:`gplode.methods.free_mesh.FreeBox`) of a free-space ``system`` that
+        takes the mesh, else ``None`` (the pair sum): by ``route`` (``"mesh"``: the mesh,
+        ``"direct"``: the pair sum), else the mesh when its cost model is below the pair sum's
+        (:func:`gplode.methods.free_mesh.pair_sum_cost`) and it fits in the available memory
+        (its memory model scaled by ``factor``)."""
+        if self.free_mesh is None or self.hypers.route == "direct":
+            return None
+        box = self.free_mesh.box(system)
+        if self.hypers.route == "mesh":
+            return box
+        channels = n_species * (self.hypers.max_angular + 1) ** 2 * self.basis.n_radial
+        cheaper = self.free_mesh.cost(system, n_species, box) < pair_sum_cost(system.n_atoms, channels)
+        if cheaper and self.free_mesh.memory_bytes(system, n_species, box, factor) <= self.device.available_memory():
+            return box
+        return None
 
     def method_for(self, system, n_species: int, available: int | None = None):
         """``(method, mesh parameters or None)`` of a periodic ``system``: the truncated direct
@@ -232,7 +254,7 @@ class Pipeline:
         """Raise what :meth:`compute` would raise for ``systems`` before computing (sizes,
         work limits, the free-space table's bounds), without computing the features."""
         self.plan(self._ksum_systems(systems)[1], species)
-        if any(system.free for system in systems):
+        if any(system.free and self._free_method(system, len(species)) is None for system in systems):
             self.pair_table()
 
     def _ksum_systems(self, systems) -> tuple[list[int], list]:
@@ -285,12 +307,14 @@ class Pipeline:
             out[self._index(xp, self._atoms_of(mixed, offsets)), :, 0, :] += self._on(xp, corrections.astype(h.dtype))
         for i, system in enumerate(systems):
             if system.free:
-                out[offsets[i] : offsets[i + 1]] = self._on(
-                    xp,
-                    free_space_coefficients(
+                box = self._free_method(system, len(species))
+                if box is None:
+                    values = free_space_coefficients(
                         system, species, self.pair_table(), self.center_term, h.center_atom_weight, h.max_angular
-                    ),
-                )
+                    )
+                else:
+                    values = self.free_mesh.compute(system, species, box)
+                out[offsets[i] : offsets[i + 1]] = self._on(xp, values)
         return out
 
     def _host(self, array) -> np.ndarray:
@@ -320,8 +344,9 @@ class Pipeline:
         r"""Vector–Jacobian product of all coefficients: for
         :math:`\mathcal L = \sum \lambda\cdot c` with ``weights`` λ (the shape of :meth:`compute`'s
         output, host or device), ``(∂L/∂r (n_atoms, 3), ∂L/∂ε (n_systems, 3, 3))`` host arrays in
-        ``hypers.dtype``: direct sum O(N N_k), mesh O(N log N), free-space pair loop O(N²), no N²
-        object; device weights of periodic structures stay on the device.
+        ``hypers.dtype``: direct sum O(N N_k), mesh O(N log N), free space the pair loop O(N²) or
+        the free-space mesh (the route of :meth:`compute`), no N² object; device weights of
+        periodic structures stay on the device.
         """
         self.check_gradients(systems)
         h = self.hypers
@@ -343,11 +368,15 @@ class Pipeline:
             owner = np.repeat(np.arange(len(periodic)), [systems[i].n_atoms for i in periodic])
             strain[periodic, [[0], [1], [2]], [[0], [1], [2]]] -= np.bincount(owner, per_atom, len(periodic))
         for i, system in enumerate(systems):
-            if not system.periodic:
+            if system.free:
                 rows = slice(offsets[i], offsets[i + 1])
-                positions[rows], strain[i] = free_space_vjp(
-                    system, species, self.pair_table(), self._host(weights[rows]), h.max_angular
-                )
+                box = self._free_method(system, len(species), VJP_MEMORY_FACTOR)
+                if box is None:
+                    positions[rows], strain[i] = free_space_vjp(
+                        system, species, self.pair_table(), self._host(weights[rows]), h.max_angular
+                    )
+                else:
+                    positions[rows], strain[i] = self.free_mesh.vjp(system, species, self._host(weights[rows]), box)
         return positions.astype(h.dtype, copy=False), strain.astype(h.dtype, copy=False)
 
     def jvp(self, systems, species, values, positions, strain, on_device: bool = False):
@@ -376,11 +405,16 @@ class Pipeline:
             volume_part = self._volume_part(periodic_systems, species, self._on(xp, self._take(values, rows)))
             out[self._index(xp, rows)] -= self._on(xp, trace)[:, None, None, None] * volume_part
         for i, system in enumerate(systems):
-            if not system.periodic:
+            if system.free:
                 rows = slice(offsets[i], offsets[i + 1])
-                out[rows] = self._on(
-                    xp, free_space_jvp(system, species, self.pair_table(), positions[rows], strain[i], h.max_angular)
-                )
+                box = self._free_method(system, len(species), VJP_MEMORY_FACTOR)
+                if box is None:
+                    tangent = free_space_jvp(
+                        system, species, self.pair_table(), positions[rows], strain[i], h.max_angular
+                    )
+                else:
+                    tangent = self.free_mesh.jvp(system, species, positions[rows], strain[i], box)
+                out[rows] = self._on(xp, tangent)
         return out.astype(h.dtype, copy=False)
 
     def _volume_part(self, systems, species, values):
@@ -401,7 +435,8 @@ class Pipeline:
           (:mod:`gplode.methods.jacobians`), O(N²) memory, refused beyond the available memory;
         * ``"strain"``: ``(n_atoms, n_species, 3, 3, (L+1)**2, n_radial)``, ∂c/∂ε_xy (r → r(1+ε)).
 
-        Periodic structures take the direct k-sum's derivatives whatever their route.
+        Periodic structures take the direct k-sum's derivatives whatever their route,
+        free-space ones the pair sum's.
         """
         self.check_gradients(systems)
         h, out = self.hypers, {}
