@@ -37,10 +37,13 @@ def default_k_cutoff(smearing: float, accuracy: float) -> float:
     return float(np.sqrt(2.0 * (np.log(1.0 / accuracy) + 3.0)) / smearing)
 
 
-def sphere_shape(cells: np.ndarray, k_cutoff: float) -> tuple[int, int, int]:
+def sphere_shape(cells: np.ndarray, k_cutoff) -> tuple[int, int, int]:
     r"""Smallest grid whose half spectrum holds every :math:`|k| < k_c` of all ``cells``
-    (:func:`sphere_shape_for_lengths` of their longest lattice vector along each axis)."""
-    return sphere_shape_for_lengths(np.linalg.norm(np.asarray(cells).reshape(-1, 3, 3), axis=2).max(axis=0), k_cutoff)
+    (:func:`sphere_shape_for_lengths` of the largest :math:`k_c|a_i|` along each axis;
+    ``k_cutoff``: one for all cells or one per cell)."""
+    cells = np.asarray(cells).reshape(-1, 3, 3)
+    reach = np.linalg.norm(cells, axis=2) * np.broadcast_to(np.asarray(k_cutoff, dtype=float), (len(cells),))[:, None]
+    return sphere_shape_for_lengths(reach.max(axis=0), 1.0)
 
 
 def sphere_shape_for_lengths(lengths, k_cutoff: float) -> tuple[int, int, int]:
@@ -82,10 +85,12 @@ def selected_kpoints(cells: np.ndarray, shape: tuple[int, int, int], k_cutoff: f
 
     :param cells: lattice vectors as rows, Å, ``(n_cells, 3, 3)``
     :param shape: the common mesh shape (M1, M2, M3)
-    :param k_cutoff: k_c in Å⁻¹
+    :param k_cutoff: k_c in Å⁻¹, one for all cells or one per cell ``(n_cells,)``
     :param xp: array module of the results
     """
     recip = 2.0 * np.pi * np.linalg.inv(cells).transpose(0, 2, 1)  # rows b_i
+    limit = np.broadcast_to(np.asarray(k_cutoff, dtype=float) ** 2 * (1.0 - SHELL_TOLERANCE), (len(cells),))
+    limit = xp.asarray(limit)[:, None, None, None]
     metric = xp.asarray(recip @ recip.transpose(0, 2, 1))[:, :, :, None, None, None]
     m = [
         xp.fft.fftfreq(shape[0], 1.0 / shape[0])[:, None, None],
@@ -93,7 +98,7 @@ def selected_kpoints(cells: np.ndarray, shape: tuple[int, int, int], k_cutoff: f
         xp.fft.rfftfreq(shape[2], 1.0 / shape[2])[None, None, :],
     ]
     norm2 = sum(metric[:, i, j] * m[i] * m[j] * (1 if i == j else 2) for i in range(3) for j in range(i, 3))
-    inside = (norm2 > 0) & (norm2 < k_cutoff**2 * (1.0 - SHELL_TOLERANCE))
+    inside = (norm2 > 0) & (norm2 < limit)
     # never the Nyquist planes |m_i| = M_i/2 (a too coarse user mesh): their inverse real
     # FFT is not defined by one half spectrum, and cuFFT and pocketfft treat them apart
     inside &= (2 * abs(m[0]) < shape[0]) & (2 * abs(m[1]) < shape[1]) & (2 * m[2] < shape[2])

@@ -68,12 +68,14 @@ class _PaddedBatch:
     k chunks.
 
     :param vhat: callable ``|k| -> v̂_p(|k|)``
+    :param k_cutoff: k_c in Å⁻¹, one for all systems or one per system
     :param dvhat: ``(|k|, v̂ values, xp) -> dv̂/dk``: also :math:`d\hat v_p/dk` and
         :math:`\nabla\mathcal Y_{lm}(\hat k)`, for the derivatives
     """
 
     def __init__(self, systems, species, vhat, k_cutoff, max_angular, device, complex_, dvhat=None):
         xp = self.xp = device.xp
+        self.device = device
         self.n_batch, self.n_species, self.complex = len(systems), len(species), complex_
         self.owner, self.slot = atom_owners(systems)  # each atom's system and index in it
         self.n_max = n_max = int(self.slot.max()) + 1
@@ -193,20 +195,31 @@ def kspace_sum(batch: _PaddedBatch, radial, max_angular: int, n_radial: int, rea
     :param strain_dradial: ``(|k|, l) -> dĨ_nl/dk``: compute the strain rows instead
     :return: ``(n_batch, n_max, n_species, [3, 3,] (L+1)**2, n_radial)`` on the device
     """
-    xp, L = batch.xp, max_angular
+    xp, L, matmul = batch.xp, max_angular, batch.device.matmul
     extra = 1 if strain_dradial is None else 9
     out = xp.zeros((batch.n_batch, batch.n_max * batch.n_species, extra, (L + 1) ** 2 * n_radial), dtype=real)
     for chunk in batch.chunks(workspace):
-        parts = (chunk.s.real, chunk.s.imag)
-        for l in range(L + 1):
-            sign, part = _re_i_power(l, parts)
-            if strain_dradial is None:
-                kernel = batch.kernel(chunk.take, radial, l)
-            else:
-                kernel = -batch.strain_kernel(chunk.take, radial, strain_dradial, l)
-            kernel = batch.padded_k(workspace, "kernel", sign * kernel, chunk, real)
-            columns = slice(l * l * n_radial, (l + 1) ** 2 * n_radial)
-            out[:, :, :, columns] += (part @ kernel).reshape(batch.n_batch, -1, extra, columns.stop - columns.start)
+        parts = (xp.ascontiguousarray(chunk.s.real), xp.ascontiguousarray(chunk.s.imag))
+        for parity in (0, 1):  # Re[i^l s] is ±Re s for even l, ±Im s for odd l: one product each
+            degrees = range(parity, L + 1, 2)
+            kernels = []
+            for l in degrees:
+                sign, _ = _re_i_power(l, parts)
+                if strain_dradial is None:
+                    kernel = batch.kernel(chunk.take, radial, l)
+                else:
+                    kernel = -batch.strain_kernel(chunk.take, radial, strain_dradial, l)
+                kernels.append((sign * kernel).reshape(kernel.shape[0], -1))
+            if not kernels:
+                continue
+            kernel = batch.padded_k(workspace, "kernel", xp.concatenate(kernels, axis=1), chunk, real)
+            product = matmul(parts[parity], kernel)
+            start = 0
+            for l in degrees:
+                width = (2 * l + 1) * n_radial
+                block = product[:, :, start : start + extra * width].reshape(batch.n_batch, -1, extra, width)
+                out[:, :, :, l * l * n_radial : l * l * n_radial + width] += block
+                start += extra * width
     shape = (batch.n_batch, batch.n_max, batch.n_species) + (() if extra == 1 else (3, 3)) + ((L + 1) ** 2, n_radial)
     return out.reshape(shape)
 
@@ -231,7 +244,7 @@ def kspace_jvp(
     :param strain: :math:`\dot\varepsilon` on the device, ``(n_batch, 3, 3)``
     :return: ``(n_batch, n_max, n_species, (L+1)**2, n_radial)`` on the device
     """
-    xp, L = batch.xp, max_angular
+    xp, L, matmul = batch.xp, max_angular, batch.device.matmul
     n_batch, n_max, n_species = batch.n_batch, batch.n_max, batch.n_species
     out = xp.zeros((n_batch, n_max * n_species, (L + 1) ** 2 * n_radial), dtype=real)
     for chunk in batch.chunks(workspace):
@@ -241,17 +254,18 @@ def kspace_jvp(
             along[:, :, None, :] * chunk.rho.conj()[:, None, :, :] - rho_dot.conj()[:, None, :, :]
         )
         s_dot = s_dot.reshape(n_batch, n_max * n_species, chunk.width)
-        parts, parts_dot = (chunk.s.real, chunk.s.imag), (s_dot.real, s_dot.imag)
+        parts = (xp.ascontiguousarray(chunk.s.real), xp.ascontiguousarray(chunk.s.imag))
+        parts_dot = (xp.ascontiguousarray(s_dot.real), xp.ascontiguousarray(s_dot.imag))
         rate = strain[batch.points.structure[chunk.take]]  # ε̇ of each k-point's structure
         for l in range(L + 1):
             columns = slice(l * l * n_radial, (l + 1) ** 2 * n_radial)
             ilm = radial(batch.knorm[chunk.take], l)
             sign, part = _re_i_power(l + 1, parts_dot)
             kernel = batch.padded_k(workspace, "kernel", sign * batch.kernel(chunk.take, radial, l, ilm), chunk, real)
-            out[:, :, columns] += part @ kernel
+            out[:, :, columns] += matmul(part, kernel)
             sign, part = _re_i_power(l, parts)
             strained = batch.strain_rate_kernel(chunk.take, radial, dradial, l, rate, ilm)
-            out[:, :, columns] -= part @ batch.padded_k(workspace, "kernel", sign * strained, chunk, real)
+            out[:, :, columns] -= matmul(part, batch.padded_k(workspace, "kernel", sign * strained, chunk, real))
     return out.reshape(n_batch, n_max, n_species, (L + 1) ** 2, n_radial)
 
 
@@ -275,7 +289,7 @@ def kspace_vjp(batch: _PaddedBatch, weights, radial, dradial, max_angular: int, 
     :param weights: λ on the device, ``(n_batch, n_max, n_species, (L+1)**2, n_radial)``
     :return: ``(positions (n_batch, n_max, 3), strain (n_batch, 3, 3))`` on the device
     """
-    xp, L = batch.xp, max_angular
+    xp, L, matmul = batch.xp, max_angular, batch.device.matmul
     n_batch, n_max, n_species = batch.n_batch, batch.n_max, batch.n_species
     lam = weights.reshape(n_batch, n_max * n_species, (L + 1) ** 2 * n_radial).astype(real, copy=False)
     forces = xp.zeros((n_batch, n_max, 3))
@@ -283,20 +297,20 @@ def kspace_vjp(batch: _PaddedBatch, weights, radial, dradial, max_angular: int, 
     lam_dot_c = xp.zeros(n_batch)
     virial = xp.zeros((batch.knorm.size, 9))  # per k-point, summed per structure at the end
     for chunk in batch.chunks(workspace):
-        parts = (chunk.s.real, chunk.s.imag)
+        parts = (xp.ascontiguousarray(chunk.s.real), xp.ascontiguousarray(chunk.s.imag))
         t = xp.zeros((n_batch, n_max * n_species, chunk.width), dtype=batch.complex)
         for l in range(L + 1):
             columns = slice(l * l * n_radial, (l + 1) ** 2 * n_radial)
             lam_l = lam[:, :, columns]
             ilm = radial(batch.knorm[chunk.take], l)
             kernel = batch.padded_k(workspace, "kernel", batch.kernel(chunk.take, radial, l, ilm), chunk, real)
-            product = lam_l @ kernel.transpose(0, 2, 1)  # Σ_c λ_c w G_c, (batch, atoms·species, k)
+            product = matmul(lam_l, kernel.transpose(0, 2, 1))  # Σ_c λ_c w G_c, (batch, atoms·species, k)
             if l % 2 == 0:
                 t.real += (1.0, -1.0)[(l // 2) % 2] * product
             else:
                 t.imag += (1.0, -1.0)[(l // 2) % 2] * product
             sign, part = _re_i_power(l, parts)
-            z = sign * (part.transpose(0, 2, 1) @ lam_l)  # (batch, k, channels)
+            z = sign * matmul(part.transpose(0, 2, 1), lam_l)  # (batch, k, channels)
             lam_dot_c += xp.einsum("bkc,bkc->b", z, kernel)
             z_take = z.reshape(n_batch * chunk.width, 2 * l + 1, n_radial)[chunk.slot_k]  # the chunk's k-points
             virial[chunk.take] += batch.contracted_strain_kernel(chunk.take, radial, dradial, l, z_take, ilm).reshape(
@@ -415,33 +429,40 @@ class DirectKSum:
         self._local = threading.local()  # per-thread work buffers (CPU)
 
     def sizes(self, system) -> tuple[float, ...]:
-        """(atoms, expected k-vectors, the three lattice-vector lengths) of ``system``."""
-        return (system.n_atoms, half_sphere_count(self.k_cutoff, system.volume), *np.linalg.norm(system.cell, axis=1))
+        """(atoms, expected k-vectors, k_c × the three lattice-vector lengths) of ``system``."""
+        k_cutoff = self.k_cutoff_of(system)
+        reach = k_cutoff * np.linalg.norm(system.cell, axis=1)
+        return (system.n_atoms, half_sphere_count(k_cutoff, system.volume), *reach)
+
+    def k_cutoff_of(self, system) -> float:
+        """The radius of ``system``'s k-sphere (Å⁻¹): its own (chosen by the pipeline), else this sum's."""
+        k_cutoff = getattr(system, "k_cutoff", None)
+        return self.k_cutoff if k_cutoff is None else k_cutoff
 
     def grow(self, batch, system, params=None):
         """The summary of a batch with ``system`` added (``batch`` None: a new batch):
         members, and the largest atoms, k-vectors and lattice vector along each axis (all
         members are padded to them, and the k-point grid of :func:`kspace_sum` is the one
-        of the longest vectors along each axis)."""
+        of the largest k_c × length along each axis)."""
         sizes = self.sizes(system)
         return (1, sizes) if batch is None else (batch[0] + 1, tuple(map(max, batch[1], sizes)))
 
     def batch_bytes(self, batch, n_species: int) -> int:
         """Peak memory of a batch (bytes) from its :meth:`grow` summary (:func:`memory_bytes`)."""
-        count, (n_atoms, n_k, *lengths) = batch
-        n_grid = math.prod(sphere_shape_for_lengths(lengths, self.k_cutoff)) / 2  # per member
+        count, (n_atoms, n_k, *reach) = batch
+        n_grid = math.prod(sphere_shape_for_lengths(reach, 1.0)) / 2  # per member
         itemsize = np.dtype(self.real).itemsize
         return count * memory_bytes(n_atoms, n_species, self.n_channels, n_k, n_grid, itemsize)
 
     def work(self, system, n_species: int) -> float:
         """Terms of the sum: (atoms) × (k-vectors) × (species) × (channels)."""
-        return system.n_atoms * half_sphere_count(self.k_cutoff, system.volume) * n_species * self.n_channels
+        return system.n_atoms * half_sphere_count(self.k_cutoff_of(system), system.volume) * n_species * self.n_channels
 
     def cost(self, system, n_species: int, params=None) -> float:
         """Estimated seconds on the device (:class:`gplode.devices.base.Costs`)."""
         c = self.device.costs
         per_atom_k = c.direct_term * n_species * self.n_channels + c.direct_phase + c.direct_species * n_species
-        return system.n_atoms * half_sphere_count(self.k_cutoff, system.volume) * per_atom_k
+        return system.n_atoms * half_sphere_count(self.k_cutoff_of(system), system.volume) * per_atom_k
 
     def check(self, system, n_species: int, advice: str) -> None:
         """Refuse a structure beyond :data:`MAX_WORK` terms (``ValueError``; ``advice``: what to change)."""
@@ -449,7 +470,7 @@ class DirectKSum:
         if work > MAX_WORK:
             raise ValueError(
                 f"the direct k-sum of a structure of {system.n_atoms} atoms (volume {system.volume:.4g} Å³, "
-                f"k_c = {self.k_cutoff:.3g} Å⁻¹) has {work:.2g} terms (about "
+                f"k_c = {self.k_cutoff_of(system):.3g} Å⁻¹) has {work:.2g} terms (about "
                 f"{work * self.device.costs.direct_term / 3600:.1f} h): more than the limit of {MAX_WORK:.0e}; "
                 + advice
             )
@@ -474,7 +495,8 @@ class DirectKSum:
         complex_ = np.complex64 if self.real == np.float32 else np.complex128
         dvhat = self._derivatives[0] if gradients else None
         vhat = self._callables()[0]
-        return _PaddedBatch(systems, species, vhat, self.k_cutoff, self.max_angular, self.device, complex_, dvhat)
+        k_cutoffs = np.array([self.k_cutoff_of(system) for system in systems])
+        return _PaddedBatch(systems, species, vhat, k_cutoffs, self.max_angular, self.device, complex_, dvhat)
 
     def compute(self, systems, species, params=None) -> np.ndarray:
         """The k ≠ 0 coefficients of ``systems`` (device array, their atoms one after the other)."""
@@ -524,4 +546,5 @@ class DirectKSum:
     def pair_gradients(self, system, blocks):
         """:func:`pair_gradients` of ``system`` for the blocks of centres ``blocks``."""
         vhat, radial, _ = self._callables()
-        return pair_gradients(system, vhat, radial, self.k_cutoff, self.max_angular, self.n_radial, blocks, self.device)
+        k_cutoff = self.k_cutoff_of(system)
+        return pair_gradients(system, vhat, radial, k_cutoff, self.max_angular, self.n_radial, blocks, self.device)

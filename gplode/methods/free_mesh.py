@@ -327,7 +327,7 @@ class FreeSpaceMesh:
         box = self.box(system) if box is None else box
         kernel, inside = self.kernel(box), self._box_system(system, box)
         forces, _ = self._method_of(box, kernel).vjp([inside], species, box.mesh, np.asarray(weights, dtype=float))
-        forces = np.asarray(self.device.to_host(forces), dtype=float)
+        forces = np.asarray(forces, dtype=float)  # MeshKSum.vjp returns host arrays
         relative = system.positions - system.positions.mean(axis=0)
         return forces, relative.T @ forces
 
