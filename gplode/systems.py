@@ -36,6 +36,8 @@ class System:
     :param periodic: ``True`` for pbc on all three axes, else ``False``
     :param pbc: slabs (two ``True``) and wires (one ``True``): which rows of ``cell`` are
         periodic; ``None`` for bulk and free-space structures
+    :param k_cutoff: radius of the structure's k-sphere in Å⁻¹, set by the pipeline from
+        the truncation-error model (:mod:`gplode.methods.accuracy`); ``None``: the method's own
     """
 
     positions: np.ndarray
@@ -43,6 +45,7 @@ class System:
     cell: np.ndarray
     periodic: bool
     pbc: tuple[bool, bool, bool] | None = None
+    k_cutoff: float | None = None
 
     @property
     def mixed(self) -> bool:

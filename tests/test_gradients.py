@@ -16,6 +16,7 @@ from scipy.linalg import expm
 import gplode
 from gplode.lib.kvectors import selected_kpoints, sphere_shape
 from gplode.lib.spherical_harmonics import real_spherical_harmonics
+from gplode.systems import as_systems
 
 RNG = np.random.default_rng(2026)
 CELL = np.array([[5.1, 0.4, 0.0], [0.7, 4.8, 0.3], [-0.2, 0.5, 5.4]])
@@ -228,7 +229,8 @@ def test_toy_energy_forces_and_ewald_virial():
     energy = _loss(calc, atoms, weights)
 
     # independent Ewald-like sum over the full k-set (±k), its energy and virial
-    potential, basis, k_c = calc.potential, calc.basis, calc.pipeline.k_cutoff
+    potential, basis = calc.potential, calc.basis
+    k_c = calc.pipeline.with_spheres(as_systems(atoms), np.array([11, 17]))[0].k_cutoff  # the structure's sphere
     cell = atoms.cell.array
     recip = 2 * np.pi * np.linalg.inv(cell).T
     n = int(np.ceil(k_c * np.linalg.norm(cell, axis=1).max() / (2 * np.pi))) + 1

@@ -436,8 +436,7 @@ class DirectKSum:
 
     def k_cutoff_of(self, system) -> float:
         """The radius of ``system``'s k-sphere (Å⁻¹): its own (chosen by the pipeline), else this sum's."""
-        k_cutoff = getattr(system, "k_cutoff", None)
-        return self.k_cutoff if k_cutoff is None else k_cutoff
+        return self.k_cutoff if system.k_cutoff is None else system.k_cutoff
 
     def grow(self, batch, system, params=None):
         """The summary of a batch with ``system`` added (``batch`` None: a new batch):

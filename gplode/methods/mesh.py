@@ -260,33 +260,32 @@ class MeshKSum:
         # dtype="float32": the whole chain in single precision (FFTs in complex64)
         self.real = np.float32 if hypers.dtype == "float32" else np.float64
 
-    def parameters(self, cell: np.ndarray, n_atoms: int = 1, k_cutoff: float | None = None) -> MeshParameters:
-        """Mesh of ``cell`` for the k-sphere of radius ``k_cutoff`` (Å⁻¹; default: this
-        method's): from ``accuracy`` and the device's costs, or the user's overrides, rounded
-        up to the shape ladder when the device rounds shapes."""
+    def parameters(self, cell: np.ndarray, n_atoms: int = 1) -> MeshParameters:
+        """Mesh of ``cell`` for this method's k-sphere: from ``accuracy`` and the device's
+        costs, or the user's overrides, rounded up to the shape ladder when the device rounds
+        shapes (one mesh for similar cells, which are then batched)."""
         h = self.hypers
-        k_cutoff = self.k_cutoff if k_cutoff is None else float(k_cutoff)
         params = choose_mesh(
             cell,
             h.smearing,
             h.accuracy,
             n_atoms,
             order=h.interpolation_order,
-            k_cutoff=k_cutoff,
+            k_cutoff=self.k_cutoff,
             costs=self.device.costs,
         )
         if h.mesh_spacing is not None:
             lengths = np.linalg.norm(cell, axis=1)
             shape = tuple(fast_length(math.ceil(n / h.mesh_spacing)) for n in lengths)
             # every k-vector of the sphere needs |m_i| = |k·a_i|/2π < M_i/2
-            if any(m <= k_cutoff * n / np.pi for m, n in zip(shape, lengths, strict=True)):
+            if any(m <= self.k_cutoff * n / np.pi for m, n in zip(shape, lengths, strict=True)):
                 raise ValueError(
                     f"mesh_spacing={h.mesh_spacing} Å is too coarse for accuracy={h.accuracy}: the k-sphere "
-                    f"(k_c = {k_cutoff:.3g} Å⁻¹) needs a spacing below {np.pi / k_cutoff:.3g} Å"
+                    f"(k_c = {self.k_cutoff:.3g} Å⁻¹) needs a spacing below {np.pi / self.k_cutoff:.3g} Å"
                 )
-            params = MeshParameters(shape, params.order, k_cutoff)
+            params = MeshParameters(shape, params.order, self.k_cutoff)
         if self.device.round_shapes:
-            params = MeshParameters(round_shape(params.shape), params.order, k_cutoff)
+            params = MeshParameters(round_shape(params.shape), params.order, self.k_cutoff)
         return params
 
     def grow(self, batch, system, params: MeshParameters):

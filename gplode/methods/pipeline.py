@@ -13,14 +13,16 @@ the cost models (or with ``route="mesh"``), the mesh of :class:`gplode.methods.f
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import threading
 
 import numpy as np
 
-from ..lib.kvectors import default_k_cutoff, half_sphere_count, sphere_shape
+from ..lib.kvectors import default_k_cutoff, half_sphere_count, selected_kpoints, sphere_shape
 from ..lib.splines import K_FLOOR, PotentialSpline, RadialIntegralSpline
 from ..truncated import smearing_margin
+from .accuracy import RADIUS_BOUND, TRUNCATION_SHARE, sphere_radius
 from .corrections import center_corrections, periodic_corrections, species_index
 from .direct import K_CHUNK, DirectKSum
 from .free_mesh import FreeSpaceMesh, pair_sum_cost
@@ -65,10 +67,14 @@ class Pipeline:
     def __init__(self, hypers, potential, basis, device, exact: bool = False):
         self.hypers, self.potential, self.basis, self.device, self.exact = hypers, potential, basis, device, exact
         self.center_term = potential.center_term(basis)
-        #: radius of the summed k-sphere in Å⁻¹ (explicit ``k_cutoff``, or from ``accuracy``)
+        #: radius of the summed k-sphere in Å⁻¹ (explicit ``k_cutoff``, or from ``accuracy`` by
+        #: the σ-only formula): bulk structures take their own from the truncation-error model
+        #: (:meth:`with_spheres`), slabs, wires and free-space meshes this one
         self.k_cutoff = (
             hypers.k_cutoff if hypers.k_cutoff is not None else default_k_cutoff(hypers.smearing, hypers.accuracy)
         )
+        #: the largest radius any structure takes, Å⁻¹ (the splines' range)
+        self.k_bound = self.k_cutoff if hypers.k_cutoff is not None else RADIUS_BOUND * self.k_cutoff
         L, n_radial = hypers.max_angular, basis.n_radial
         dvhat = potential.kspace_derivative  # (k, v̂ values, xp): exact from the values given
         if exact:
@@ -103,20 +109,20 @@ class Pipeline:
     # ---- the splines of the fast methods: built once, on first use, over a fixed range
     @functools.cached_property
     def radial_spline(self) -> RadialIntegralSpline:
-        """Splined Ĩ_nl on [0, k_c]."""
-        return RadialIntegralSpline(self.basis, self.k_cutoff)
+        """Splined Ĩ_nl on [0, :attr:`k_bound`]."""
+        return RadialIntegralSpline(self.basis, self.k_bound)
 
     @functools.cached_property
     def radial_derivative_spline(self) -> RadialIntegralSpline:
-        """Splined dĨ_nl/dk on [0, k_c] (built when derivatives are first asked for)."""
-        return RadialIntegralSpline(self.basis, self.k_cutoff, derivative=True)
+        """Splined dĨ_nl/dk on [0, :attr:`k_bound`] (built when derivatives are first asked for)."""
+        return RadialIntegralSpline(self.basis, self.k_bound, derivative=True)
 
     @functools.cached_property
     def potential_spline(self) -> PotentialSpline:
         """Splined v̂_p on [:data:`gplode.lib.splines.K_FLOOR`, k_c]. Its range does not depend on
         the structures computed, so neither do its values: a structure's features are the
         same whatever the calculator computed before."""
-        return PotentialSpline(self.potential, min(K_FLOOR, 0.5 * self.k_cutoff), self.k_cutoff)
+        return PotentialSpline(self.potential, min(K_FLOOR, 0.5 * self.k_cutoff), self.k_bound)
 
     def pair_table(self, progress=None) -> PairRadialFunctions:
         """The free-space pair functions F_nl(d), tabulated once per calculator, on first use
@@ -176,7 +182,7 @@ class Pipeline:
             return self.direct, None
         if h.route == "direct":
             return self.direct, None
-        params = self.mesh.parameters(system.cell, system.n_atoms)
+        params = self.mesh.parameters(system.cell, system.n_atoms)  # the mesh: the σ-only sphere
         if h.route == "mesh" or h.mesh_spacing is not None or h.interpolation_order is not None:
             return self.mesh, params
         if self.mesh.cost(system, n_species, params) < self.direct.cost(system, n_species):
@@ -242,7 +248,7 @@ class Pipeline:
         for i, system in enumerate(systems):
             method, params = self.method_for(system, n_species, available)
             # direct sums: cells with one k-point grid (similar cells, little padding in k)
-            key = params if method is self.mesh else sphere_shape(system.cell, self.k_cutoff)
+            key = params if method is self.mesh else sphere_shape(system.cell, method.k_cutoff_of(system))
             groups.setdefault((method.name, key), (method, params, []))[2].append(i)
         return [
             (batch, method, params)
@@ -250,9 +256,44 @@ class Pipeline:
             for batch in self.batches(members, systems, n_species, method, params, available, factor)
         ]
 
+    def with_spheres(self, systems, species) -> list:
+        """``systems`` with the radius of each bulk structure's k-sphere (``System.k_cutoff``):
+        the smallest whose predicted truncation error is :data:`TRUNCATION_SHARE` × ``accuracy``
+        (:func:`gplode.methods.accuracy.sphere_radius`; cells sized for the mesh keep the
+        σ-only one), or the explicit ``k_cutoff``, refused (``ValueError``) when it holds no
+        k-vector of a structure: never a silently empty sum."""
+        return [self._sphere(s, species) if s.periodic and s.k_cutoff is None else s for s in systems]
+
+    def _sphere(self, system, species):
+        h = self.hypers
+        if h.k_cutoff is not None:
+            shortest = 2 * np.pi * np.linalg.norm(np.linalg.inv(system.cell), axis=0).min()  # of the b_i
+            cell = system.cell[None]  # else the sphere is within the shortest b_i: few points to look at
+            if shortest >= h.k_cutoff and not selected_kpoints(cell, sphere_shape(cell, h.k_cutoff), h.k_cutoff).k.size:
+                lengths = ", ".join(f"{n:.3g}" for n in np.linalg.norm(system.cell, axis=1))
+                raise ValueError(
+                    f"k_cutoff={h.k_cutoff:g} Å⁻¹ holds no k-vector of a structure of {system.n_atoms} atoms "
+                    f"(cell lengths {lengths} Å): its k ≠ 0 part would be zero; raise k_cutoff, or leave it "
+                    "to `accuracy`"
+                )
+            return system
+        if self.exact:
+            functions = (self.potential.kspace, self.basis.kspace_integral)
+        else:
+            functions = (lambda k: self.potential_spline(k), lambda k, l: self.radial_spline(k, l))
+        constant = periodic_corrections(
+            [system], species, self.potential, self.basis, self.center_term, h.center_atom_weight
+        )
+        target = TRUNCATION_SHARE * h.accuracy
+        radius = sphere_radius(
+            system, species, *functions, h.max_angular, float((constant**2).sum()), target, self.k_bound
+        )
+        return system if radius is None else dataclasses.replace(system, k_cutoff=radius)
+
     def check(self, systems, species) -> None:
         """Raise what :meth:`compute` would raise for ``systems`` before computing (sizes,
         work limits, the free-space table's bounds), without computing the features."""
+        systems = self.with_spheres(systems, species)
         self.plan(self._ksum_systems(systems)[1], species)
         if any(system.free and self._free_method(system, len(species)) is None for system in systems):
             self.pair_table()
@@ -286,6 +327,7 @@ class Pipeline:
             moved there
         :return: ``(total atoms, len(species), (L+1)**2, n_radial)`` in ``hypers.dtype``
         """
+        systems = self.with_spheres(systems, species)
         h = self.hypers
         xp = self.device.xp if on_device else np
         offsets = self._rows(systems)
@@ -348,6 +390,7 @@ class Pipeline:
         the free-space mesh (the route of :meth:`compute`), no N² object; device weights of
         periodic structures stay on the device.
         """
+        systems = self.with_spheres(systems, species)
         self.check_gradients(systems)
         h = self.hypers
         offsets = self._rows(systems)
@@ -387,6 +430,7 @@ class Pipeline:
         object. Periodic structures add the volume term
         :math:`-\mathrm{tr}(\dot\varepsilon)(c - c_\mathrm{const})` to their route's k-sum part.
         """
+        systems = self.with_spheres(systems, species)
         self.check_gradients(systems)
         h = self.hypers
         xp = self.device.xp if on_device else np
@@ -438,6 +482,7 @@ class Pipeline:
         Periodic structures take the direct k-sum's derivatives whatever their route,
         free-space ones the pair sum's.
         """
+        systems = self.with_spheres(systems, species)
         self.check_gradients(systems)
         h, out = self.hypers, {}
         positions = strain = None
@@ -449,7 +494,8 @@ class Pipeline:
             # the rows, a block of pair derivatives, and a periodic system's phases and kernels (all k)
             kdata = max(
                 (
-                    half_sphere_count(self.k_cutoff, s.volume) * (16 * s.n_atoms + 24 * self.direct.n_channels)
+                    half_sphere_count(self.direct.k_cutoff_of(s), s.volume)
+                    * (16 * s.n_atoms + 24 * self.direct.n_channels)
                     for s in systems
                     if s.periodic
                 ),

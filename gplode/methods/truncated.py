@@ -56,6 +56,7 @@ class MixedSystem:
     radius: float
     direction: np.ndarray
     periodic = True  # computed by a k-sum (for code that asks System.periodic)
+    k_cutoff = None  # the method's k-sphere (no per-structure radius yet)
 
     @property
     def geometry(self) -> str:

@@ -124,12 +124,13 @@ def _bad_frames():
     nan = good[0].copy()
     nan.positions[1, 0] = np.nan
     singular = ase.Atoms("Na", cell=[[3, 0, 0], [0, 3, 0], [3, 3, 0]], pbc=True)
-    mixed = ase.Atoms("Na", cell=np.eye(3) * 4, pbc=[True, True, False])
-    return [good[0], nan, good[1], singular, mixed, ase.Atoms(cell=np.eye(3) * 4, pbc=True), good[2]]
+    flat_slab = ase.Atoms("Na", cell=[[3, 0, 0], [6, 0, 0], [0, 0, 0]], pbc=[True, True, False])
+    return [good[0], nan, good[1], singular, flat_slab, ase.Atoms(cell=np.eye(3) * 4, pbc=True), good[2]]
 
 
 @pytest.mark.parametrize(
-    "index, message", [(1, "not finite"), (3, "non-singular cell"), (4, "mixed periodic"), (5, "no atoms")]
+    "index, message",
+    [(1, "not finite"), (3, "non-singular cell"), (4, "non-singular periodic lattice"), (5, "no atoms")],
 )
 def test_bad_structures_stop_with_file_and_index(tmp_path, index, message):
     frames = _bad_frames()
