@@ -21,7 +21,7 @@ so the relative RMS error of all coefficients is predicted as
 on the cell's own k-vectors (the shells are discrete: a small cell's error falls in steps).
 :math:`S(k)` is computed exactly for the lowest vectors (the norm and, in small cells, the
 tail: zero structure factors of crystals included) and taken as its average
-:math:`\langle S\rangle = \sum_a N_a` beyond a budget of atom × vector products. The model is
+:math:`\langle S\rangle = \sum_a N_a` beyond a budget of atom × vector products (3·10⁴). The model is
 the integrand itself, for every p, basis and σ; the tests hold the measured error of the
 chosen sphere to a band below the accuracy.
 """
@@ -33,7 +33,7 @@ import numpy as np
 from ..lib.kvectors import half_sphere_count, selected_kpoints, sphere_shape
 from .corrections import species_index
 
-__all__ = ["MODEL_VECTORS", "RADIUS_BOUND", "TRUNCATION_SHARE", "kspace_weights", "sphere_radius"]
+__all__ = ["MODEL_VECTORS", "RADIUS_BOUND", "TRUNCATION_SHARE", "KSpaceWeight", "sphere_radius"]
 
 #: the share of ``accuracy`` given to the truncation of the k-sum (the rest: splines, mesh)
 TRUNCATION_SHARE = 0.3
@@ -46,23 +46,35 @@ MODEL_VECTORS = 200_000
 #: radii are rounded up to ``bound`` × (1 + step)^-j, so that similar cells share a radius
 _LADDER_STEP = 0.01
 #: atom × k-vector products of the exact structure factors per structure (the lowest vectors)
-_STRUCTURE_FACTOR_BUDGET = 200_000
+_STRUCTURE_FACTOR_BUDGET = 30_000
 #: the first pass enumerates the vectors up to this fraction of ``k_max``; its answer stands
 #: when it lies below :data:`_FIRST_PASS_KEEP` of that radius (the vectors beyond it are
 #: then negligible), else the pass is repeated up to ``k_max``
 _FIRST_PASS, _FIRST_PASS_KEEP = 0.625, 0.8
 
 
-def kspace_weights(k: np.ndarray, vhat, radial, max_angular: int, volume: float) -> np.ndarray:
-    r""":math:`W(k)` of the module docstring at the norms ``k`` (Å⁻¹), for ``vhat(k)`` and
-    ``radial(k, l)`` (``(n_k, n_radial)``), in a cell of ``volume`` Å³."""
-    total = np.zeros(k.shape)
-    for l in range(max_angular + 1):
-        total += (2 * l + 1) / (4 * np.pi) * (radial(k, l) ** 2).sum(axis=1)
-    return (4 * np.pi / volume) ** 2 * vhat(k) ** 2 * total
+class KSpaceWeight:
+    r""":math:`W(k)` of the module docstring: :math:`(4\pi/\Omega)^2\hat v_p(k)^2\,g(k)` with
+    :math:`g(k) = \sum_l\frac{2l+1}{4\pi}\sum_n\tilde I_{nl}(k)^2` tabulated once on ``points``
+    uniform nodes of [0, ``k_max``] (linear interpolation: the model needs a few digits).
+
+    :param vhat: ``k -> v̂_p(k)`` (host arrays)
+    :param radial: ``(k, l) -> Ĩ_nl(k)``, ``(n_k, n_radial)``
+    """
+
+    def __init__(self, vhat, radial, max_angular: int, k_max: float, points: int = 4096):
+        self.vhat = vhat
+        self.grid = np.linspace(0.0, k_max, points)
+        self.angular = sum(
+            (2 * l + 1) / (4 * np.pi) * (radial(self.grid, l) ** 2).sum(axis=1) for l in range(max_angular + 1)
+        )
+
+    def __call__(self, k: np.ndarray, volume: float) -> np.ndarray:
+        """W at the norms ``k`` (Å⁻¹, within the table) in a cell of ``volume`` Å³."""
+        return (4 * np.pi / volume) ** 2 * self.vhat(k) ** 2 * np.interp(k, self.grid, self.angular)
 
 
-def sphere_radius(system, species, vhat, radial, max_angular: int, constant_norm2: float, target: float, k_max: float):
+def sphere_radius(system, species, weight: KSpaceWeight, constant_norm2: float, target: float, k_max: float):
     r"""The smallest k-sphere radius of ``system`` (Å⁻¹) whose predicted relative RMS error
     (module docstring) is at most ``target``: midway between the last shell kept and the
     first left out, rounded up to a ladder of 1 % steps below ``k_max`` (so that similar
@@ -71,18 +83,19 @@ def sphere_radius(system, species, vhat, radial, max_angular: int, constant_norm
     is never silently empty. ``None`` for a cell beyond :data:`MODEL_VECTORS`.
 
     :param species: atomic numbers of the neighbour species
+    :param weight: :math:`W(k)` (:class:`KSpaceWeight`, tabulated to at least ``k_max``)
     :param constant_norm2: :math:`\|c_{k=0} + c_\mathrm{centre}\|^2` of the structure's atoms
     """
     first = _FIRST_PASS * k_max
     if half_sphere_count(first, system.volume) > MODEL_VECTORS:
         return None
-    radius = _radius(system, species, vhat, radial, max_angular, constant_norm2, target, first)
+    radius = _radius(system, species, weight, constant_norm2, target, first)
     if radius <= _FIRST_PASS_KEEP * first:
         return _ladder(radius, k_max)
-    return _ladder(_radius(system, species, vhat, radial, max_angular, constant_norm2, target, k_max), k_max)
+    return _ladder(_radius(system, species, weight, constant_norm2, target, k_max), k_max)
 
 
-def _radius(system, species, vhat, radial, max_angular, constant_norm2, target, k_max) -> float:
+def _radius(system, species, weight, constant_norm2, target, k_max) -> float:
     """:func:`sphere_radius` on the vectors below ``k_max`` (``k_max`` when none suffices), not rounded."""
     cell = system.cell[None]
     points = selected_kpoints(cell, sphere_shape(cell, k_max), k_max)
@@ -92,16 +105,15 @@ def _radius(system, species, vhat, radial, max_angular, constant_norm2, target, 
     order = np.argsort(norms, kind="stable")
     norms, k = norms[order], points.k[order]
     half = np.where(points.frequencies[order, 2] > 0, 2.0, 1.0)  # ±k of the half spectrum
-    weights = half * kspace_weights(norms, vhat, radial, max_angular, system.volume)
+    weights = half * weight(norms, system.volume)
     kind, present = species_index(system.numbers, species)
     spectrum = np.full(norms.shape, float(np.count_nonzero(present)))  # ⟨S⟩ = Σ_a N_a
     exact = min(norms.size, _STRUCTURE_FACTOR_BUDGET // max(system.n_atoms, 1))
     if exact:
-        phases = np.exp(-1j * (k[:exact] @ system.positions[present].T))  # (n_k, atoms of neighbour species)
-        factors = np.zeros((exact, len(species)), dtype=complex)
-        for a in range(len(species)):
-            factors[:, a] = phases[:, kind[present] == a].sum(axis=1)
-        spectrum[:exact] = (np.abs(factors) ** 2).sum(axis=1)
+        angles = k[:exact] @ system.positions[present].T  # (n_k, atoms of neighbour species)
+        onehot = np.zeros((angles.shape[1], len(species)))
+        onehot[np.arange(angles.shape[1]), kind[present]] = 1.0
+        spectrum[:exact] = ((np.cos(angles) @ onehot) ** 2 + (np.sin(angles) @ onehot) ** 2).sum(axis=1)  # Σ_a |ρ_a|²
     terms = system.n_atoms * weights * spectrum
     tail = np.cumsum(terms[::-1])[::-1]  # tail[j]: Σ over the vectors from j on
     norm2 = tail[0] + constant_norm2

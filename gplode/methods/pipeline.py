@@ -22,7 +22,7 @@ import numpy as np
 from ..lib.kvectors import default_k_cutoff, half_sphere_count, selected_kpoints, sphere_shape
 from ..lib.splines import K_FLOOR, PotentialSpline, RadialIntegralSpline
 from ..truncated import smearing_margin
-from .accuracy import RADIUS_BOUND, TRUNCATION_SHARE, sphere_radius
+from .accuracy import RADIUS_BOUND, TRUNCATION_SHARE, KSpaceWeight, sphere_radius
 from .corrections import center_corrections, periodic_corrections, species_index
 from .direct import K_CHUNK, DirectKSum
 from .free_mesh import FreeSpaceMesh, pair_sum_cost
@@ -123,6 +123,15 @@ class Pipeline:
         the structures computed, so neither do its values: a structure's features are the
         same whatever the calculator computed before."""
         return PotentialSpline(self.potential, min(K_FLOOR, 0.5 * self.k_cutoff), self.k_bound)
+
+    @functools.cached_property
+    def kspace_weight(self) -> KSpaceWeight:
+        """W(k) of the truncation-error model on [0, :attr:`k_bound`] (exact v̂_p and Ĩ_nl on the
+        reference backend, the splines otherwise)."""
+        h = self.hypers
+        if self.exact:
+            return KSpaceWeight(self.potential.kspace, self.basis.kspace_integral, h.max_angular, self.k_bound)
+        return KSpaceWeight(self.potential_spline, self.radial_spline, h.max_angular, self.k_bound)
 
     def pair_table(self, progress=None) -> PairRadialFunctions:
         """The free-space pair functions F_nl(d), tabulated once per calculator, on first use
@@ -277,17 +286,11 @@ class Pipeline:
                     "to `accuracy`"
                 )
             return system
-        if self.exact:
-            functions = (self.potential.kspace, self.basis.kspace_integral)
-        else:
-            functions = (lambda k: self.potential_spline(k), lambda k, l: self.radial_spline(k, l))
         constant = periodic_corrections(
             [system], species, self.potential, self.basis, self.center_term, h.center_atom_weight
         )
         target = TRUNCATION_SHARE * h.accuracy
-        radius = sphere_radius(
-            system, species, *functions, h.max_angular, float((constant**2).sum()), target, self.k_bound
-        )
+        radius = sphere_radius(system, species, self.kspace_weight, float((constant**2).sum()), target, self.k_bound)
         return system if radius is None else dataclasses.replace(system, k_cutoff=radius)
 
     def check(self, systems, species) -> None:
