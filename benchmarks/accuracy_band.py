@@ -4,7 +4,8 @@
 
 Structures: a perfect 8-atom NaCl cell, a rattled 16-atom NaCl supercell, a skewed triclinic
 4-atom ionic cell, a box of 4 water molecules; exponents p ∈ {0, 0.5, 1, 2, 3, 3.5, 4.5, 6, 8};
-both bases; (σ, r₀) ∈ {(0.3, 2), (1, 4), (3, 6)} Å; accuracies 1e-2 … 1e-8; the numpy backend
+both bases; (σ, r₀) ∈ {(1, 4), (3, 6)} Å, and (0.3, 2) Å for p = 1 and 6 with the GTO basis
+(the converged reference is slow there); accuracies 1e-2 … 1e-8; the numpy backend
 (its automatic route: the direct k-sum for these cells). The error is the relative RMS error of
 all coefficients against the reference backend at k_c with σ²k_c²/2 = ln(1e16) + 3. Rows go
 to ``benchmarks/results/accuracy_band.json`` with the summary (median and extremes of
@@ -39,6 +40,8 @@ def main():
     exponents, accuracies = ((1.0, 6.0), (1e-3, 1e-6)) if args.quick else (EXPONENTS, ACCURACIES)
     rows = []
     for name, p, basis, (sigma, r0) in itertools.product(STRUCTURES, exponents, ("gto", "monomial"), SMEARINGS):
+        if sigma == 0.3 and (basis == "monomial" or p not in (1.0, 6.0)):
+            continue
         atoms = STRUCTURES[name]
         hypers = dict(exponent=p, smearing=sigma, cutoff=r0, max_radial=3, max_angular=3, radial_basis=basis)
         k_exact = np.sqrt(2.0 * (np.log(1e16) + 3.0)) / sigma
@@ -50,6 +53,10 @@ def main():
             row["ratio"] = error / accuracy
             rows.append(row)
         print(json.dumps(rows[-1]), flush=True)
+    _write(rows, args.quick)
+
+
+def _write(rows, quick: bool) -> None:
     ratios = np.array([row["ratio"] for row in rows])
     summary = {
         "cases": len(rows),
@@ -60,7 +67,7 @@ def main():
         "in_band": float(np.mean((ratios >= 0.05) & (ratios <= 1.0))),
     }
     print(json.dumps(summary))
-    name = "accuracy_band_quick" if args.quick else "accuracy_band"
+    name = "accuracy_band_quick" if quick else "accuracy_band"
     print("written to", write_results(name, {"machine": machine(), "summary": summary, "rows": rows}))
 
 

@@ -89,14 +89,17 @@ def sphere_radius(system, species, weight: KSpaceWeight, constant_norm2: float, 
     first = _FIRST_PASS * k_max
     if half_sphere_count(first, system.volume) > MODEL_VECTORS:
         return None
-    radius = _radius(system, species, weight, constant_norm2, target, first)
-    if radius <= _FIRST_PASS_KEEP * first:
+    radius = _radius(system, species, weight, constant_norm2, target, first, k_max)
+    if radius is not None and radius <= _FIRST_PASS_KEEP * first:
         return _ladder(radius, k_max)
     return _ladder(_radius(system, species, weight, constant_norm2, target, k_max), k_max)
 
 
-def _radius(system, species, weight, constant_norm2, target, k_max) -> float:
-    """:func:`sphere_radius` on the vectors below ``k_max`` (``k_max`` when none suffices), not rounded."""
+def _radius(system, species, weight, constant_norm2, target, k_max, beyond=None) -> float | None:
+    r""":func:`sphere_radius` on the vectors below ``k_max`` (``k_max`` when none suffices), not
+    rounded; ``None`` when the vectors between ``k_max`` and ``beyond`` could matter: their sum
+    is bounded by N W(k_max) Σ_a N_a² times their number, since W decreases and
+    :math:`|\rho_a|^2 \le N_a^2` (e.g. a crystal whose first shells have zero structure factors)."""
     cell = system.cell[None]
     points = selected_kpoints(cell, sphere_shape(cell, k_max), k_max)
     norms = np.linalg.norm(points.k, axis=1)
@@ -120,6 +123,12 @@ def _radius(system, species, weight, constant_norm2, target, k_max) -> float:
     # shell boundaries: the first vector of each shell (vectors of equal |k| to round-off)
     starts = np.flatnonzero(np.concatenate([[True], np.diff(norms) > 1e-9 * norms[1:]]))
     allowed = (target**2) * norm2 if norm2 > 0.0 else np.inf  # all zero: the first shell only
+    if beyond is not None:
+        counts = np.bincount(kind[present], minlength=len(species)).astype(float)
+        count = 2 * half_sphere_count(beyond, system.volume)  # vectors up to `beyond`, ±k
+        unseen = system.n_atoms * weight(np.array([k_max]), system.volume)[0] * (counts**2).sum() * count
+        if not unseen <= 0.1 * allowed:  # also when nothing was seen (allowed infinite, unseen > 0)
+            return None
     enough = np.flatnonzero(tail[starts[1:]] <= allowed)  # shells from the second on
     if enough.size == 0:
         return k_max
