@@ -153,3 +153,23 @@ def test_on_device_results_match_the_host(route):
     tangent = calc.jvp(frames, positions=rate, on_device=True)
     assert isinstance(tangent, strict_device.DeviceArray)
     np.testing.assert_array_equal(tangent.get(), calc.jvp(frames, positions=rate))
+
+
+@pytest.mark.slow
+def test_slabs_wires_and_the_free_space_mesh_on_the_cuda_device_code():
+    """The truncated k-sum of slabs and wires and the free-space mesh on the CUDA device's code
+    (CuPy-strict stand-in: any host/device mixing raises; kernels interpreted) equal the CPU's."""
+    import strict_device
+
+    device = CudaDevice(xp=strict_device.xp, round_shapes=False, memory=2**30)
+    slab = ase.Atoms("NaClCl", positions=[[0.1, 0.2, 0.0], [1.6, 1.1, 1.3], [2.6, 1.9, 0.4]], pbc=[True, True, False])
+    slab.cell = [[3.1, 0.0, 0.0], [1.2, 2.8, 0.0], [0.0, 0.0, 0.0]]
+    wire = ase.Atoms("NaClCl", positions=[[0.0, 0.0, 0.0], [1.2, 0.4, 1.1], [-0.3, 1.0, 2.2]], pbc=[False, False, True])
+    wire.cell = [[0, 0, 0], [0, 0, 0], [0, 0, 3.3]]
+    molecule = ase.Atoms("NaClCl", positions=[[0, 0, 0], [2.1, 0.3, 0.1], [0.2, 2.3, -0.5]], pbc=False)
+    mixed = dict(exponent=1.0, smearing=0.5, cutoff=1.5, max_radial=2, max_angular=3, radial_basis="monomial")
+    free = dict(exponent=1.0, smearing=1.0, cutoff=3.0, max_radial=2, max_angular=2, route="mesh")
+    for frames, hypers in (([slab, wire], dict(mixed, accuracy=1e-6)), ([molecule], dict(free, accuracy=1e-4))):
+        expected = gplode.LodeCalculator(backend="numpy", **hypers).compute(frames).values
+        values = gplode.LodeCalculator(backend="gpu", device=device, **hypers).compute(frames).values
+        np.testing.assert_allclose(values, expected, rtol=0, atol=1e-13 * np.abs(expected).max())
