@@ -33,7 +33,7 @@ import numpy as np
 from ..lib.kvectors import half_sphere_count, selected_kpoints, sphere_shape
 from .corrections import species_index
 
-__all__ = ["MODEL_VECTORS", "RADIUS_BOUND", "TRUNCATION_SHARE", "KSpaceWeight", "sphere_radius"]
+__all__ = ["MODEL_VECTORS", "RADIUS_BOUND", "TRUNCATION_SHARE", "KSpaceWeight", "modelled", "sphere_radius"]
 
 #: the share of ``accuracy`` given to the truncation of the k-sum (the rest: splines, mesh)
 TRUNCATION_SHARE = 0.3
@@ -86,13 +86,19 @@ def sphere_radius(system, species, weight: KSpaceWeight, constant_norm2: float, 
     :param weight: :math:`W(k)` (:class:`KSpaceWeight`, tabulated to at least ``k_max``)
     :param constant_norm2: :math:`\|c_{k=0} + c_\mathrm{centre}\|^2` of the structure's atoms
     """
-    first = _FIRST_PASS * k_max
-    if half_sphere_count(first, system.volume) > MODEL_VECTORS:
+    if not modelled(system, k_max):
         return None
+    first = _FIRST_PASS * k_max
     radius = _radius(system, species, weight, constant_norm2, target, first, k_max)
     if radius is not None and radius <= _FIRST_PASS_KEEP * first:
         return _ladder(radius, k_max)
     return _ladder(_radius(system, species, weight, constant_norm2, target, k_max), k_max)
+
+
+def modelled(system, k_max: float) -> bool:
+    """Whether :func:`sphere_radius` models ``system`` (its first pass holds at most
+    :data:`MODEL_VECTORS` vectors): a cheap test, to make before building a :class:`KSpaceWeight`."""
+    return half_sphere_count(_FIRST_PASS * k_max, system.volume) <= MODEL_VECTORS
 
 
 def _radius(system, species, weight, constant_norm2, target, k_max, beyond=None) -> float | None:

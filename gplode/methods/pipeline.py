@@ -22,7 +22,7 @@ import numpy as np
 from ..lib.kvectors import default_k_cutoff, half_sphere_count, selected_kpoints, sphere_shape
 from ..lib.splines import K_FLOOR, PotentialSpline, RadialIntegralSpline
 from ..truncated import smearing_margin
-from .accuracy import RADIUS_BOUND, TRUNCATION_SHARE, KSpaceWeight, sphere_radius
+from .accuracy import RADIUS_BOUND, TRUNCATION_SHARE, KSpaceWeight, modelled, sphere_radius
 from .corrections import center_corrections, periodic_corrections, species_index
 from .direct import K_CHUNK, DirectKSum
 from .free_mesh import FreeSpaceMesh, pair_sum_cost
@@ -285,6 +285,8 @@ class Pipeline:
                     f"(cell lengths {lengths} Å): its k ≠ 0 part would be zero; raise k_cutoff, or leave it "
                     "to `accuracy`"
                 )
+            return system
+        if not modelled(system, self.k_bound):  # sized for the mesh: the σ-only sphere
             return system
         constant = periodic_corrections(
             [system], species, self.potential, self.basis, self.center_term, h.center_atom_weight
