@@ -31,9 +31,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..lib.kvectors import half_sphere_count, selected_kpoints, sphere_shape
+from ..systems import atom_owners
 from .corrections import species_index
 
-__all__ = ["MODEL_VECTORS", "RADIUS_BOUND", "TRUNCATION_SHARE", "KSpaceWeight", "modelled", "sphere_radius"]
+__all__ = ["MODEL_VECTORS", "RADIUS_BOUND", "TRUNCATION_SHARE", "KSpaceWeight", "modelled", "sphere_radii"]
 
 #: the share of ``accuracy`` given to the truncation of the k-sum (the rest: splines, mesh)
 TRUNCATION_SHARE = 0.3
@@ -69,77 +70,102 @@ class KSpaceWeight:
             (2 * l + 1) / (4 * np.pi) * (radial(self.grid, l) ** 2).sum(axis=1) for l in range(max_angular + 1)
         )
 
-    def __call__(self, k: np.ndarray, volume: float) -> np.ndarray:
-        """W at the norms ``k`` (Å⁻¹, within the table) in a cell of ``volume`` Å³."""
+    def __call__(self, k: np.ndarray, volume) -> np.ndarray:
+        """W at the norms ``k`` (Å⁻¹, within the table) in cells of ``volume`` Å³ (one, or one per norm)."""
         return (4 * np.pi / volume) ** 2 * self.vhat(k) ** 2 * np.interp(k, self.grid, self.angular)
 
 
-def sphere_radius(system, species, weight: KSpaceWeight, constant_norm2: float, target: float, k_max: float):
-    r"""The smallest k-sphere radius of ``system`` (Å⁻¹) whose predicted relative RMS error
-    (module docstring) is at most ``target``: midway between the last shell kept and the
+def sphere_radii(systems, species, weight: KSpaceWeight, constant_norm2, target: float, k_max: float) -> list:
+    r"""For each of ``systems``, the smallest k-sphere radius (Å⁻¹) whose predicted relative RMS
+    error (module docstring) is at most ``target``: midway between the last shell kept and the
     first left out, rounded up to a ladder of 1 % steps below ``k_max`` (so that similar
     cells share a radius and a mesh), never beyond ``k_max`` (the calculator's bound, which
     also bounds the splines). Every structure keeps at least its first shell: the k ≠ 0 part
-    is never silently empty. ``None`` for a cell beyond :data:`MODEL_VECTORS`.
+    is never silently empty. ``None`` for a cell beyond :data:`MODEL_VECTORS`. Cells whose
+    first-pass spheres share a k-point grid are modelled together, in one set of array
+    operations; each cell's radius depends on that cell alone.
 
     :param species: atomic numbers of the neighbour species
     :param weight: :math:`W(k)` (:class:`KSpaceWeight`, tabulated to at least ``k_max``)
-    :param constant_norm2: :math:`\|c_{k=0} + c_\mathrm{centre}\|^2` of the structure's atoms
+    :param constant_norm2: :math:`\|c_{k=0} + c_\mathrm{centre}\|^2` of each structure's atoms
     """
-    if not modelled(system, k_max):
-        return None
+    radii = [None] * len(systems)
     first = _FIRST_PASS * k_max
-    radius = _radius(system, species, weight, constant_norm2, target, first, k_max)
-    if radius is not None and radius <= _FIRST_PASS_KEEP * first:
-        return _ladder(radius, k_max)
-    return _ladder(_radius(system, species, weight, constant_norm2, target, k_max), k_max)
+    groups = {}
+    for i, system in enumerate(systems):
+        if modelled(system, k_max):
+            groups.setdefault(sphere_shape(system.cell, first), []).append(i)
+    for members in groups.values():
+        found = _radii([systems[i] for i in members], species, weight, constant_norm2[members], target, first, k_max)
+        kept = found <= _FIRST_PASS_KEEP * first  # else (NaN too: the vectors beyond could matter) again
+        again = [i for i, keep in zip(members, kept, strict=True) if not keep]
+        if again:
+            found[~kept] = _radii([systems[i] for i in again], species, weight, constant_norm2[again], target, k_max)
+        for i, radius in zip(members, found, strict=True):
+            radii[i] = _ladder(radius, k_max)
+    return radii
 
 
 def modelled(system, k_max: float) -> bool:
-    """Whether :func:`sphere_radius` models ``system`` (its first pass holds at most
+    """Whether :func:`sphere_radii` models ``system`` (its first pass holds at most
     :data:`MODEL_VECTORS` vectors): a cheap test, to make before building a :class:`KSpaceWeight`."""
     return half_sphere_count(_FIRST_PASS * k_max, system.volume) <= MODEL_VECTORS
 
 
-def _radius(system, species, weight, constant_norm2, target, k_max, beyond=None) -> float | None:
-    r""":func:`sphere_radius` on the vectors below ``k_max`` (``k_max`` when none suffices), not
-    rounded; ``None`` when the vectors between ``k_max`` and ``beyond`` could matter: their sum
-    is bounded by N W(k_max) Σ_a N_a² times their number, since W decreases and
-    :math:`|\rho_a|^2 \le N_a^2` (e.g. a crystal whose first shells have zero structure factors)."""
-    cell = system.cell[None]
-    points = selected_kpoints(cell, sphere_shape(cell, k_max), k_max)
+def _radii(systems, species, weight, constant_norm2, target, k_max, beyond=None) -> np.ndarray:
+    r""":func:`sphere_radii` of ``systems`` on their vectors below ``k_max`` (``k_max`` when none
+    suffices), not rounded; NaN where the vectors between ``k_max`` and ``beyond`` could
+    matter: their sum is bounded by N W(k_max) Σ_a N_a² times their number, since W decreases
+    and :math:`|\rho_a|^2 \le N_a^2` (e.g. a crystal whose first shells have zero structure
+    factors). The cells' vectors lie one cell after the other, sorted by norm within each."""
+    n = len(systems)
+    cells = np.stack([system.cell for system in systems])
+    points = selected_kpoints(cells, sphere_shape(cells, k_max), k_max)
     norms = np.linalg.norm(points.k, axis=1)
-    if norms.size == 0:
-        return k_max
-    order = np.argsort(norms, kind="stable")
-    norms, k = norms[order], points.k[order]
-    half = np.where(points.frequencies[order, 2] > 0, 2.0, 1.0)  # ±k of the half spectrum
-    weights = half * weight(norms, system.volume)
-    kind, present = species_index(system.numbers, species)
-    spectrum = np.full(norms.shape, float(np.count_nonzero(present)))  # ⟨S⟩ = Σ_a N_a
-    exact = min(norms.size, _STRUCTURE_FACTOR_BUDGET // max(system.n_atoms, 1))
-    if exact:
-        angles = k[:exact] @ system.positions[present].T  # (n_k, atoms of neighbour species)
-        onehot = np.zeros((angles.shape[1], len(species)))
-        onehot[np.arange(angles.shape[1]), kind[present]] = 1.0
-        spectrum[:exact] = ((np.cos(angles) @ onehot) ** 2 + (np.sin(angles) @ onehot) ** 2).sum(axis=1)  # Σ_a |ρ_a|²
-    terms = system.n_atoms * weights * spectrum
-    tail = np.cumsum(terms[::-1])[::-1]  # tail[j]: Σ over the vectors from j on
-    norm2 = tail[0] + constant_norm2
-    # shell boundaries: the first vector of each shell (vectors of equal |k| to round-off)
-    starts = np.flatnonzero(np.concatenate([[True], np.diff(norms) > 1e-9 * norms[1:]]))
-    allowed = (target**2) * norm2 if norm2 > 0.0 else np.inf  # all zero: the first shell only
+    order = np.lexsort((norms, points.structure))
+    cell, norms, k = points.structure[order], norms[order], points.k[order]
+    counts = np.bincount(cell, minlength=n)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    rank = np.arange(norms.size) - offsets[cell]  # position of each vector within its cell
+    volumes = np.array([system.volume for system in systems])
+    n_atoms = np.array([system.n_atoms for system in systems])
+    weights = np.where(points.frequencies[order, 2] > 0, 2.0, 1.0) * weight(norms, volumes[cell])  # ±k
+    owner, slot = atom_owners(systems)
+    kind, present = species_index(np.concatenate([system.numbers for system in systems]), species)
+    n_a = np.bincount(owner[present] * len(species) + kind[present], minlength=n * len(species))
+    n_a = n_a.reshape(n, len(species)).astype(float)
+    spectrum = n_a.sum(axis=1)[cell]  # ⟨S⟩ = Σ_a N_a
+    exact = np.minimum(counts, _STRUCTURE_FACTOR_BUDGET // np.maximum(n_atoms, 1))
+    use = rank < exact[cell]
+    if use.any():  # Σ_a |ρ_a|² of the lowest vectors, all cells at once (padded atoms and vectors)
+        positions = np.zeros((n, int(slot.max()) + 1, 3))
+        positions[owner, slot] = np.concatenate([system.positions for system in systems])
+        onehot = np.zeros((n, len(species), positions.shape[1]), dtype=np.float32)
+        onehot[owner[present], kind[present], slot[present]] = 1.0
+        padded = np.zeros((n, int(exact.max()), 3))
+        padded[cell[use], rank[use]] = k[use]
+        # k·r in float64, its cosines and sines in float32 (the model needs a few digits; 2× faster)
+        angles = (positions @ padded.transpose(0, 2, 1)).astype(np.float32)
+        factors = (onehot @ np.cos(angles)) ** 2 + (onehot @ np.sin(angles)) ** 2  # (cells, species, k)
+        spectrum[use] = factors.sum(axis=1)[cell[use], rank[use]]
+    terms = np.zeros((n, int(counts.max(initial=0)) + 1))  # a row per cell, so that each sum is its own
+    terms[cell, rank] = n_atoms[cell] * weights * spectrum
+    tails = np.cumsum(terms[:, ::-1], axis=1)[:, ::-1]  # from the cell's smallest terms on: no cancellation
+    tail = tails[cell, rank]  # Σ over the cell's vectors from this one on
+    norm2 = tails[:, 0] + constant_norm2
+    allowed = np.where(norm2 > 0.0, target**2 * norm2, np.inf)  # all zero: the first shell only
+    # the first vector of each shell (equal |k| to round-off) but the first, whose tail is allowed
+    shell = np.concatenate([[True], (np.diff(norms) > 1e-9 * norms[1:]) | (np.diff(cell) != 0)])
+    enough = np.flatnonzero(shell & (rank > 0) & (tail <= allowed[cell]))
+    radii = np.full(n, float(k_max))
+    owners, first = np.unique(cell[enough], return_index=True)
+    radii[owners] = 0.5 * (norms[enough[first] - 1] + norms[enough[first]])
     if beyond is not None:
-        counts = np.bincount(kind[present], minlength=len(species)).astype(float)
-        count = 2 * half_sphere_count(beyond, system.volume)  # vectors up to `beyond`, ±k
-        unseen = system.n_atoms * weight(np.array([k_max]), system.volume)[0] * (counts**2).sum() * count
-        if not unseen <= 0.1 * allowed:  # also when nothing was seen (allowed infinite, unseen > 0)
-            return None
-    enough = np.flatnonzero(tail[starts[1:]] <= allowed)  # shells from the second on
-    if enough.size == 0:
-        return k_max
-    start = starts[1 + enough[0]]
-    return float(0.5 * (norms[start - 1] + norms[start]))
+        count = 2 * half_sphere_count(beyond, volumes)  # vectors up to `beyond`, ±k
+        unseen = n_atoms * weight(np.full(n, float(k_max)), volumes) * (n_a**2).sum(axis=1) * count
+        # also when nothing was seen (allowed infinite, unseen > 0); never for a cell without vectors
+        radii[(counts > 0) & ~(unseen <= 0.1 * allowed)] = np.nan
+    return radii
 
 
 def _ladder(radius: float, bound: float) -> float:

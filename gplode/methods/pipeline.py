@@ -21,8 +21,9 @@ import numpy as np
 
 from ..lib.kvectors import default_k_cutoff, half_sphere_count, selected_kpoints, sphere_shape
 from ..lib.splines import K_FLOOR, PotentialSpline, RadialIntegralSpline
+from ..systems import atom_owners
 from ..truncated import smearing_margin
-from .accuracy import RADIUS_BOUND, TRUNCATION_SHARE, KSpaceWeight, modelled, sphere_radius
+from .accuracy import RADIUS_BOUND, TRUNCATION_SHARE, KSpaceWeight, modelled, sphere_radii
 from .corrections import center_corrections, periodic_corrections, species_index
 from .direct import K_CHUNK, DirectKSum
 from .free_mesh import FreeSpaceMesh, pair_sum_cost
@@ -268,32 +269,44 @@ class Pipeline:
     def with_spheres(self, systems, species) -> list:
         """``systems`` with the radius of each bulk structure's k-sphere (``System.k_cutoff``):
         the smallest whose predicted truncation error is :data:`TRUNCATION_SHARE` × ``accuracy``
-        (:func:`gplode.methods.accuracy.sphere_radius`; cells sized for the mesh keep the
+        (:func:`gplode.methods.accuracy.sphere_radii`; cells sized for the mesh keep the
         σ-only one), or the explicit ``k_cutoff``, refused (``ValueError``) when it holds no
         k-vector of a structure: never a silently empty sum."""
-        return [self._sphere(s, species) if s.periodic and s.k_cutoff is None else s for s in systems]
-
-    def _sphere(self, system, species):
-        h = self.hypers
-        if h.k_cutoff is not None:
-            shortest = 2 * np.pi * np.linalg.norm(np.linalg.inv(system.cell), axis=0).min()  # of the b_i
-            cell = system.cell[None]  # else the sphere is within the shortest b_i: few points to look at
-            if shortest >= h.k_cutoff and not selected_kpoints(cell, sphere_shape(cell, h.k_cutoff), h.k_cutoff).k.size:
-                lengths = ", ".join(f"{n:.3g}" for n in np.linalg.norm(system.cell, axis=1))
-                raise ValueError(
-                    f"k_cutoff={h.k_cutoff:g} Å⁻¹ holds no k-vector of a structure of {system.n_atoms} atoms "
-                    f"(cell lengths {lengths} Å): its k ≠ 0 part would be zero; raise k_cutoff, or leave it "
-                    "to `accuracy`"
-                )
-            return system
-        if not modelled(system, self.k_bound):  # sized for the mesh: the σ-only sphere
-            return system
+        bulk = [i for i, system in enumerate(systems) if system.periodic and system.k_cutoff is None]
+        if self.hypers.k_cutoff is not None:
+            for i in bulk:
+                self._check_explicit_sphere(systems[i])
+            return systems
+        bulk = [i for i in bulk if modelled(systems[i], self.k_bound)]  # the others: sized for the mesh
+        if not bulk:
+            return systems
+        h, modelled_systems = self.hypers, [systems[i] for i in bulk]
         constant = periodic_corrections(
-            [system], species, self.potential, self.basis, self.center_term, h.center_atom_weight
+            modelled_systems, species, self.potential, self.basis, self.center_term, h.center_atom_weight
         )
-        target = TRUNCATION_SHARE * h.accuracy
-        radius = sphere_radius(system, species, self.kspace_weight, float((constant**2).sum()), target, self.k_bound)
-        return system if radius is None else dataclasses.replace(system, k_cutoff=radius)
+        owner, _ = atom_owners(modelled_systems)
+        constant_norm2 = np.bincount(owner, weights=(constant**2).sum(axis=(1, 2)), minlength=len(bulk))
+        radii = sphere_radii(
+            modelled_systems, species, self.kspace_weight, constant_norm2, TRUNCATION_SHARE * h.accuracy, self.k_bound
+        )
+        out = list(systems)
+        for i, radius in zip(bulk, radii, strict=True):
+            if radius is not None:
+                out[i] = dataclasses.replace(systems[i], k_cutoff=radius)
+        return out
+
+    def _check_explicit_sphere(self, system) -> None:
+        """Refuse (``ValueError``) an explicit ``k_cutoff`` that holds no k-vector of ``system``."""
+        k_cutoff = self.hypers.k_cutoff
+        shortest = 2 * np.pi * np.linalg.norm(np.linalg.inv(system.cell), axis=0).min()  # of the b_i
+        cell = system.cell[None]  # else the sphere is within the shortest b_i: few points to look at
+        if shortest >= k_cutoff and not selected_kpoints(cell, sphere_shape(cell, k_cutoff), k_cutoff).k.size:
+            lengths = ", ".join(f"{n:.3g}" for n in np.linalg.norm(system.cell, axis=1))
+            raise ValueError(
+                f"k_cutoff={k_cutoff:g} Å⁻¹ holds no k-vector of a structure of {system.n_atoms} atoms "
+                f"(cell lengths {lengths} Å): its k ≠ 0 part would be zero; raise k_cutoff, or leave it "
+                "to `accuracy`"
+            )
 
     def check(self, systems, species) -> None:
         """Raise what :meth:`compute` would raise for ``systems`` before computing (sizes,
