@@ -85,6 +85,7 @@ class _PaddedBatch:
         onehot = np.zeros((self.n_batch, self.n_species, n_max))  # padding atoms and other species: 0
         onehot[self.owner[present], kind[present], self.slot[present]] = 1.0
         self.positions, self.onehot = xp.asarray(positions), xp.asarray(onehot, dtype=complex_)
+        self.onehot_real = xp.asarray(onehot)
 
         cells = np.stack([system.cell for system in systems])
         points = self.points = selected_kpoints(cells, sphere_shape(cells, k_cutoff), k_cutoff, xp)
@@ -113,40 +114,53 @@ class _PaddedBatch:
         out[xp.asarray(self.owner), xp.asarray(self.slot)] = xp.asarray(rows)
         return out
 
-    def chunks(self, workspace):
-        r"""Yield the k chunks: :class:`_Chunk` with the phases :math:`e^{ik\cdot r_i}`, the
-        structure factors :math:`\rho_a(k)` and :math:`s_{ia} = e^{ik\cdot r_i}\rho_a(k)^*`."""
+    def chunks(self, workspace, phases: bool = False):
+        r"""Yield the k chunks: :class:`_Chunk` with the structure factors :math:`\rho_a(k)`, the
+        real and imaginary parts of :math:`s_{ia} = e^{ik\cdot r_i}\rho_a(k)^*` (contiguous, for
+        the matrix products) and, with ``phases``, the phases :math:`e^{ik\cdot r_i}`."""
         xp, n_batch, n_max, n_species = self.xp, self.n_batch, self.n_max, self.n_species
+        real = np.finfo(self.complex).dtype  # of s: float32 with complex64
         for start in range(0, int(self.n_k.max(initial=0)), K_CHUNK):
             take = xp.nonzero((self.rank >= start) & (self.rank < start + K_CHUNK))[0]
             width = min(K_CHUNK, int(self.n_k.max()) - start)
             slot_k = self.points.structure[take] * width + self.rank[take] - start  # (structure, k) slot, padded
+            free = xp.ones(n_batch * width, dtype=bool)
+            free[slot_k] = False
             k = xp.zeros((n_batch * width, 3))
             k[slot_k] = self.points.k[take]
             k = k.reshape(n_batch, width, 3)
             theta = workspace.view("theta", (n_batch, n_max, width), np.float64)
             xp.matmul(self.positions, k.transpose(0, 2, 1), out=theta)  # k·r_i
-            phase = workspace.view("phase", (n_batch, n_max, width), self.complex)  # e^{ik·r_i}
-            xp.cos(theta, out=phase.real)
-            xp.sin(theta, out=phase.imag)
-            rho = self.onehot @ phase  # (batch, species, k)
-            s = workspace.view("s", (n_batch, n_max, n_species, width), self.complex)
-            xp.multiply(phase[:, :, None, :], rho.conj()[:, None, :, :], out=s)
-            yield _Chunk(take, slot_k, width, k, phase, rho, s.reshape(n_batch, n_max * n_species, width))
+            cos = xp.cos(theta, out=workspace.view("cos", theta.shape, np.float64))
+            sin = xp.sin(theta, out=workspace.view("sin", theta.shape, np.float64))
+            rho_re, rho_im = self.onehot_real @ cos, self.onehot_real @ sin  # (batch, species, k)
+            # Re s = cos Re ρ + sin Im ρ, Im s = sin Re ρ − cos Im ρ, species by species (no complex temporaries)
+            s_re = workspace.view("s_re", (n_batch, n_max, n_species, width), real)
+            s_im = workspace.view("s_im", (n_batch, n_max, n_species, width), real)
+            other = workspace.view("s_other", theta.shape, np.float64)
+            for a in range(n_species):
+                xp.multiply(cos, rho_re[:, None, a], out=s_re[:, :, a])
+                s_re[:, :, a] += xp.multiply(sin, rho_im[:, None, a], out=other)
+                xp.multiply(sin, rho_re[:, None, a], out=s_im[:, :, a])
+                s_im[:, :, a] -= xp.multiply(cos, rho_im[:, None, a], out=other)
+            rho = (rho_re + 1j * rho_im).astype(self.complex)
+            phase = (cos + 1j * sin).astype(self.complex) if phases else None
+            parts = (s_re.reshape(n_batch, n_max * n_species, width), s_im.reshape(n_batch, n_max * n_species, width))
+            yield _Chunk(take, slot_k, xp.nonzero(free)[0], width, k, phase, rho, parts)
 
     def padded_k(self, workspace, name, values, chunk, dtype):
         """``values`` of the chunk's k-points ``(n_take, ...)`` in the padded layout
         ``(n_batch, width, prod(...))`` (padding slots 0)."""
         columns = math.prod(values.shape[1:])
         out = workspace.view(name, (self.n_batch * chunk.width, columns), dtype)
-        out.fill(0.0)
+        out[chunk.padding] = 0.0
         out[chunk.slot_k] = values.reshape(values.shape[0], columns)
         return out.reshape(self.n_batch, chunk.width, columns)
 
-    def kernel(self, take, radial, l: int, ilm=None):
-        r""":math:`w(k)\hat v_p\tilde I_{nl}Y_{lm}` of the k-points ``take``, ``(n_take, 2l+1, n_radial)``
+    def kernel(self, take, radial, l: int, ilm=None, scale: float = 1.0):
+        r"""``scale`` × :math:`w(k)\hat v_p\tilde I_{nl}Y_{lm}` of the k-points ``take``, ``(n_take, 2l+1, n_radial)``
         (``ilm``: :math:`\tilde I_{nl}` there, if already evaluated)."""
-        angular = (self.weight[take] * self.vhat[take])[:, None] * self.ylm[take, l * l : (l + 1) ** 2]
+        angular = (scale * self.weight[take] * self.vhat[take])[:, None] * self.ylm[take, l * l : (l + 1) ** 2]
         return angular[:, :, None] * (radial(self.knorm[take], l) if ilm is None else ilm)[:, None, :]
 
     def _derivative_parts(self, take, radial, dradial, l: int, ilm=None):
@@ -179,11 +193,12 @@ class _PaddedBatch:
 class _Chunk(NamedTuple):
     take: object  # indices of the chunk's k-points in the batch's k-point arrays
     slot_k: object  # their (structure, k) slots in the padded layout
+    padding: object  # the other slots
     width: int
     k: object  # (n_batch, width, 3), padding 0
-    phase: object  # (n_batch, n_max, width)
+    phase: object  # (n_batch, n_max, width), or None
     rho: object  # (n_batch, n_species, width)
-    s: object  # (n_batch, n_max * n_species, width)
+    parts: tuple  # (Re s, Im s), contiguous (n_batch, n_max * n_species, width)
 
 
 def kspace_sum(batch: _PaddedBatch, radial, max_angular: int, n_radial: int, real, workspace, strain_dradial=None):
@@ -199,21 +214,24 @@ def kspace_sum(batch: _PaddedBatch, radial, max_angular: int, n_radial: int, rea
     extra = 1 if strain_dradial is None else 9
     out = xp.zeros((batch.n_batch, batch.n_max * batch.n_species, extra, (L + 1) ** 2 * n_radial), dtype=real)
     for chunk in batch.chunks(workspace):
-        parts = (xp.ascontiguousarray(chunk.s.real), xp.ascontiguousarray(chunk.s.imag))
         for parity in (0, 1):  # Re[i^l s] is ±Re s for even l, ±Im s for odd l: one product each
             degrees = range(parity, L + 1, 2)
-            kernels = []
-            for l in degrees:
-                sign, _ = _re_i_power(l, parts)
-                if strain_dradial is None:
-                    kernel = batch.kernel(chunk.take, radial, l)
-                else:
-                    kernel = -batch.strain_kernel(chunk.take, radial, strain_dradial, l)
-                kernels.append((sign * kernel).reshape(kernel.shape[0], -1))
-            if not kernels:
+            if not degrees:
                 continue
-            kernel = batch.padded_k(workspace, "kernel", xp.concatenate(kernels, axis=1), chunk, real)
-            product = matmul(parts[parity], kernel)
+            columns = sum(extra * (2 * l + 1) * n_radial for l in degrees)
+            kernel = workspace.view("kernel", (batch.n_batch * chunk.width, columns), real)
+            kernel[chunk.padding] = 0.0
+            start = 0
+            for l in degrees:  # each l's kernel written in place, in the padded layout
+                sign, _ = _re_i_power(l, chunk.parts)
+                if strain_dradial is None:
+                    values = batch.kernel(chunk.take, radial, l, scale=sign)
+                else:
+                    values = -sign * batch.strain_kernel(chunk.take, radial, strain_dradial, l)
+                width = extra * (2 * l + 1) * n_radial
+                kernel[chunk.slot_k, start : start + width] = values.reshape(values.shape[0], width)
+                start += width
+            product = matmul(chunk.parts[parity], kernel.reshape(batch.n_batch, chunk.width, columns))
             start = 0
             for l in degrees:
                 width = (2 * l + 1) * n_radial
@@ -247,14 +265,14 @@ def kspace_jvp(
     xp, L, matmul = batch.xp, max_angular, batch.device.matmul
     n_batch, n_max, n_species = batch.n_batch, batch.n_max, batch.n_species
     out = xp.zeros((n_batch, n_max * n_species, (L + 1) ** 2 * n_radial), dtype=real)
-    for chunk in batch.chunks(workspace):
+    for chunk in batch.chunks(workspace, phases=True):
         along = positions @ chunk.k.transpose(0, 2, 1)  # k·ṙ_i, (batch, atoms, k)
         rho_dot = batch.onehot @ (along * chunk.phase)  # (batch, species, k)
         s_dot = chunk.phase[:, :, None, :] * (
             along[:, :, None, :] * chunk.rho.conj()[:, None, :, :] - rho_dot.conj()[:, None, :, :]
         )
         s_dot = s_dot.reshape(n_batch, n_max * n_species, chunk.width)
-        parts = (xp.ascontiguousarray(chunk.s.real), xp.ascontiguousarray(chunk.s.imag))
+        parts = chunk.parts
         parts_dot = (xp.ascontiguousarray(s_dot.real), xp.ascontiguousarray(s_dot.imag))
         rate = strain[batch.points.structure[chunk.take]]  # ε̇ of each k-point's structure
         for l in range(L + 1):
@@ -296,8 +314,8 @@ def kspace_vjp(batch: _PaddedBatch, weights, radial, dradial, max_angular: int, 
     strain = xp.zeros((n_batch, 3, 3))
     lam_dot_c = xp.zeros(n_batch)
     virial = xp.zeros((batch.knorm.size, 9))  # per k-point, summed per structure at the end
-    for chunk in batch.chunks(workspace):
-        parts = (xp.ascontiguousarray(chunk.s.real), xp.ascontiguousarray(chunk.s.imag))
+    for chunk in batch.chunks(workspace, phases=True):
+        parts = chunk.parts
         t = xp.zeros((n_batch, n_max * n_species, chunk.width), dtype=batch.complex)
         for l in range(L + 1):
             columns = slice(l * l * n_radial, (l + 1) ** 2 * n_radial)
