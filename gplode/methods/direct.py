@@ -92,9 +92,12 @@ class _PaddedBatch:
         self.n_k = np.bincount(device.to_host(points.structure), minlength=self.n_batch)
         self.rank = xp.arange(points.structure.size) - xp.asarray(np.cumsum(self.n_k) - self.n_k)[points.structure]
         self.knorm = xp.linalg.norm(points.k, axis=1)
+        # the distinct norms: a cell's shells hold many vectors (up to 48 in a cubic cell), and
+        # Ĩ_nl(|k|) and v̂_p(|k|) are evaluated once per norm
+        self.norms, self.shell = xp.unique(self.knorm, return_inverse=True)
         volumes = xp.asarray([system.volume for system in systems])
         self.weight = xp.where(points.frequencies[:, 2] > 0, 2.0, 1.0) * 4.0 * np.pi / volumes[points.structure]
-        self.vhat = vhat(self.knorm) if self.knorm.size else self.knorm
+        self.vhat = vhat(self.norms)[self.shell] if self.knorm.size else self.knorm
         self.dvhat = None
         if dvhat is not None:
             self.ylm, self.solid_gradient = solid_harmonics_gradient(points.k, max_angular, xp)
@@ -157,18 +160,24 @@ class _PaddedBatch:
         out[chunk.slot_k] = values.reshape(values.shape[0], columns)
         return out.reshape(self.n_batch, chunk.width, columns)
 
+    def radial_of(self, take, radial, l: int):
+        """``radial(|k|, l)`` (e.g. :math:`\tilde I_{nl}`) of the k-points ``take``, ``(n_take, n_radial)``,
+        evaluated once per distinct norm among them."""
+        used, inverse = self.xp.unique(self.shell[take], return_inverse=True)
+        return radial(self.norms[used], l)[inverse]
+
     def kernel(self, take, radial, l: int, ilm=None, scale: float = 1.0):
         r"""``scale`` × :math:`w(k)\hat v_p\tilde I_{nl}Y_{lm}` of the k-points ``take``, ``(n_take, 2l+1, n_radial)``
         (``ilm``: :math:`\tilde I_{nl}` there, if already evaluated)."""
         angular = (scale * self.weight[take] * self.vhat[take])[:, None] * self.ylm[take, l * l : (l + 1) ** 2]
-        return angular[:, :, None] * (radial(self.knorm[take], l) if ilm is None else ilm)[:, None, :]
+        return angular[:, :, None] * (self.radial_of(take, radial, l) if ilm is None else ilm)[:, None, :]
 
     def _derivative_parts(self, take, radial, dradial, l: int, ilm=None):
         """Arguments of the strain kernels for the k-points ``take`` and one l."""
         knorm = self.knorm[take]
-        ilm = radial(knorm, l) if ilm is None else ilm
+        ilm = self.radial_of(take, radial, l) if ilm is None else ilm
         g = self.vhat[take][:, None] * ilm
-        dg = self.dvhat[take][:, None] * ilm + self.vhat[take][:, None] * dradial(knorm, l)
+        dg = self.dvhat[take][:, None] * ilm + self.vhat[take][:, None] * self.radial_of(take, dradial, l)
         lm = slice(l * l, (l + 1) ** 2)
         return self.points.k[take], knorm, g, dg, self.ylm[take, lm], self.solid_gradient[take, :, lm], l
 
@@ -277,7 +286,7 @@ def kspace_jvp(
         rate = strain[batch.points.structure[chunk.take]]  # ε̇ of each k-point's structure
         for l in range(L + 1):
             columns = slice(l * l * n_radial, (l + 1) ** 2 * n_radial)
-            ilm = radial(batch.knorm[chunk.take], l)
+            ilm = batch.radial_of(chunk.take, radial, l)
             sign, part = _re_i_power(l + 1, parts_dot)
             kernel = batch.padded_k(workspace, "kernel", sign * batch.kernel(chunk.take, radial, l, ilm), chunk, real)
             out[:, :, columns] += matmul(part, kernel)
@@ -320,7 +329,7 @@ def kspace_vjp(batch: _PaddedBatch, weights, radial, dradial, max_angular: int, 
         for l in range(L + 1):
             columns = slice(l * l * n_radial, (l + 1) ** 2 * n_radial)
             lam_l = lam[:, :, columns]
-            ilm = radial(batch.knorm[chunk.take], l)
+            ilm = batch.radial_of(chunk.take, radial, l)
             kernel = batch.padded_k(workspace, "kernel", batch.kernel(chunk.take, radial, l, ilm), chunk, real)
             product = matmul(lam_l, kernel.transpose(0, 2, 1))  # Σ_c λ_c w G_c, (batch, atoms·species, k)
             if l % 2 == 0:
