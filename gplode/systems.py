@@ -18,6 +18,8 @@ __all__ = ["COINCIDENT_DISTANCE", "System", "as_systems", "atom_owners", "coinci
 
 #: two atoms closer than this (Å, periodic images included) are coincident: an invalid structure
 COINCIDENT_DISTANCE = 1e-6
+#: up to this many atoms, :func:`coincident_atoms` looks at every pair (else through a k-d tree)
+_ALL_PAIRS_ATOMS = 128
 
 #: a cell whose volume is below this fraction of the product of its edge lengths is
 #: treated as singular (nearly coplanar lattice vectors)
@@ -85,7 +87,15 @@ def coincident_atoms(system: System) -> tuple[int, int] | None:
     :data:`COINCIDENT_DISTANCE` (modulo the periodic lattice, if any), or ``None``."""
     if system.n_atoms < 2:
         return None
-    if not system.free:
+    if system.n_atoms <= _ALL_PAIRS_ATOMS:  # every pair at once: faster than a tree for small cells
+        first, second = np.triu_indices(system.n_atoms, 1)
+        delta = system.positions[second] - system.positions[first]
+        if not system.free:  # the nearest image (a distance this small is within a fraction of the cell)
+            cell = _torus_cell(system)
+            fractional = delta @ np.linalg.inv(cell)
+            delta = (fractional - np.round(fractional)) @ cell
+        pairs = np.stack([first, second], axis=1)[np.einsum("ij,ij->i", delta, delta) <= COINCIDENT_DISTANCE**2]
+    elif not system.free:
         # candidates from fractional coordinates on the unit torus; a Cartesian distance d
         # has a fractional one of at most d / (smallest singular value of the cell)
         cell = _torus_cell(system)

@@ -184,6 +184,32 @@ def test_coincident_atoms_in_a_slab():
         CALC.compute(atoms)
 
 
+@pytest.mark.parametrize("all_pairs", [10**6, 1], ids=["all-pairs", "k-d-tree"])
+def test_coincident_atoms_both_searches(monkeypatch, all_pairs):
+    """Small structures compare every pair, large ones go through a k-d tree: both find the
+    same first pair (periodic images across a skewed cell, a slab's periodic vectors, free
+    space) and none where atoms are apart, here forced on the same structures."""
+    monkeypatch.setattr(gplode.systems, "_ALL_PAIRS_ATOMS", all_pairs)
+    rng = np.random.default_rng(3)
+    skewed = np.array([[4.0, 0, 0], [3.1, 3.5, 0], [1.2, -0.7, 4.4]])
+    positions = rng.uniform(0, 1, (12, 3)) @ skewed
+    crystal = ase.Atoms("Na12", positions=positions, cell=skewed, pbc=True)
+    assert coincident_atoms(as_systems(crystal)[0]) is None
+    # on opposite faces of the cell once wrapped: 8e-8 Å apart through the periodic boundary
+    crystal.positions[4], crystal.positions[9] = np.array([[1e-8, 0.3, 0.5], [1 - 1e-8, 1.3, -0.5]]) @ skewed
+    with pytest.raises(ValueError, match="atoms 4 and 9 are at the same position"):
+        as_systems(crystal)
+    slab = ase.Atoms("Na3", positions=[[0, 0, 1.0], [1, 1, 1.0], [3.0, 0, 1.0]], cell=[[3, 0, 0], [0, 3, 0], [0, 0, 0]])
+    slab.pbc = [True, True, False]
+    with pytest.raises(ValueError, match="atoms 0 and 2 are at the same position"):
+        as_systems(slab)
+    apart = ase.Atoms("Na2", positions=[[0, 0, 0], [0, 0, 4.0]], cell=4.0 * np.eye(3), pbc=[True, True, False])
+    assert coincident_atoms(as_systems(apart)[0]) is None
+    cluster = ase.Atoms("H4", positions=[[0, 0, 0], [1, 0, 0], [1, 0, 2e-7], [0, 0, 0.5]])
+    with pytest.raises(ValueError, match="atoms 1 and 2 are at the same position"):
+        as_systems(cluster)
+
+
 def test_wrong_type():
     with pytest.raises(TypeError, match="expected an ase.Atoms, got ndarray"):
         CALC.compute([np.zeros((3, 3))])

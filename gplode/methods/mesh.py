@@ -303,8 +303,18 @@ class MeshKSum:
 
     def cost(self, system, n_species: int, params: MeshParameters) -> float:
         """Estimated seconds on the device (:class:`gplode.devices.base.Costs`)."""
+        return self._cost(system.n_atoms, n_species, params.n_points, params.order)
+
+    def cost_floor(self, system, n_species: int) -> float:
+        """A lower bound of :meth:`cost` whatever mesh :meth:`parameters` chooses for ``system``
+        (oversampling α ≥ 1, the lowest order): a cheap test before choosing one."""
+        lengths = np.linalg.norm(system.cell, axis=1)
+        points = math.prod(math.ceil(self.k_cutoff / np.pi * n) + 1 for n in lengths)
+        return self._cost(system.n_atoms, n_species, points, min(ORDERS))
+
+    def _cost(self, n_atoms: int, n_species: int, n_points: int, order: int) -> float:
         c = self.device.costs
-        per_channel = c.mesh_point * params.n_points + c.mesh_stencil * system.n_atoms * params.order**3
+        per_channel = c.mesh_point * n_points + c.mesh_stencil * n_atoms * order**3
         return n_species * self.n_lm * self.n_radial * per_channel
 
     def _setup(self, systems, species, params: MeshParameters, gradient: bool = False) -> _Batch:

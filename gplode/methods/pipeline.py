@@ -192,14 +192,17 @@ class Pipeline:
             return self.direct, None
         if h.route == "direct":
             return self.direct, None
-        params = self.mesh.parameters(system.cell, system.n_atoms)  # the mesh: the σ-only sphere
         if h.route == "mesh" or h.mesh_spacing is not None or h.interpolation_order is not None:
-            return self.mesh, params
-        if self.mesh.cost(system, n_species, params) < self.direct.cost(system, n_species):
-            return self.mesh, params
+            return self.mesh, self.mesh.parameters(system.cell, system.n_atoms)  # the σ-only sphere
+        direct = self.direct.cost(system, n_species)
+        if direct >= self.mesh.cost_floor(system, n_species):  # else no mesh is cheaper: none chosen
+            params = self.mesh.parameters(system.cell, system.n_atoms)
+            if self.mesh.cost(system, n_species, params) < direct:
+                return self.mesh, params
         available = self.device.available_memory() if available is None else available
-        fits = self.direct.batch_bytes(self.direct.grow(None, system), n_species) <= available
-        return (self.direct, None) if fits else (self.mesh, params)
+        if self.direct.batch_bytes(self.direct.grow(None, system), n_species) <= available:
+            return self.direct, None
+        return self.mesh, self.mesh.parameters(system.cell, system.n_atoms)
 
     def _advice(self, params) -> str:
         """What to change when a structure is too large for its method (``params``: the mesh's)."""

@@ -120,6 +120,21 @@ def test_route_choice():
         assert calc.pipeline.method_for(system, 2)[0].name == route
 
 
+@pytest.mark.parametrize("smearing, accuracy", [(0.5, 1e-3), (1.0, 1e-6), (3.0, 1e-8)])
+def test_mesh_cost_floor_is_a_lower_bound(smearing, accuracy):
+    """The route choice skips choosing a mesh when the direct sum costs less than
+    ``cost_floor``: it must never exceed the cost of the mesh actually chosen."""
+    calc = gplode.LodeCalculator(backend="numpy", smearing=smearing, cutoff=4.0, accuracy=accuracy)
+    mesh, rng = calc.pipeline.mesh, np.random.default_rng(5)
+    for _ in range(20):
+        cell = np.diag(rng.uniform(3, 40, 3)) + rng.uniform(-2, 2, (3, 3))
+        n_atoms = int(rng.integers(1, 5000))
+        atoms = ase.Atoms(f"Na{n_atoms}", positions=rng.uniform(0, 1, (n_atoms, 3)) @ cell, cell=cell, pbc=True)
+        system = gplode.systems.as_systems(atoms)[0]
+        cost = mesh.cost(system, 2, mesh.parameters(system.cell, n_atoms))
+        assert 0 < mesh.cost_floor(system, 2) <= cost
+
+
 def test_auto_backend_is_numpy_without_gpu():
     assert gplode.LodeCalculator().backend == "numpy"
 
