@@ -163,10 +163,10 @@ class Device:
         """A NumPy array with the values of a device array."""
         return np.asarray(array)
 
-    def matmul(self, a, b):
+    def matmul(self, a, b, out=None):
         """The stacked matrix products ``a[i] @ b[i]`` of the direct k-sum, ``(n, p, q) @ (n, q, r)``
-        (operands may be strided views)."""
-        return self.xp.matmul(a, b)
+        (operands may be strided views), into ``out`` if given."""
+        return self.xp.matmul(a, b, out=out)
 
     def stencil(self, fractional, shape, order):
         """The first stage (:meth:`Stages.stencil`), the same array code on every device."""

@@ -46,13 +46,14 @@ class CpuDevice(Device):
     def free_memory(self) -> int:
         return host_memory()
 
-    def matmul(self, a, b):
+    def matmul(self, a, b, out=None):
         """The products of the stack on all cores, one single-threaded BLAS product per matrix
         on contiguous operands. The direct sum's matrices are small (e.g. 64 × 412 @ 412 × 90):
         multi-threaded BLAS on each of them ran at 1–1.5 GFLOP/s on 2 cores (20× below one
         single-threaded core as soon as another process shares the machine), NumPy's stacked
         ``matmul`` and strided operands (the real part of a complex array) take slower paths."""
-        out = np.empty((a.shape[0], a.shape[1], b.shape[2]), dtype=np.result_type(a, b))
+        if out is None:
+            out = np.empty((a.shape[0], a.shape[1], b.shape[2]), dtype=np.result_type(a, b))
 
         def product(i):
             np.matmul(np.ascontiguousarray(a[i]), np.ascontiguousarray(b[i]), out=out[i])

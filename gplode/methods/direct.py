@@ -133,10 +133,10 @@ class _PaddedBatch:
             k[slot_k] = self.points.k[take]
             k = k.reshape(n_batch, width, 3)
             theta = workspace.view("theta", (n_batch, n_max, width), np.float64)
-            xp.matmul(self.positions, k.transpose(0, 2, 1), out=theta)  # k·r_i
+            self.device.matmul(self.positions, k.transpose(0, 2, 1), out=theta)  # k·r_i
             cos = xp.cos(theta, out=workspace.view("cos", theta.shape, np.float64))
             sin = xp.sin(theta, out=workspace.view("sin", theta.shape, np.float64))
-            rho_re, rho_im = self.onehot_real @ cos, self.onehot_real @ sin  # (batch, species, k)
+            rho_re, rho_im = self.device.matmul(self.onehot_real, cos), self.device.matmul(self.onehot_real, sin)
             # Re s = cos Re ρ + sin Im ρ, Im s = sin Re ρ − cos Im ρ, species by species (no complex temporaries)
             s_re = workspace.view("s_re", (n_batch, n_max, n_species, width), real)
             s_im = workspace.view("s_im", (n_batch, n_max, n_species, width), real)
