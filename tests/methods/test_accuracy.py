@@ -127,6 +127,19 @@ def test_accuracy_band():
     _check(_band(cases, (1e-2, 1e-3, 1e-4, 1e-6, 1e-8), ("reference", "numpy")))
 
 
+@pytest.mark.parametrize("p, accuracy", [(1.0, 1e-3), (1.0, 1e-4), (6.0, 1e-3)])
+def test_large_rattled_crystal_meets_the_accuracy(p, accuracy):
+    """A rattled 512-atom crystal at σ = 2 Å, on the direct route: its Bragg peaks hold most of
+    the tail, and ⟨S⟩ in their place (too few exact structure factors) had given 1.15 × the
+    accuracy at p = 1, 1e-3."""
+    atoms = ase.build.bulk("NaCl", "rocksalt", a=5.64, cubic=True).repeat(4)
+    atoms.rattle(0.1, seed=1)
+    hypers = dict(exponent=p, smearing=2.0, cutoff=5.0, max_radial=4, max_angular=3)
+    exact = gplode.LodeCalculator(backend="reference", accuracy=1e-10, **hypers).compute(atoms).values
+    values = gplode.LodeCalculator(backend="numpy", route="direct", accuracy=accuracy, **hypers).compute(atoms).values
+    assert _error(values, exact) <= accuracy
+
+
 @pytest.mark.parametrize("name", ["skewed", "perfect NaCl"])
 def test_large_smearing_never_gives_an_empty_sum(name):
     """σ = 3 Å on small cells, p = 1 (no k = 0 term): the sphere of the old σ-only formula held
