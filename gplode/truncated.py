@@ -165,14 +165,17 @@ def _one_sided(b: float, alpha: float, x: np.ndarray, drop_pole: bool) -> np.nda
     return out + integrand @ w[0]
 
 
-def two_sided_integral(b: float, alpha: float, x: np.ndarray, g: np.ndarray, extra=None) -> np.ndarray:
+def two_sided_integral(b: float, alpha: float, x: np.ndarray, g: np.ndarray, extra=None, shifts=None) -> np.ndarray:
     r""":math:`\int_0^\infty y^{b-1}(1+y)^\alpha e^{-g/y - xy}\,f(y)\,dy` for arrays ``x, g > 0``
     (broadcast), by Gauss–Legendre in ln y on :math:`[\ln(g/50), \ln(50/x)]`; ``extra``:
     ``(y, index) -> f`` (index: the flat entries of the broadcast arrays), default 1.
-    Entries with :math:`2\sqrt{gx} > 90` (:math:`e^{-90}`) are 0."""
+    Entries with :math:`2\sqrt{gx} > 90` (:math:`e^{-90}`) are 0. ``shifts``: also the
+    integrals with b lowered by each shift, on the same nodes (one integrand for all),
+    stacked on a first axis ``(len(shifts), ...)``."""
     x, g = np.broadcast_arrays(np.asarray(x, dtype=float), np.asarray(g, dtype=float))
     shape, x, g = x.shape, x.ravel(), g.ravel()
-    out = np.zeros(x.size)
+    powers = (0.0,) if shifts is None else tuple(float(shift) for shift in shifts)
+    out = np.zeros((len(powers), x.size))
     live = np.flatnonzero(2.0 * np.sqrt(g * x) < 90.0)
     for start in range(0, live.size, _TAIL_CHUNK):
         index = live[start : start + _TAIL_CHUNK]
@@ -185,8 +188,9 @@ def two_sided_integral(b: float, alpha: float, x: np.ndarray, g: np.ndarray, ext
         integrand = np.exp(log_integrand)
         if extra is not None:
             integrand = integrand * extra(y, index)
-        out[index] = np.einsum("ij,ij->i", integrand, w)
-    return out.reshape(shape)
+        for j, shift in enumerate(powers):
+            out[j, index] = np.einsum("ij,ij->i", integrand if shift == 0.0 else integrand * y**-shift, w)
+    return out[0].reshape(shape) if shifts is None else out.reshape((len(powers), *shape))
 
 
 def _row_panels(length: float, scale: float, graded: bool, order: int = 16):
@@ -267,27 +271,67 @@ class TruncatedPowerLaw:
         directions) and ``perp`` (truncated directions), Å⁻¹, in Å^(3-p). Entries with
         ``par == 0`` are the slab's G_∥ = 0 row or the wire's q = 0 row; ``par == perp == 0`` is
         :meth:`zero_term`."""
-        par, perp = np.broadcast_arrays(np.asarray(par, dtype=float), np.asarray(perp, dtype=float))
-        shape, par, perp = par.shape, par.ravel(), np.abs(perp.ravel())
-        knorm = np.hypot(par, perp)
-        if self.exponent == 0.0:
-            return self.potential.kspace(knorm).reshape(shape)
-        out = np.empty(par.size)
-        row = par == 0.0
-        if self.geometry == "slab":
-            rest = np.flatnonzero(~row)
-            out[rest] = self.potential.kspace(knorm[rest])
-            out[rest] -= np.exp(-0.5 * self.smearing**2 * knorm[rest] ** 2) * self._slab_tail(par[rest], perp[rest])
-            if row.any():
-                out[row] = self._slab_row(perp[row])
-        else:
-            out[:] = self._wire(par, perp)
-        return out.reshape(shape)
+        return self._evaluate(par, perp, derivative=False)[0]
 
     def zero_term(self) -> float:
         r""":math:`\hat v^D(0)` with the G = 0 convention (Å^(3-p)): the (4π/Ω) N_a v̂^D(0)
         Ĩ_n0(0)/√4π term of the l = 0 features, Ω the box volume."""
         return float(self.kspace(np.zeros(1), np.zeros(1))[0])
+
+    def kspace_with_par_derivative(self, par: np.ndarray, perp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        r""":meth:`kspace` and :math:`\partial\hat v^D_p/\partial k_\parallel` at fixed
+        :math:`k_\perp` (``par``, ``perp`` as there), in Å^(3-p) and Å^(4-p), from the same
+        quadrature nodes. The kernel is anisotropic: its k-gradient is
+        :math:`\partial_\parallel\hat v^D\,\hat e_\parallel + \partial_\perp\hat v^D\,\hat e_\perp`,
+        not :math:`(d\hat v/dk)\,\hat k`; strains of the periodic directions move only
+        :math:`k_\parallel` (:class:`gplode.methods.truncated.TruncatedKSum`), so the parallel part
+        is the one they need. With one more power of 1/y in the quadratures (a = p/2, s = 2σ²):
+
+        * slab, :math:`G_\parallel > 0`: :math:`\hat v_p'(|k|)\,G_\parallel/|k|
+          + \sigma^2G_\parallel e^{-\sigma^2k^2/2}(T + T_1)`, :math:`T_1` the tail T of the module
+          docstring with :math:`y^{a-7/2}` for :math:`y^{a-5/2}` (from
+          :math:`\partial_{G}e^{-\sigma^2G^2/2y} = -(\sigma^2G/y)\,e^{-\sigma^2G^2/2y}`);
+        * wire, q ≠ 0: :math:`-\sigma^2|q|\,\big(\hat v^D + e^{-\sigma^2k^2/2}\,2\pi\int_0^R\rho
+          J_0(G_\perp\rho)W^{(1)}_q(\rho)\,d\rho\big)`, :math:`W^{(1)}_q` the :math:`W_q` of the
+          module docstring with :math:`y^{a-5/2}` for :math:`y^{a-3/2}`;
+        * p = 0: :math:`\hat v_0'(|k|)\,k_\parallel/|k|`.
+
+        The slab's G_∥ = 0 and the wire's q = 0 rows get 0: no strain of the periodic
+        directions moves a k-vector off its row, so their derivative is never needed.
+        """
+        return self._evaluate(par, perp, derivative=True)
+
+    def _evaluate(self, par, perp, derivative: bool):
+        """``(values, ∂_∥ values or None)``, flat inputs broadcast and reshaped."""
+        par, perp = np.broadcast_arrays(np.asarray(par, dtype=float), np.asarray(perp, dtype=float))
+        shape, par, perp = par.shape, par.ravel(), np.abs(perp.ravel())
+        knorm = np.hypot(par, perp)
+        rest = np.flatnonzero(par != 0.0)  # off the rows
+        slope = np.zeros(par.size) if derivative else None
+        if self.exponent == 0.0:
+            out = self.potential.kspace(knorm)
+            if derivative:
+                slope[rest] = self.potential.kspace_derivative(knorm[rest], out[rest]) * par[rest] / knorm[rest]
+            return out.reshape(shape), None if slope is None else slope.reshape(shape)
+        out = np.empty(par.size)
+        row = par == 0.0
+        shifts = (0.0, 1.0) if derivative else (0.0,)
+        if self.geometry == "slab":
+            damping = np.exp(-0.5 * self.smearing**2 * knorm[rest] ** 2)
+            tails = self._slab_tail(par[rest], perp[rest], shifts)
+            out[rest] = self.potential.kspace(knorm[rest])
+            out[rest] -= damping * tails[0]
+            if derivative:
+                slope[rest] = self.potential.kspace_derivative(knorm[rest]) * par[rest] / knorm[rest]
+                slope[rest] += self.smearing**2 * par[rest] * damping * (tails[0] + tails[1])
+            if row.any():
+                out[row] = self._slab_row(perp[row])
+        else:
+            both = self._wire(par, perp, shifts)
+            out[:] = both[0]
+            if derivative:
+                slope[rest] = -(self.smearing**2) * par[rest] * (both[0][rest] + both[1][rest])
+        return out.reshape(shape), None if slope is None else slope.reshape(shape)
 
     # ---- slab --------------------------------------------------------------------------
     def _unique_pairs(self, par, perp):
@@ -297,14 +341,15 @@ class TruncatedPowerLaw:
         _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
         return first, inverse.ravel()
 
-    def _slab_tail(self, par, perp) -> np.ndarray:
-        r"""T of the module docstring: the Fourier transform of :math:`w_p\,\theta(|z| - R)`."""
+    def _slab_tail(self, par, perp, shifts=(0.0,)) -> np.ndarray:
+        r"""T of the module docstring: the Fourier transform of :math:`w_p\,\theta(|z| - R)`, and
+        with the power of y lowered by each further shift (for the derivative), ``(len(shifts), n)``."""
         first, inverse = self._unique_pairs(par, perp)
         g_par, q = par[first], perp[first]
         a, s, radius = 0.5 * self.exponent, 2.0 * self.smearing**2, self.radius
         x = np.full(g_par.shape, radius**2 / s)
         g = 0.5 * self.smearing**2 * g_par**2
-        values = np.zeros(g_par.size)
+        values = np.zeros((len(shifts), g_par.size))
         live = np.flatnonzero(g_par * radius < _TAIL_LIMIT)
         if live.size:
             qr = q[live] * radius
@@ -314,9 +359,10 @@ class TruncatedPowerLaw:
                 z = -0.5 * q[live][index, None] * np.sqrt(s / y) + 1j * radius * np.sqrt(y / s)
                 return (phase[index, None] * sp.wofz(z)).real
 
-            integral = two_sided_integral(a - 1.5, 0.5 * (1.0 - self.exponent), x[live], g[live], faddeeva)
-            values[live] = np.pi**1.5 * s ** (1.5 - a) / sp.gamma(a) * integral
-        return values[inverse]
+            alpha = 0.5 * (1.0 - self.exponent)
+            integral = two_sided_integral(a - 1.5, alpha, x[live], g[live], faddeeva, shifts)
+            values[:, live] = np.pi**1.5 * s ** (1.5 - a) / sp.gamma(a) * integral
+        return values[:, inverse]
 
     def _plane_average_w(self, z) -> np.ndarray:
         r"""The plane average W(z) of :math:`w_p` (not smeared) with the G = 0 convention."""
@@ -334,27 +380,33 @@ class TruncatedPowerLaw:
         return np.exp(-0.5 * self.smearing**2 * unique**2)[inverse.ravel()] * values[inverse.ravel()]
 
     # ---- wire --------------------------------------------------------------------------
-    def _line_transform_w(self, q: float, rho: np.ndarray) -> np.ndarray:
+    def _line_transform_w(self, q: float, rho: np.ndarray, shifts=(0.0,)) -> np.ndarray:
         r""":math:`W_q(\rho)`, the axial Fourier transform of :math:`w_p` (q = 0: its line
-        average, with the G = 0 convention)."""
+        average, with the G = 0 convention), and with the power of y lowered by each further
+        shift (q ≠ 0; 0 at q = 0, where no derivative is needed), ``(len(shifts), n_rho)``."""
         b, s = self.order, 2.0 * self.smearing**2
         x = rho**2 / s
         if q == 0.0:
-            return self.scale * one_sided_integral(b, -b, x, drop_pole=b <= 0)
+            out = np.zeros((len(shifts), rho.size))
+            out[0] = self.scale * one_sided_integral(b, -b, x, drop_pole=b <= 0)
+            return out
         g = np.full(rho.shape, 0.5 * self.smearing**2 * q**2)
-        return self.scale * two_sided_integral(b, -b, x, g)
+        return self.scale * two_sided_integral(b, -b, x, g, shifts=shifts)
 
-    def _wire(self, q, g_perp) -> np.ndarray:
-        r""":math:`e^{-\sigma^2k^2/2}\,2\pi\int_0^R\rho J_0(G_\perp\rho)W_q(\rho)\,d\rho`."""
+    def _wire(self, q, g_perp, shifts=(0.0,)) -> np.ndarray:
+        r""":math:`e^{-\sigma^2k^2/2}\,2\pi\int_0^R\rho J_0(G_\perp\rho)W_q(\rho)\,d\rho`, and the same
+        with :math:`W_q` of each further shift (:meth:`_line_transform_w`), ``(len(shifts), n)``."""
         g_max = float(g_perp.max(initial=0.0))
         scale = min(self.smearing, 1.0 / max(g_max, 1e-300), self.radius / 4)
         rho, w = _row_panels(self.radius, scale, graded=True)
         q_values, q_index = np.unique(q, return_inverse=True)
         g_values, g_index = np.unique(g_perp, return_inverse=True)
-        profiles = np.stack([2.0 * np.pi * w * rho * self._line_transform_w(float(v), rho) for v in q_values])
-        table = np.empty((g_values.size, q_values.size))
+        profiles = np.stack([2.0 * np.pi * w * rho * self._line_transform_w(float(v), rho, shifts) for v in q_values])
+        profiles = profiles.transpose(1, 0, 2)  # (shifts, q, ρ)
+        table = np.empty((len(shifts), g_values.size, q_values.size))
         for start in range(0, g_values.size, 512):  # J_0 table by blocks of G_⊥
-            block = g_values[start : start + 512]
-            table[start : start + 512] = sp.j0(block[:, None] * rho[None, :]) @ profiles.T
-        values = table[g_index.ravel(), q_index.ravel()]
-        return np.exp(-0.5 * self.smearing**2 * (q**2 + g_perp**2)) * values
+            bessel = sp.j0(g_values[start : start + 512, None] * rho[None, :])
+            for j in range(len(shifts)):
+                table[j, start : start + 512] = bessel @ profiles[j].T
+        values = table[:, g_index.ravel(), q_index.ravel()]
+        return np.exp(-0.5 * self.smearing**2 * (q**2 + g_perp**2))[None, :] * values

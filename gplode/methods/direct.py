@@ -354,7 +354,7 @@ def kspace_vjp(batch: _PaddedBatch, weights, radial, dradial, max_angular: int, 
     return forces, strain
 
 
-def pair_gradients(system, vhat, radial, k_cutoff: float, max_angular: int, n_radial: int, blocks, device):
+def pair_gradients(system, vhat, radial, k_cutoff: float, max_angular: int, n_radial: int, blocks, device, batch=None):
     r"""Yield ``(centres, D)`` for each block of ``centres``: :math:`D_{ij} = \partial
     c^{(i)}_{a\,nlm}/\partial r_j` for j ∈ a, j ≠ i, of one periodic system (the same for every
     species a; the centre row is :math:`-\sum_{j\in a, j\ne i}D_{ij}`):
@@ -366,10 +366,13 @@ def pair_gradients(system, vhat, radial, k_cutoff: float, max_angular: int, n_ra
     The k-points, phases and kernels :math:`k\,w\,G` are formed once for all blocks.
 
     :param blocks: arrays of centre indices
+    :param batch: the :class:`_PaddedBatch` of ``[system]`` to use (``vhat`` and ``k_cutoff`` then
+        unused), e.g. one with another kernel (:class:`gplode.methods.truncated.TruncatedKSum`)
     :return: ``D`` as host arrays ``(len(centres), n_atoms, 3, (L+1)**2, n_radial)`` (i = j entries 0)
     """
     xp, L = device.xp, max_angular
-    batch = _PaddedBatch([system], np.zeros(0, dtype=np.int64), vhat, k_cutoff, L, device, np.complex128)
+    if batch is None:
+        batch = _PaddedBatch([system], np.zeros(0, dtype=np.int64), vhat, k_cutoff, L, device, np.complex128)
     n, n_k = system.n_atoms, int(batch.n_k[0])
     phase = xp.exp(1j * (batch.positions[0] @ batch.points.k.T))  # (n, k)
     # k_α w G_c with the sign of Re[i^{l+1} ·], grouped by the part (Re or Im) each l takes:
