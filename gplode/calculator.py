@@ -54,7 +54,8 @@ class LodeCalculator:
     :param route: periodic structures: ``"auto"`` (cheaper of the two by the device's cost
         model), ``"direct"`` (direct k-sum) or ``"mesh"`` (particle mesh); slabs and wires
         (pbc on two or one axes) always take the direct k-sum of a box with the kernel
-        truncated across the vacuum (values only: no gradients yet); free-space structures:
+        truncated across the vacuum (strain derivatives of their periodic directions only:
+        :meth:`vjp`); free-space structures:
         ``"auto"`` the free-space mesh where cheaper than the pair sum by the cost models (and
         within memory), ``"mesh"`` always the mesh, ``"direct"`` always the pair sum
     :param device: a :class:`gplode.devices.Device` to run on instead of the backend's
@@ -116,21 +117,19 @@ class LodeCalculator:
             (:class:`gplode.features.Gradient`): ``"positions"`` (O(N²) memory, refused with a
             ``MemoryError`` beyond the available memory) and/or ``"strain"``. Periodic
             structures take the direct k-sum's derivatives whatever their route, free-space
-            ones the pair sum's. For forces and stress of a model, :meth:`vjp` needs no dense
+            ones the pair sum's, slabs and wires the truncated k-sum's (strain: see
+            :meth:`vjp`). For forces and stress of a model, :meth:`vjp` needs no dense
             Jacobian.
         :param on_device: leave ``values`` on the calculator's device (a CuPy array with
             ``backend="gpu"``, no copy to the host; the same NumPy array on the CPU), e.g. to
             hand them to PyTorch through DLPack; not with ``gradients``
         :raises ValueError: for invalid structures (see :func:`gplode.systems.as_systems`) or
             unknown gradients
-        :raises NotImplementedError: for gradients of slabs and wires
         """
         wanted = _gradient_names(gradients)
         if on_device and wanted:
             raise ValueError("dense gradients are host arrays: use on_device=False with gradients")
         systems = as_systems(frames)
-        if wanted:
-            self._pipeline.check_gradients(systems)
         species = self._species(systems)  # with neighbor_types, other atoms are centres only
         system, atom = atom_owners(systems)
         values = self._pipeline.compute(systems, species, on_device)
@@ -163,8 +162,14 @@ class LodeCalculator:
         they are then not copied to the host (except for free-space structures); the result is
         on the host.
 
+        Slabs and wires (pbc on two or one axes): forces as for any structure; the strain only
+        along their periodic directions, :math:`P(\partial\mathcal L/\partial\varepsilon)P` with
+        P the projector onto the slab's plane (:math:`1 - \hat n\hat n^T`) or the wire's axis
+        (:math:`\hat a\hat a^T`): the in-plane components (xx, xy, yx, yy for a slab in the xy
+        plane) or the axial one (zz for a wire along z); the others are zero, not derivatives
+        (:class:`gplode.methods.truncated.TruncatedKSum`).
+
         :raises ValueError: for invalid structures, or weights of another shape or not finite
-        :raises NotImplementedError: for slabs and wires
         """
         systems = as_systems(frames)
         species = self._species(systems)
@@ -182,13 +187,14 @@ class LodeCalculator:
         the positions :math:`\dot r` (``(n_atoms_total, 3)``, rows as ``values``) and of the strain
         :math:`\dot\varepsilon` (``(n_structures, 3, 3)``, r → r(1+ε), H → H(1+ε)); omitted
         tangents are zero. The same cost as :meth:`vjp` and no dense Jacobian: what a force
-        loss needs to reach a model's parameters (∂loss/∂λ = J·∂loss/∂F).
+        loss needs to reach a model's parameters (∂loss/∂λ = J·∂loss/∂F). The strain tangent of
+        a slab or a wire must lie in its periodic directions (in-plane, :math:`P\dot\varepsilon P`
+        with :math:`P = 1 - \hat n\hat n^T`; axial, :math:`e\,\hat a\hat a^T`; see :meth:`vjp`).
 
-        :raises ValueError: for invalid structures, or tangents of another shape or not finite
-        :raises NotImplementedError: for slabs and wires
+        :raises ValueError: for invalid structures, tangents of another shape or not finite, or
+            a slab's or wire's strain tangent with components outside its periodic directions
         """
         systems = as_systems(frames)
-        self._pipeline.check_gradients(systems)
         species = self._species(systems)
         n_atoms = sum(s.n_atoms for s in systems)
         tangents = []
@@ -199,6 +205,7 @@ class LodeCalculator:
             if not np.all(np.isfinite(value)):
                 raise ValueError(f"{name} tangent contains NaN or infinite values")
             tangents.append(value)
+        tangents[1] = self._pipeline.check_gradients(systems, tangents[1])  # before computing anything
         values = self._pipeline.compute(systems, species, on_device)
         return self._pipeline.jvp(systems, species, values, *tangents, on_device=on_device)
 

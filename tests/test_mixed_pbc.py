@@ -66,15 +66,25 @@ def test_mixed_call():
     np.testing.assert_allclose(values, alone, rtol=0, atol=1e-13 * np.abs(alone).max())
 
 
-def test_gradients_are_refused():
-    calc = gplode.LodeCalculator(exponent=1.0, backend="numpy", **HYPERS)
+def test_gradients_in_a_mixed_call():
+    """Slab and free-space gradients in one call (VJP, JVP, dense): each structure's as when
+    computed alone, dense = VJP; a strain tangent out of the slab's plane is refused
+    (finite differences: tests/methods/test_slab_wire_gradients.py)."""
+    calc = gplode.LodeCalculator(exponent=1.0, backend="numpy", neighbor_types=[1, 8, 11, 17], **HYPERS)
     frames = [ase.build.molecule("H2O"), _slab()]
-    message = "gradients of slabs and wires are not implemented yet"
-    for gradients in ("positions", "strain"):
-        with pytest.raises(NotImplementedError, match=message):
-            calc.compute(frames, gradients=gradients)
-    shape = calc.compute(frames).values.shape
-    with pytest.raises(NotImplementedError, match=message):
-        calc.vjp(frames, np.ones(shape))
-    with pytest.raises(NotImplementedError, match=message):
-        calc.jvp(frames, positions=np.ones((6, 3)))
+    rng = np.random.default_rng(7)
+    values = calc.compute(frames).values
+    weights, rate = rng.normal(size=values.shape), rng.normal(size=(6, 3))
+    together = calc.vjp(frames, weights)
+    tangent = calc.jvp(frames, positions=rate)
+    dense = calc.compute(frames, gradients=["strain"]).gradients["strain"].values
+    for s, rows in enumerate((slice(0, 3), slice(3, 6))):
+        alone = calc.vjp(frames[s], weights[rows])
+        np.testing.assert_allclose(together.positions[rows], alone.positions, rtol=0, atol=1e-13)
+        np.testing.assert_allclose(together.strain[s], alone.strain[0], rtol=0, atol=1e-13)
+        np.testing.assert_allclose(tangent[rows], calc.jvp(frames[s], positions=rate[rows]), rtol=0, atol=1e-13)
+        strain = np.einsum("iaxylm,ialm->xy", dense[rows], weights[rows])
+        np.testing.assert_allclose(strain, together.strain[s], rtol=0, atol=1e-12 * np.abs(strain).max())
+    assert np.abs(together.strain[1, 2]).max() == 0.0  # the slab: nothing along its normal (z)
+    with pytest.raises(ValueError, match="frame 1: the strain tangent of a slab .* outside the periodic directions"):
+        calc.jvp(frames, strain=np.stack([np.eye(3), np.eye(3)]))

@@ -36,7 +36,7 @@ from .pair_sum import (
     free_space_vjp,
     pair_gradients,
 )
-from .truncated import MixedSystem, TruncatedKSum, basis_reach, mixed_system
+from .truncated import MixedSystem, TruncatedKSum, basis_reach, mixed_system, periodic_projector, periodic_strain
 
 __all__ = ["GRADIENTS", "VJP_MEMORY_FACTOR", "Pipeline", "format_bytes"]
 
@@ -89,14 +89,24 @@ class Pipeline:
                 n_radial,
                 derivatives=(dvhat, lambda k, l, xp: basis.kspace_integral_derivative(k, l)),
             )
-            self.truncated = TruncatedKSum(device, potential, radial, self.k_cutoff, L, n_radial)
+            self.truncated = TruncatedKSum(
+                device,
+                potential,
+                radial,
+                self.k_cutoff,
+                L,
+                n_radial,
+                dradial=lambda k, l, xp: basis.kspace_integral_derivative(k, l),
+            )
             self.mesh = self.free_mesh = None
         else:
             derivatives = (dvhat, self._dradial)
             self.direct = DirectKSum(
                 device, self._vhat, self._radial, self.k_cutoff, L, n_radial, hypers.dtype, derivatives
             )
-            self.truncated = TruncatedKSum(device, potential, self._radial, self.k_cutoff, L, n_radial, hypers.dtype)
+            self.truncated = TruncatedKSum(
+                device, potential, self._radial, self.k_cutoff, L, n_radial, hypers.dtype, self._dradial
+            )
             self.mesh = MeshKSum(device, self._vhat, self._radial, hypers, self.k_cutoff, n_radial, derivatives)
             self.free_mesh = FreeSpaceMesh(
                 device, potential, basis, hypers, self.k_cutoff, self._radial, self.center_term, dradial=self._dradial
@@ -158,10 +168,15 @@ class Pipeline:
         return mixed_system(system, self.reach, self.margin, "auto")
 
     @staticmethod
-    def check_gradients(systems) -> None:
-        """Refuse derivatives of slabs and wires (``NotImplementedError``)."""
-        if any(system.mixed for system in systems):
-            raise NotImplementedError("gradients of slabs and wires are not implemented yet")
+    def check_gradients(systems, strain):
+        """The strain tangents ``strain`` ``(n_systems, 3, 3)`` (a copy), those of slabs and wires
+        projected onto their periodic directions; ``ValueError`` for one with other components
+        (:func:`gplode.methods.truncated.periodic_strain`: in-plane strain of slabs, axial of wires)."""
+        strain = np.array(strain, dtype=float)
+        for i, system in enumerate(systems):
+            if system.mixed:
+                strain[i] = periodic_strain(system.cell, system.pbc, strain[i], f"frame {i}: ")
+        return strain
 
     def _free_method(self, system, n_species: int, factor: float = 1.0):
         """The box (:class:`gplode.methods.free_mesh.FreeBox`) of a free-space ``system`` that
@@ -409,20 +424,22 @@ class Pipeline:
         output, host or device), ``(∂L/∂r (n_atoms, 3), ∂L/∂ε (n_systems, 3, 3))`` host arrays in
         ``hypers.dtype``: direct sum O(N N_k), mesh O(N log N), free space the pair loop O(N²) or
         the free-space mesh (the route of :meth:`compute`), no N² object; device weights of
-        periodic structures stay on the device.
+        periodic structures stay on the device. Slabs and wires: the truncated sum's, their
+        strain on the periodic directions only, P(∂L/∂ε)P, zero outside
+        (:class:`gplode.methods.truncated.TruncatedKSum`).
         """
         systems = self.with_spheres(systems, species)
-        self.check_gradients(systems)
         h = self.hypers
         offsets = self._rows(systems)
         positions = np.zeros((offsets[-1], 3))
         strain = np.zeros((len(systems), 3, 3))
         periodic = [i for i, system in enumerate(systems) if system.periodic]
         periodic_systems = [systems[i] for i in periodic]
-        for batch, method, params in self.plan(periodic_systems, species, VJP_MEMORY_FACTOR):
-            members = [periodic[j] for j in batch]
+        ksum, ksum_systems = self._ksum_systems(systems)  # bulk, slabs and wires in their boxes
+        for batch, method, params in self.plan(ksum_systems, species, VJP_MEMORY_FACTOR):
+            members = [ksum[j] for j in batch]
             rows = self._atoms_of(members, offsets)
-            forces, virial = method.vjp([systems[i] for i in members], species, params, self._take(weights, rows))
+            forces, virial = method.vjp([ksum_systems[j] for j in batch], species, params, self._take(weights, rows))
             positions[rows] += forces
             strain[members] += virial
         if periodic and self.potential.has_k0_term:  # ∝ 1/Ω: -δ_xy λ·c_{k=0}
@@ -448,26 +465,27 @@ class Pipeline:
         output, host or device) along the host tangents ``positions`` :math:`\dot r`
         ``(n_atoms, 3)`` and ``strain`` :math:`\dot\varepsilon` ``(n_systems, 3, 3)``, in
         ``hypers.dtype``, on the device with ``on_device``; the same cost as :meth:`vjp`, no N²
-        object. Periodic structures add the volume term
-        :math:`-\mathrm{tr}(\dot\varepsilon)(c - c_\mathrm{const})` to their route's k-sum part.
+        object. Periodic structures, slabs and wires add the volume term
+        :math:`-\mathrm{tr}(\dot\varepsilon)(c - c_\mathrm{const})` to their route's k-sum part;
+        strain tangents of slabs and wires must lie in their periodic directions
+        (:meth:`check_gradients`).
         """
         systems = self.with_spheres(systems, species)
-        self.check_gradients(systems)
+        strain = self.check_gradients(systems, strain)
         h = self.hypers
         xp = self.device.xp if on_device else np
         offsets = self._rows(systems)
         out = xp.zeros(values.shape)
-        periodic = [i for i, system in enumerate(systems) if system.periodic]
-        periodic_systems = [systems[i] for i in periodic]
-        for batch, method, params in self.plan(periodic_systems, species, VJP_MEMORY_FACTOR):
-            members = [periodic[j] for j in batch]
+        ksum, ksum_systems = self._ksum_systems(systems)  # bulk, slabs and wires in their boxes
+        for batch, method, params in self.plan(ksum_systems, species, VJP_MEMORY_FACTOR):
+            members = [ksum[j] for j in batch]
             rows = self._atoms_of(members, offsets)
-            tangent = method.jvp([systems[i] for i in members], species, params, positions[rows], strain[members])
+            tangent = method.jvp([ksum_systems[j] for j in batch], species, params, positions[rows], strain[members])
             out[self._index(xp, rows)] = self._on(xp, tangent)
-        if periodic:
-            rows = self._atoms_of(periodic, offsets)
-            trace = np.repeat(np.trace(strain[periodic], axis1=1, axis2=2), [systems[i].n_atoms for i in periodic])
-            volume_part = self._volume_part(periodic_systems, species, self._on(xp, self._take(values, rows)))
+        if ksum:
+            rows = self._atoms_of(ksum, offsets)
+            trace = np.repeat(np.trace(strain[ksum], axis1=1, axis2=2), [systems[i].n_atoms for i in ksum])
+            volume_part = self._volume_part(ksum_systems, species, self._on(xp, self._take(values, rows)))
             out[self._index(xp, rows)] -= self._on(xp, trace)[:, None, None, None] * volume_part
         for i, system in enumerate(systems):
             if system.free:
@@ -501,10 +519,11 @@ class Pipeline:
         * ``"strain"``: ``(n_atoms, n_species, 3, 3, (L+1)**2, n_radial)``, ∂c/∂ε_xy (r → r(1+ε)).
 
         Periodic structures take the direct k-sum's derivatives whatever their route,
-        free-space ones the pair sum's.
+        free-space ones the pair sum's, slabs and wires the truncated sum's (their strain on the
+        periodic directions only, P(∂c/∂ε)P, zero outside:
+        :class:`gplode.methods.truncated.TruncatedKSum`).
         """
         systems = self.with_spheres(systems, species)
-        self.check_gradients(systems)
         h, out = self.hypers, {}
         positions = strain = None
         n_radial, n_lm = self.basis.n_radial, (h.max_angular + 1) ** 2
@@ -517,8 +536,7 @@ class Pipeline:
                 (
                     half_sphere_count(self.direct.k_cutoff_of(s), s.volume)
                     * (16 * s.n_atoms + 24 * self.direct.n_channels)
-                    for s in systems
-                    if s.periodic
+                    for s in self._ksum_systems(systems)[1]
                 ),
                 default=0,
             )
@@ -543,16 +561,22 @@ class Pipeline:
                 for i in periodic:
                     self.direct.check(systems[i], len(species), self._advice(None))
                     strain[offsets[i] : offsets[i + 1]] += self.direct.strain_rows([systems[i]], species)
+            for i in (i for i, system in enumerate(systems) if system.mixed):  # −P (c − c_const) + P(k-sum)P
+                box, rows = self.box(systems[i]), slice(offsets[i], offsets[i + 1])
+                volume_part = self._volume_part([box], species, values[rows])
+                projector = periodic_projector(box.cell, box.pbc)[None, None, :, :, None, None]
+                self.truncated.check(box, len(species), self._advice(None))
+                strain[rows] = self.truncated.strain_rows([box], species) - projector * volume_part[:, :, None, None]
             out["strain"] = strain
         # the pair derivatives, formed once per system: the dense positions' rows and the
         # free-space strain
         for index, system in enumerate(systems):
-            if positions is None and system.periodic:
+            if positions is None and not system.free:
                 continue
             for centres, pairs in self._pairs(system):
                 if positions is not None:
                     position_rows.fill(positions, index, system, pairs, centres)
-                if strain is not None and not system.periodic:
+                if strain is not None and system.free:
                     strain[offsets[index] + centres] = strain_from_pairs(system, species, pairs, centres)
         return out
 
@@ -565,7 +589,9 @@ class Pipeline:
     def _pairs(self, system):
         """Yield ``(centres, D_ij)`` over blocks of centres (:mod:`gplode.methods.jacobians`)."""
         blocks = self._centre_blocks(system)
-        if system.periodic:
+        if system.mixed:
+            yield from self.truncated.pair_gradients(self.box(system), blocks)
+        elif system.periodic:
             yield from self.direct.pair_gradients(system, blocks)
         else:
             for centres in blocks:
