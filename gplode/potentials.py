@@ -13,7 +13,7 @@ from scipy import special as sp
 from .lib.quadrature import gauss_legendre_panels
 from .lib.special import expint_nu, lower_gamma_ratio
 
-__all__ = ["SmearedPowerLaw", "WindowedPowerLaw"]
+__all__ = ["ShortRangePowerLaw", "SmearedPowerLaw", "WindowedPowerLaw", "kernel_reach"]
 
 
 class SmearedPowerLaw:
@@ -243,3 +243,158 @@ class WindowedPowerLaw:
         if self._k0 is None:
             self._k0 = float(self.kspace(np.zeros(1))[0])
         return self._k0
+
+
+#: :meth:`ShortRangePowerLaw.real_space` switches from the difference of the lower-gamma forms
+#: to the difference of the regularised upper incomplete gammas beyond this x' = r²/2σ'²
+#: (both accurate to round-off there; the upper form keeps the relative accuracy of the tail)
+_SHORT_SWITCH = 1.0
+#: below this exponent :meth:`ShortRangePowerLaw.kspace` cancels the k^{p-3} terms analytically
+_SHORT_SERIES_EXPONENT = 2.9
+#: composite Gauss–Legendre panels of :meth:`ShortRangePowerLaw.reach`, per σ
+_REACH_PANELS = 4
+
+
+class ShortRangePowerLaw:
+    r"""The short-range part of a range split of the smeared potential (DESIGN.md §3):
+    :math:`u_p(r) = v^{\sigma}_p(r) - v^{\sigma'}_p(r)`, σ' > σ, for ``p > 0``.
+
+    .. math::
+
+        u_p(r) = \frac{Q(p/2,\,r^2/2\sigma'^2) - Q(p/2,\,r^2/2\sigma^2)}{r^p},\qquad
+        \hat u_p(k) = \hat v^{\sigma}_p(k) - \hat v^{\sigma'}_p(k)
+
+    (Q: the regularised upper incomplete gamma). u is positive and falls off as a Gaussian of
+    width σ' (:math:`\propto r^{-2}(r/\sigma')^{p}e^{-r^2/2\sigma'^2}`), so a periodic box a few σ'
+    wider than the structure holds it with no window. Its transform is finite at k = 0 for
+    every p (the :math:`k^{p-3}\Gamma((3-p)/2)` singularities of the two terms cancel) and even
+    and smooth in k:
+
+    .. math::
+
+        \hat u_p(0) = \frac{\pi^{3/2}\,(2\sigma^2)^b}{\Gamma(p/2)}\,
+        \frac{(\sigma'/\sigma)^{2b} - 1}{b},\qquad b = \frac{3-p}{2}
+
+    (:math:`4\pi\ln(\sigma'/\sigma)` at p = 3, the limit b → 0, evaluated with ``expm1`` so that
+    it is continuous across p = 3; p = 1 gives :math:`2\pi(\sigma'^2 - \sigma^2)`).
+
+    Units: r, σ, σ' in Å, k in Å⁻¹; u in Å^-p, û in Å^(3-p).
+
+    :param potential: the :class:`SmearedPowerLaw` (exponent p > 0, smearing σ)
+    :param outer_smearing: σ' (Å) > σ, the smearing of the long-range part
+    """
+
+    #: the k = 0 term of a periodic sum with this kernel is always finite and kept
+    has_k0_term = True
+
+    def __init__(self, potential: SmearedPowerLaw, outer_smearing: float):
+        if potential.exponent <= 0.0:
+            raise ValueError(f"the range split needs an exponent p > 0, got {potential.exponent!r}")
+        if not np.isfinite(outer_smearing) or outer_smearing <= potential.smearing:
+            raise ValueError(
+                f"outer_smearing must be a finite number > smearing = {potential.smearing!r} (Å), "
+                f"got {outer_smearing!r}"
+            )
+        self.potential = potential
+        self.exponent, self.smearing = potential.exponent, potential.smearing
+        self.outer_smearing = float(outer_smearing)
+        self.outer = SmearedPowerLaw(potential.exponent, self.outer_smearing)
+
+    def real_space(self, r: np.ndarray) -> np.ndarray:
+        r""":math:`u_p(r)` at distances ``r`` (Å), in Å^-p."""
+        r = np.asarray(r, dtype=float)
+        a, s2 = 0.5 * self.exponent, self.outer_smearing**2
+        out = np.empty_like(r)
+        near = r**2 / (2 * s2) <= _SHORT_SWITCH
+        out[near] = self.potential.real_space(r[near]) - self.outer.real_space(r[near])
+        far = r[~near]
+        upper = sp.gammaincc(a, far**2 / (2 * s2)) - sp.gammaincc(a, far**2 / (2 * self.smearing**2))
+        out[~near] = upper / far**self.exponent
+        return out
+
+    def kspace(self, k: np.ndarray) -> np.ndarray:
+        r""":math:`\hat u_p(k)` at wave numbers ``k >= 0`` (Å⁻¹), k = 0 included, in Å^(3-p).
+
+        For p < :data:`_SHORT_SERIES_EXPONENT` the common :math:`k^{p-3}\Gamma(b)` of the two
+        terms is cancelled analytically (:math:`\Gamma(b, y) = \Gamma(b) - \gamma(b, y)`, b = (3−p)/2):
+
+        .. math::
+
+            \hat u_p(k) = \frac{\pi^{3/2}2^{3-p}}{\Gamma(p/2)}\Big[\big(\tfrac{\sigma'^2}{2}\big)^b
+            g_b\big(\tfrac{\sigma'^2k^2}{2}\big) - \big(\tfrac{\sigma^2}{2}\big)^b
+            g_b\big(\tfrac{\sigma^2k^2}{2}\big)\Big],\qquad g_b(y) = \gamma(b, y)/y^b
+
+        (:func:`~gplode.lib.special.lower_gamma_ratio`; the difference of two bounded terms); from
+        there on the difference of the two :meth:`SmearedPowerLaw.kspace`, whose
+        :math:`k^{p-3}` is then at most :math:`k^{-0.1}` (no cancellation at small k).
+        """
+        k = np.asarray(k, dtype=float)
+        p = self.exponent
+        if p < _SHORT_SERIES_EXPONENT:
+            b = 0.5 * (3.0 - p)
+            prefactor = np.pi**1.5 * 2.0 ** (3.0 - p) / sp.gamma(0.5 * p)
+            terms = [
+                (0.5 * s**2) ** b * lower_gamma_ratio(b, 0.5 * (s * k) ** 2)
+                for s in (self.outer_smearing, self.smearing)
+            ]
+            return prefactor * (terms[0] - terms[1])
+        out = np.empty_like(k)
+        nonzero = k > 0
+        out[nonzero] = self.potential.kspace(k[nonzero]) - self.outer.kspace(k[nonzero])
+        out[~nonzero] = self.k0_value()
+        return out
+
+    def kspace_derivative(self, k: np.ndarray) -> np.ndarray:
+        r""":math:`d\hat u_p/dk` at wave numbers ``k >= 0`` (Å⁻¹), in Å^(4-p) (0 at k = 0: û is even),
+        from :meth:`kspace` and the identity of :meth:`SmearedPowerLaw.kspace_derivative`:
+
+        .. math::
+
+            k\,\frac{d\hat u_p}{dk} = (p-3)\,\hat u_p(k)
+            - 2\big(C_\sigma e^{-\sigma^2k^2/2} - C_{\sigma'}e^{-\sigma'^2k^2/2}\big),\qquad
+            C_s = \frac{\pi^{3/2}(2s^2)^{(3-p)/2}}{\Gamma(p/2)}
+
+        (bounded terms: the singular :math:`k^{p-4}` of the two potentials' derivatives never appears)."""
+        k = np.asarray(k, dtype=float)
+        out = np.zeros_like(k)
+        nonzero = k > 0
+        kk = k[nonzero]
+        p = self.exponent
+        c = [np.pi**1.5 * (2 * s**2) ** ((3 - p) / 2) / sp.gamma(0.5 * p) for s in (self.smearing, self.outer_smearing)]
+        edge = c[0] * np.exp(-0.5 * (self.smearing * kk) ** 2) - c[1] * np.exp(-0.5 * (self.outer_smearing * kk) ** 2)
+        out[nonzero] = ((p - 3.0) * self.kspace(kk) - 2.0 * edge) / kk
+        return out
+
+    def k0_value(self) -> float:
+        r""":math:`\hat u_p(0)` (Å^(3-p)), finite for every p > 0 (class docstring)."""
+        p, s2 = self.exponent, self.smearing**2
+        b = 0.5 * (3.0 - p)
+        log_ratio = 2.0 * np.log(self.outer_smearing / self.smearing)  # ln(σ'²/σ²)
+        # ((σ'/σ)^{2b} − 1)/b, → ln(σ'²/σ²) as b → 0 (p = 3)
+        factor = log_ratio if b == 0.0 else float(np.expm1(b * log_ratio)) / b
+        return float(np.pi**1.5 * (2 * s2) ** b / sp.gamma(0.5 * p) * factor)
+
+    def reach(self, tolerance: float) -> float:
+        r"""R (Å): the smallest radius beyond which the kernel's weight
+        :math:`4\pi\int_R^\infty r^2u_p(r)\,dr` is at most ``tolerance`` × :math:`\hat u_p(0)`
+        (its whole weight), from composite Gauss–Legendre quadrature out to where the Gaussian
+        tail is below 1e-30 of it; resolved to σ/4."""
+        return kernel_reach(
+            self.real_space, self.k0_value(), self.smearing, self.outer_smearing, self.exponent, tolerance
+        )
+
+
+def kernel_reach(real_space, total: float, step: float, length: float, exponent: float, tolerance: float) -> float:
+    r"""R (Å) beyond which a positive, Gaussian-decaying kernel ``real_space`` (width ``length``,
+    Å; power-law prefactor ``exponent``) keeps at most ``tolerance`` × ``total`` of its weight
+    :math:`4\pi\int r^2 u\,dr`; panels of ``step``/4 Å (:data:`_REACH_PANELS` per ``step``)."""
+    # beyond x = r²/2ℓ² with Q(a, x) ~ x^{a-1}e^{-x} < 1e-30 nothing is left
+    a = max(0.5 * exponent, 0.5)
+    end = length * np.sqrt(2.0 * float(sp.gammainccinv(a + 1.0, 1e-30))) + length
+    width = step / _REACH_PANELS
+    edges = np.arange(0.0, end + width, width)
+    r, w = gauss_legendre_panels(edges, 8)
+    mass = (4.0 * np.pi * w * r**2 * real_space(r)).reshape(len(edges) - 1, 8).sum(axis=1)
+    beyond = np.cumsum(mass[::-1])[::-1]  # weight beyond each panel's left edge
+    inside = np.flatnonzero(beyond > tolerance * total)
+    return float(edges[inside[-1] + 1]) if inside.size else 0.0

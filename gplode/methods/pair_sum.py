@@ -406,9 +406,9 @@ def _inner_rule(n_panels: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def free_space_coefficients(
-    system, species, pair_functions, center_term, center_atom_weight, max_angular, chunk=250_000
+    system, species, pair_functions, center_term, center_atom_weight, max_angular, chunk=250_000, centres=None
 ):
-    """Free-space coefficients of every atom of ``system``.
+    """Free-space coefficients of every atom of ``system`` (or of the atoms ``centres`` only).
 
     Centres are processed in blocks of about ``chunk / n_atoms`` so that memory stays
     bounded (~``chunk`` × (L+1)² × n_radial floats) whatever the cluster size.
@@ -419,16 +419,21 @@ def free_space_coefficients(
     :param center_term: c^center_n, shape ``(n_radial,)``
     :param center_atom_weight: w_c
     :param chunk: number of (centre, neighbour) pairs handled at once
-    :return: shape ``(n_atoms, len(species), (max_angular+1)**2, n_radial)``
+    :param centres: indices of the centre atoms, ``(n_centres,)`` (default: every atom), e.g. to
+        check a faster method on a sample of a large structure
+    :return: shape ``(n_atoms, len(species), (max_angular+1)**2, n_radial)``, or
+        ``(n_centres, ...)`` for the rows of ``centres``
     """
     n, n_lm = system.n_atoms, (max_angular + 1) ** 2
     n_radial = pair_functions.basis.n_radial
+    rows_of = np.arange(n) if centres is None else np.asarray(centres, dtype=int).reshape(-1)
     kind, present = species_index(system.numbers, species)
     onehot = (system.numbers[:, None] == np.asarray(species)[None, :]).astype(float)  # (n_atoms, n_species)
-    out = np.zeros((n, len(species), n_lm, n_radial))
+    out = np.zeros((rows_of.size, len(species), n_lm, n_radial))
     block = max(1, chunk // n)
-    for start in range(0, n, block):
-        centres = np.arange(start, min(start + block, n))
+    for start in range(0, rows_of.size, block):
+        rows = np.arange(start, min(start + block, rows_of.size))
+        centres = rows_of[rows]
         vectors = (system.positions[None, :, :] - system.positions[centres, None, :]).reshape(-1, 3)
         d = np.linalg.norm(vectors, axis=1)
         self_pair = d == 0.0  # the centre itself (no two atoms coincide: gplode.systems checks it)
@@ -439,9 +444,9 @@ def free_space_coefficients(
         for l in range(max_angular + 1):
             radial = radial_all[:, :, l]
             angular = ylm[:, l * l : (l + 1) ** 2].reshape(centres.size, n, 2 * l + 1)
-            out[centres, :, l * l : (l + 1) ** 2, :] = np.einsum("cjm,cjn,ja->camn", angular, radial, onehot)
-    rows = np.flatnonzero(present)
-    out[rows, kind[rows], 0, :] += center_atom_weight * center_term
+            out[rows, :, l * l : (l + 1) ** 2, :] = np.einsum("cjm,cjn,ja->camn", angular, radial, onehot)
+    rows = np.flatnonzero(present[rows_of])
+    out[rows, kind[rows_of[rows]], 0, :] += center_atom_weight * center_term
     return out
 
 

@@ -2,13 +2,17 @@
 
 1. The windowed kernel's transform v̂^W(k) (gplode.potentials.WindowedPowerLaw) against
    adaptive quadrature of its definition, its derivative against finite differences, the
-   window's limits, and v̂^W → v̂_p where the window's edge is damped out.
+   window's limits, and v̂^W → v̂_p where the window's edge is damped out. The range split's
+   short-range kernel u = v_σ − v_σ' (ShortRangePowerLaw): its k = 0 value and transform
+   against quadrature of u, its derivative against finite differences, continuity across p = 3
+   and at its real-space switch, its reach.
 2. The structure's diameter (convex hull) against all pairs.
 3. FreeSpaceMesh.compute against the free-space pair sum (free_space_coefficients) for
    p ∈ {0, 1, 2.5, 3, 4.5, 6}, both bases: a compact molecule, an elongated chain, a hollow
-   shell; measured relative RMS error ≤ accuracy (1e-4 and 1e-6); center_atom_weight ≠ 1.
+   shell; measured relative RMS error ≤ accuracy (1e-4 and 1e-6); center_atom_weight ≠ 1;
+   the one-level mesh and the range split each; the float32 meshes (accuracy ≥ 1e-5).
 4. Gradients: the VJP against finite differences of compute on the same box, against the
-   pair sum's free_space_vjp, and the JVP as its adjoint.
+   pair sum's free_space_vjp, and the JVP as its adjoint, for one level and the split.
 """
 
 import functools
@@ -21,9 +25,15 @@ import pytest
 from scipy import integrate
 
 import gplode
-from gplode.methods.free_mesh import MAX_MESH_ACCURACY, FreeSpaceMesh, diameter, pair_sum_cost
+from gplode.methods.free_mesh import (
+    MAX_MESH_ACCURACY,
+    SINGLE_PRECISION_ACCURACY,
+    FreeSpaceMesh,
+    diameter,
+    pair_sum_cost,
+)
 from gplode.methods.pair_sum import free_space_coefficients, free_space_vjp
-from gplode.potentials import SmearedPowerLaw, WindowedPowerLaw
+from gplode.potentials import ShortRangePowerLaw, SmearedPowerLaw, WindowedPowerLaw
 from gplode.systems import System, as_systems
 
 EXPONENTS = [0.0, 1.0, 2.5, 3.0, 4.5, 6.0]
@@ -83,6 +93,62 @@ def test_window_limits():
         WindowedPowerLaw(potential, 1.0, 0.0)
 
 
+#: û(0) and û(k) against adaptive quadrature of 4π ∫ r² u(r) j_0(kr) dr (1 Å pieces out to 60 Å,
+#: relative 1e-13 or absolute 1e-16 û(0)), relative to û(0) = max|û|: measured ≤ 1.3e-15
+SHORT_TRANSFORM_TOL = 1e-12
+
+
+@pytest.mark.parametrize("p", [0.5, 1.0, 2.0, 3.0, 4.5, 6.0])
+def test_short_range_transform_against_quadrature(p):
+    short = ShortRangePowerLaw(SmearedPowerLaw(p, 0.9), 2.7)
+    k = np.array([0.0, 0.01, 0.3, 1.0, 2.5, 5.0])
+    values = short.kspace(k)
+    assert values[0] == pytest.approx(short.k0_value(), rel=1e-14) and values[0] > 0
+    for kk, value in zip(k, values, strict=True):
+
+        def integrand(r, kk=kk):
+            return 4 * np.pi * r**2 * short.real_space(np.array([r]))[0] * np.sinc(kk * r / np.pi)
+
+        tol = 1e-16 * values[0]
+        exact = sum(integrate.quad(integrand, a, a + 1.0, epsabs=tol, epsrel=1e-13, limit=200)[0] for a in range(60))
+        assert abs(value - exact) <= SHORT_TRANSFORM_TOL * values[0], (kk, value, exact)
+
+
+def test_short_range_kernel_properties():
+    # p = 1: û(0) = 2π(σ'² − σ²); continuous across p = 3 (û(0) → 4π ln(σ'/σ))
+    assert ShortRangePowerLaw(SmearedPowerLaw(1.0, 1.0), 3.0).k0_value() == pytest.approx(16 * np.pi, rel=1e-14)
+    at3 = ShortRangePowerLaw(SmearedPowerLaw(3.0, 1.0), 2.0).k0_value()
+    assert at3 == pytest.approx(4 * np.pi * np.log(2.0), rel=1e-14)
+    for eps in (1e-9, -1e-9):
+        assert ShortRangePowerLaw(SmearedPowerLaw(3.0 + eps, 1.0), 2.0).k0_value() == pytest.approx(at3, rel=1e-8)
+    # the derivative against central differences (û is even: 0 at k = 0)
+    short = ShortRangePowerLaw(SmearedPowerLaw(2.5, 1.0), 3.0)
+    k, h = np.array([0.05, 0.7, 2.0]), 1e-4
+    difference = (short.kspace(k + h) - short.kspace(k - h)) / (2 * h)  # error ~h² û‴/6
+    np.testing.assert_allclose(short.kspace_derivative(k), difference, rtol=1e-6, atol=1e-10 * short.k0_value())
+    assert short.kspace_derivative(np.zeros(1))[0] == 0.0
+    # positive, decreasing, continuous where real_space switches form (r² = 2σ'²)
+    r = np.linspace(0.0, 30.0, 301)
+    u = short.real_space(r)
+    assert np.all(u > 0) and np.all(np.diff(u) < 0)
+    edge = np.sqrt(2.0) * 3.0 * np.array([1 - 1e-12, 1 + 1e-12])
+    assert short.real_space(edge)[0] == pytest.approx(short.real_space(edge)[1], rel=1e-10)
+    # the reach: the weight beyond it is at most the tolerance (adaptive quadrature), and not far below
+    for tolerance in (1e-4, 1e-8):
+        reach = short.reach(tolerance)
+
+        def weight(r):
+            return 4 * np.pi * r**2 * short.real_space(np.array([r]))[0]
+
+        tol = 1e-4 * tolerance * short.k0_value()
+        beyond = sum(integrate.quad(weight, a, a + 1.0, epsabs=tol, epsrel=1e-12)[0] for a in np.arange(reach, 80.0))
+        assert 0.01 * tolerance * short.k0_value() < beyond <= tolerance * short.k0_value()
+    with pytest.raises(ValueError, match="outer_smearing"):
+        ShortRangePowerLaw(SmearedPowerLaw(1.0, 1.0), 1.0)
+    with pytest.raises(ValueError, match="exponent"):
+        ShortRangePowerLaw(SmearedPowerLaw(0.0, 1.0), 2.0)
+
+
 # --- 2. the diameter ----------------------------------------------------------------------
 def test_diameter():
     rng = np.random.default_rng(3)
@@ -137,7 +203,7 @@ def _pipeline(p, basis, accuracy=1e-6, center_atom_weight=1.0):
     return calc.pipeline
 
 
-def _method(pipeline):
+def _method(pipeline, **kwargs):
     return FreeSpaceMesh(
         pipeline.device,
         pipeline.potential,
@@ -147,6 +213,7 @@ def _method(pipeline):
         pipeline._radial,
         pipeline.center_term,
         pipeline._dradial,
+        **kwargs,
     )
 
 
@@ -160,17 +227,17 @@ def _reference(name, p, basis, center_atom_weight=1.0):
     )
 
 
-def _error(name, p, basis, accuracy, center_atom_weight=1.0):
-    method = _method(_pipeline(p, basis, accuracy, center_atom_weight))
+def _error(name, p, basis, accuracy, center_atom_weight=1.0, **kwargs):
+    method = _method(_pipeline(p, basis, accuracy, center_atom_weight), **kwargs)
     values = method.compute(STRUCTURES[name](), SPECIES)
     exact = _reference(name, p, basis, center_atom_weight)
     return np.sqrt(np.mean((values - exact) ** 2) / np.mean(exact**2))
 
 
-#: measured relative RMS errors against the pair sum, as a fraction of the accuracy (1e-4, 1e-6),
-#: over the three structures and both bases: p = 0: 0.07–0.19 (the mesh is chosen for the
-#: accuracy itself), p ≥ 1: ≤ 0.19 (the mesh is chosen for an accuracy loosened by the far
-#: field, FreeSpaceMesh.mesh_accuracy)
+#: measured relative RMS errors against the pair sum, as a fraction of the accuracy (1e-4, 1e-5,
+#: 1e-6), over the three structures and both bases: p = 0: 0.03–0.17 (the mesh is chosen for
+#: the accuracy itself), p ≥ 1: ≤ 0.06 with the split the cost model takes, ≤ 0.05 with one level
+#: (the mesh is chosen for an accuracy loosened by the far field, FreeSpaceMesh.mesh_accuracy)
 @pytest.mark.parametrize("p", EXPONENTS)
 @pytest.mark.parametrize("basis", BASES)
 def test_compact_molecule_against_pair_sum(p, basis):
@@ -213,7 +280,8 @@ def test_translation_and_models():
     moved = System(system.positions + np.array([300.0, -40.0, 7.0]), system.numbers, system.cell, False)
     np.testing.assert_allclose(method.compute(moved, SPECIES), method.compute(system, SPECIES), rtol=0, atol=1e-10)
     box = method.box(system)
-    assert np.all(np.diag(box.cell) >= np.ptp(system.positions, axis=0) + method.reach + box.radius)
+    for level in box.levels:  # no basis within r_b of an atom sees an image within the kernel's reach
+        assert np.all(np.diag(level.cell) >= np.ptp(system.positions, axis=0) + method.reach + level.radius)
     assert method.cost(system, 2) > 0 and method.memory_bytes(system, 2) > 0
     bigger = _shell(200, 12.0)
     assert method.cost(bigger, 2) > method.cost(system, 2)
@@ -224,13 +292,62 @@ def test_translation_and_models():
     assert 1e-4 < method.mesh_accuracy(bigger) <= MAX_MESH_ACCURACY
 
 
+def test_levels():
+    """p = 0: one short-range level (v_0 itself); p > 0: the cheapest of one windowed level and
+    the splits, by the cost model; no split when the user fixes the k-sphere or the mesh."""
+    system = _shell(200, 12.0)
+    gaussian = _method(_pipeline(0.0, "gto", 1e-4)).box(system)
+    assert gaussian.split is None and [level.short for level in gaussian.levels] == [True]
+    method = _method(_pipeline(1.0, "gto", 1e-4))
+    chosen = method.box(system)
+    assert chosen.split in method.splits and [level.short for level in chosen.levels] == [True, False]
+    single = _method(_pipeline(1.0, "gto", 1e-4), splits=()).box(system)
+    assert single.split is None and [level.short for level in single.levels] == [False]
+    assert method.cost(system, 2, chosen) <= method.cost(system, 2, single)
+    short, long = chosen.levels
+    assert long.smearing == short.smearing == chosen.split * HYPERS["smearing"]
+    assert long.mesh.k_cutoff < short.mesh.k_cutoff and long.mesh.n_points < single.levels[0].mesh.n_points
+    fixed = gplode.LodeCalculator(backend="numpy", accuracy=1e-4, mesh_spacing=0.3, **HYPERS)
+    assert _method(fixed.pipeline).splits == ()
+
+
+@pytest.mark.parametrize(
+    "name, p, basis, accuracy",
+    [
+        ("compact", 1.0, "gto", 1e-6),
+        ("shell", 2.5, "monomial", 1e-4),
+        ("chain", 3.0, "gto", 1e-6),
+        ("compact", 4.5, "monomial", 1e-6),
+        ("shell", 6.0, "gto", 1e-4),
+    ],
+)
+def test_one_level_and_forced_splits(name, p, basis, accuracy):
+    """Each route against the pair sum, whatever the cost model prefers: one level, and the
+    splits σ' = 1.5σ and 5σ."""
+    for splits in ((), (1.5,), (5.0,)):
+        assert _error(name, p, basis, accuracy, splits=splits) <= accuracy, splits
+
+
+@pytest.mark.parametrize("p, basis", [(0.0, "monomial"), (1.0, "gto"), (6.0, "monomial")])
+def test_single_precision_meshes(p, basis):
+    """From SINGLE_PRECISION_ACCURACY up the meshes run in float32 (measured round-off 3–7e-7 of
+    the coefficients' RMS: 0.03–0.08 of 1e-5); the result is in the calculator's dtype."""
+    accuracy = SINGLE_PRECISION_ACCURACY
+    method = _method(_pipeline(p, basis, accuracy))
+    assert method.single_precision and not _method(_pipeline(p, basis, 1e-6)).single_precision
+    assert method.compute(_shell(), SPECIES).dtype == np.float64
+    for name in ("shell", "chain"):
+        assert _error(name, p, basis, accuracy) <= accuracy
+
+
 # --- 4. gradients -------------------------------------------------------------------------
-@pytest.mark.parametrize("p, basis", [(1.0, "gto"), (4.5, "monomial")])
-def test_gradients(p, basis):
+@pytest.mark.parametrize("p, basis, splits", [(1.0, "gto", ()), (1.0, "gto", (2.0,)), (4.5, "monomial", (3.0,))])
+def test_gradients(p, basis, splits):
     pipeline = _pipeline(p, basis, 1e-6)
-    method = _method(pipeline)
+    method = _method(pipeline, splits=splits)
     system = _compact()
     box = method.box(system)
+    assert len(box.levels) == 1 + len(splits)
     rng = np.random.default_rng(0)
     weights = rng.normal(size=(system.n_atoms, len(SPECIES), method.n_lm, method.n_radial))
     forces, strain = method.vjp(system, SPECIES, weights, box)

@@ -14,6 +14,7 @@ asymptotics of docs/conventions.md, "Multipole asymptotics".
 import functools
 
 import ase
+import ase.build
 import numpy as np
 import pytest
 from ase.collections import s22
@@ -23,8 +24,9 @@ from scipy import special as sp
 import gplode
 from gplode.lib.quadrature import gauss_legendre_panels
 from gplode.lib.spherical_harmonics import real_spherical_harmonics
-from gplode.methods.pair_sum import PairRadialFunctions
+from gplode.methods.pair_sum import PairRadialFunctions, free_space_coefficients
 from gplode.multipoles import asymptotic_radial, multipole_coefficients
+from gplode.systems import as_systems
 
 BASES = ["gto", "monomial"]
 
@@ -410,3 +412,17 @@ def test_two_atoms_swap_and_parity(basis, distance):
     for row, own in ((0, na), (1, cl)):
         np.testing.assert_allclose(values[row, own, 0], center, rtol=1e-14)
         assert np.all(values[row, own, 1:] == 0.0)
+
+
+def test_centres_subset():
+    """``centres=``: the rows of those atoms, in that order, as in the whole computation (the
+    same sums: equal to round-off), centre terms included (w_c ≠ 1), chunks of a few centres."""
+    calc = _calculator(1.0, "gto", **PAIR_HYPERS)
+    pipeline = calc.pipeline
+    system = as_systems(ase.build.molecule("CH3CH2OH"))[0]  # 9 atoms, three species
+    species = np.array([1, 6, 8])
+    args = (system, species, pipeline.pair_table(), pipeline.center_term, 0.4, PAIR_HYPERS["max_angular"])
+    everything = free_space_coefficients(*args)
+    centres = np.array([7, 0, 3])
+    rows = free_space_coefficients(*args, chunk=20, centres=centres)
+    np.testing.assert_allclose(rows, everything[centres], rtol=1e-14, atol=1e-15 * np.abs(everything).max())
