@@ -288,6 +288,21 @@ class MeshKSum:
             params = MeshParameters(round_shape(params.shape), params.order, self.k_cutoff)
         return params
 
+    def refinements(self, params: MeshParameters):
+        """``params``, then finer meshes of the same k-sphere, each more accurate than the one
+        before: the higher B-spline orders on the same shape, then the highest order on shapes
+        25 %, 56 %, 95 % and 144 % finer along each axis (rounded as :meth:`parameters` rounds)."""
+        yield params
+        orders = [order for order in ORDERS if order > params.order]
+        for order in orders:
+            yield MeshParameters(params.shape, order, params.k_cutoff)
+        order = max([params.order, *orders])
+        for step in range(1, 5):
+            shape = tuple(fast_length(math.ceil(n * 1.25**step)) for n in params.shape)
+            if self.device.round_shapes:
+                shape = round_shape(shape)
+            yield MeshParameters(shape, order, params.k_cutoff)
+
     def grow(self, batch, system, params: MeshParameters):
         """The summary of a batch sharing ``params`` with ``system`` added (``batch`` None: a
         new batch): members, atoms and volume, for :meth:`batch_bytes`."""

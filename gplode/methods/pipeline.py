@@ -23,12 +23,20 @@ from ..lib.kvectors import default_k_cutoff, half_sphere_count, selected_kpoints
 from ..lib.splines import K_FLOOR, PotentialSpline, RadialIntegralSpline
 from ..systems import atom_owners
 from ..truncated import smearing_margin
-from .accuracy import RADIUS_BOUND, TRUNCATION_SHARE, KSpaceWeight, modelled, sphere_radii
+from .accuracy import (
+    ALIASING_SHARE,
+    RADIUS_BOUND,
+    TRUNCATION_SHARE,
+    DensityAliasing,
+    KSpaceWeight,
+    modelled,
+    sphere_radii,
+)
 from .corrections import center_corrections, periodic_corrections, species_index
 from .direct import K_CHUNK, DirectKSum
 from .free_mesh import FreeSpaceMesh, pair_sum_cost
 from .jacobians import PositionRows, strain_from_pairs
-from .mesh import MeshKSum
+from .mesh import MeshKSum, MeshParameters
 from .pair_sum import (
     PairRadialFunctions,
     free_space_coefficients,
@@ -195,12 +203,13 @@ class Pipeline:
             return box
         return None
 
-    def method_for(self, system, n_species: int, available: int | None = None):
-        """``(method, mesh parameters or None)`` of a periodic ``system``: the truncated direct
-        sum for a slab or a wire in its box (:class:`MixedSystem`); else by ``route``, else
-        the cheaper by the device's cost model (the mesh when the direct sum would not fit
-        in ``available`` bytes; default: the device's available memory, queried)."""
-        h = self.hypers
+    def method_for(self, system, species, available: int | None = None):
+        """``(method, mesh parameters or None)`` of a periodic ``system`` with neighbour
+        ``species``: the truncated direct sum for a slab or a wire in its box
+        (:class:`MixedSystem`); else by ``route``, else the cheaper by the device's cost model
+        (the mesh when the direct sum would not fit in ``available`` bytes; default: the
+        device's available memory, queried). The mesh is :meth:`mesh_for`'s."""
+        h, n_species = self.hypers, len(species)
         if isinstance(system, MixedSystem):
             return self.truncated, None
         if self.mesh is None:
@@ -208,16 +217,36 @@ class Pipeline:
         if h.route == "direct":
             return self.direct, None
         if h.route == "mesh" or h.mesh_spacing is not None or h.interpolation_order is not None:
-            return self.mesh, self.mesh.parameters(system.cell, system.n_atoms)  # the σ-only sphere
+            return self.mesh, self.mesh_for(system, species)  # the σ-only sphere
         direct = self.direct.cost(system, n_species)
         if direct >= self.mesh.cost_floor(system, n_species):  # else no mesh is cheaper: none chosen
-            params = self.mesh.parameters(system.cell, system.n_atoms)
+            params = self.mesh_for(system, species)
             if self.mesh.cost(system, n_species, params) < direct:
                 return self.mesh, params
         available = self.device.available_memory() if available is None else available
         if self.direct.batch_bytes(self.direct.grow(None, system), n_species) <= available:
             return self.direct, None
-        return self.mesh, self.mesh.parameters(system.cell, system.n_atoms)
+        return self.mesh, self.mesh_for(system, species)
+
+    def mesh_for(self, system, species) -> MeshParameters:
+        """The particle mesh of a bulk ``system``: the cell's own (:meth:`MeshKSum.parameters`:
+        its aliasing estimate assumes a featureless density spectrum), refined — a higher
+        B-spline order, then 25 % steps of finer meshes — until the aliasing of the structure's
+        own density (:class:`gplode.methods.accuracy.DensityAliasing`: e.g. a crystal's Bragg
+        peaks) is predicted below :data:`ALIASING_SHARE` × ``accuracy``. A user's
+        ``mesh_spacing`` or ``interpolation_order`` is taken as it is."""
+        h = self.hypers
+        params = self.mesh.parameters(system.cell, system.n_atoms)
+        if h.mesh_spacing is not None or h.interpolation_order is not None:
+            return params
+        constant = periodic_corrections(
+            [system], species, self.potential, self.basis, self.center_term, h.center_atom_weight
+        )
+        aliasing = DensityAliasing(system, species, self.kspace_weight, float((constant**2).sum()), params.k_cutoff)
+        for candidate in self.mesh.refinements(params):
+            if aliasing(candidate.shape, candidate.order) <= ALIASING_SHARE * h.accuracy:
+                return candidate
+        return candidate  # none met the target: the finest of them
 
     def _advice(self, params) -> str:
         """What to change when a structure is too large for its method (``params``: the mesh's)."""
@@ -274,7 +303,7 @@ class Pipeline:
         n_species, available = len(species), self.device.available_memory()  # queried once per call
         groups = {}  # similar cells, batched together: (mesh) or (direct sum, its k-point grid)
         for i, system in enumerate(systems):
-            method, params = self.method_for(system, n_species, available)
+            method, params = self.method_for(system, species, available)
             # direct sums: cells with one k-point grid (similar cells, little padding in k)
             key = params if method is self.mesh else sphere_shape(system.cell, method.k_cutoff_of(system))
             groups.setdefault((method.name, key), (method, params, []))[2].append(i)

@@ -77,7 +77,7 @@ def test_batched_dataset_matches_numpy_backend_and_splits_to_fit():
     assert np.sqrt(np.mean((values - expected) ** 2)) <= 2e-6 * rms
     one = 0
     for system in as_systems(frames):
-        method, params = calc.pipeline.method_for(system, 2)
+        method, params = calc.pipeline.method_for(system, calc._species([system]))
         one = max(one, method.batch_bytes(method.grow(None, system, params), 2))
     small = gplode.LodeCalculator(
         backend="gpu", device=CudaDevice(memory=int(3 * one / CudaDevice.memory_fraction)), **hypers

@@ -121,7 +121,9 @@ def test_mixed_routes_keep_the_input_order():
     tiny = ase.Atoms("Na", cell=4.0 * np.eye(3), pbc=True)
     frames = [group_a[0], group_b[0], molecule, group_a[1], tiny, group_b[1], group_a[2]]
     calc = _calculator(exponent=1.0, neighbor_types=[1, 8, 11, 17, 19], route="auto")
-    routes = [calc.pipeline.method_for(s, 5)[0].name for s in as_systems(frames) if s.periodic]
+    routes = [
+        calc.pipeline.method_for(s, np.array([1, 8, 11, 17, 19]))[0].name for s in as_systems(frames) if s.periodic
+    ]
     assert routes == ["direct", "mesh", "direct", "direct", "mesh", "direct"]  # the cost model's choice
     assert len(_one_mesh(calc, group_a + group_b)) == 2
     features = calc.compute(frames)
@@ -161,7 +163,9 @@ def test_cuda_device_never_mixes_host_and_device_arrays(route, dtype, tolerance)
     hypers = dict(HYPERS, exponent=6.0, neighbor_types=[11, 17, 19], dtype=dtype)
     auto = gplode.LodeCalculator(backend="gpu", device=CudaDevice(xp=cupy), **hypers)
     assert auto.backend == "gpu" and auto.device.xp is cupy
-    assert all(auto.pipeline.method_for(s, 3)[0].name == "direct" for s in as_systems(frames))  # GPU cost model
+    assert all(
+        auto.pipeline.method_for(s, np.array([11, 17, 19]))[0].name == "direct" for s in as_systems(frames)
+    )  # GPU cost model
     # the same B-spline order on both devices (their cost models would choose differently)
     forced = dict(interpolation_order=6) if route == "mesh" else dict(route="direct")
     gpu = gplode.LodeCalculator(backend="gpu", device=_counting(CudaDevice(xp=cupy)), **hypers, **forced)

@@ -117,7 +117,7 @@ def test_route_choice():
     for repeat, route in ((1, "direct"), (4, "mesh")):
         atoms = ase.build.bulk("NaCl", "rocksalt", a=5.64, cubic=True).repeat(repeat)
         system = gplode.systems.as_systems(atoms)[0]
-        assert calc.pipeline.method_for(system, 2)[0].name == route
+        assert calc.pipeline.method_for(system, np.array([11, 17]))[0].name == route
 
 
 @pytest.mark.parametrize("smearing, accuracy", [(0.5, 1e-3), (1.0, 1e-6), (3.0, 1e-8)])
