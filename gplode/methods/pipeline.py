@@ -25,6 +25,7 @@ from ..systems import atom_owners
 from ..truncated import smearing_margin
 from .accuracy import (
     ALIASING_SHARE,
+    MODEL_VECTORS,
     RADIUS_BOUND,
     TRUNCATION_SHARE,
     DensityAliasing,
@@ -233,12 +234,16 @@ class Pipeline:
         its aliasing estimate assumes a featureless density spectrum), refined — a higher
         B-spline order, then 25 % steps of finer meshes — until the aliasing of the structure's
         own density (:class:`gplode.methods.accuracy.DensityAliasing`: e.g. a crystal's Bragg
-        peaks) is predicted below :data:`ALIASING_SHARE` × ``accuracy``. A user's
-        ``mesh_spacing`` or ``interpolation_order`` is taken as it is."""
+        peaks) is predicted below :data:`ALIASING_SHARE` × ``accuracy``; not for a sphere of
+        more than :data:`MODEL_VECTORS` vectors (σ small against the cell: the components
+        inside it are not weak). A user's ``mesh_spacing`` or ``interpolation_order`` is taken
+        as it is."""
         h = self.hypers
         params = self.mesh.parameters(system.cell, system.n_atoms)
         if h.mesh_spacing is not None or h.interpolation_order is not None:
             return params
+        if half_sphere_count(params.k_cutoff, system.volume) > MODEL_VECTORS:  # a large sphere (small σ
+            return params  # against the cell): the prediction would cost too much, and is not needed there
         constant = periodic_corrections(
             [system], species, self.potential, self.basis, self.center_term, h.center_atom_weight
         )
