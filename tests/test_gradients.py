@@ -345,9 +345,12 @@ def test_cuda_device_gradients_match_the_cpu(route):
     cpu = gplode.LodeCalculator(exponent=6.0, backend="numpy", **hypers)
     frames = [_structure(True, seed=14), _structure(False, seed=15)]
     weights = RNG.normal(size=cpu.compute(frames).values.shape)
+    # route="mesh" puts the free structure on the free-space mesh, in float32 at accuracy 1e-5:
+    # the two devices' round-off (measured 6e-7 of the largest gradient; 1e-12 on the direct route)
+    tolerance = 2e-6 if route == "mesh" else 1e-12
     for got, expected in zip(gpu.vjp(frames, weights), cpu.vjp(frames, weights), strict=True):
         assert isinstance(got, np.ndarray)
-        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12 * np.abs(expected).max())
+        np.testing.assert_allclose(got, expected, rtol=0, atol=tolerance * np.abs(expected).max())
     dense, dense_cpu = (c.compute(frames, gradients=["positions", "strain"]).gradients for c in (gpu, cpu))
     for name in ("positions", "strain"):
         scale = np.abs(dense_cpu[name].values).max()
