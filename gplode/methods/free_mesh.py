@@ -34,9 +34,10 @@ beyond it is :data:`_SHORT_TOLERANCE` × the level's accuracy of the whole), at 
 per axis). Each level is a :class:`MeshKSum` with its own mesh and k = 0 term; the two sums add
 up to the one-level sum. For p = 0 (a Gaussian: no far field) the short-range level with
 :math:`v_0` itself is the whole. :meth:`FreeSpaceMesh.box` takes the cheapest of one level and
-the splits by :meth:`FreeSpaceMesh.cost`. Measured on a 20,000-atom water droplet (p = 1,
-accuracy 1e-5, 2 cores): one level 270³, ≈ 235 s, 5.6 GB; split σ' = 4σ (levels 135×128²
-and 90³, float32), ≈ 25 s, 0.6 GB, error 0.07 of the accuracy.
+the splits by :meth:`FreeSpaceMesh.cost`. Measured on a 20,001-atom water droplet (p = 1,
+accuracy 1e-5, 2 shared cores, one after the other): one level (270³, float64) 178 s, 5.8 GiB,
+error 0.003 of the accuracy; split σ' = 4σ (levels 135×128² and 90³, float32) 18.7 s,
+0.7 GiB, error 0.069 of the accuracy (``benchmarks/bench_geometries.py``).
 
 Accuracy (relative RMS error against the pair sum, ``accuracy``): the k-sphere, B-spline order and
 mesh of each level come from the periodic mesh's model (:func:`gplode.methods.mesh.choose_mesh`,
