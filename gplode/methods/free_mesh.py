@@ -71,13 +71,13 @@ from ..lib.kvectors import default_k_cutoff
 from ..lib.splines import UniformQuinticSpline
 from ..potentials import ShortRangePowerLaw, SmearedPowerLaw, WindowedPowerLaw, kernel_reach
 from ..systems import System
+from .accuracy import SINGLE_PRECISION_ACCURACY
 from .corrections import center_corrections, periodic_corrections
 from .mesh import MeshKSum, MeshParameters
 
 __all__ = [
     "MAX_MESH_ACCURACY",
     "MESH_COST_FACTOR",
-    "SINGLE_PRECISION_ACCURACY",
     "SINGLE_PRECISION_COST",
     "PAIR_SUM_COST",
     "WINDOW_DAMPING",
@@ -127,8 +127,6 @@ MESH_COST_FACTOR = 2.5
 SINGLE_PRECISION_COST = 0.6
 #: the σ'/σ a range split may take (:meth:`FreeSpaceMesh.box` takes the cheapest, or none)
 SPLITS = (1.5, 2.0, 2.5, 3.0, 4.0, 5.0)
-#: from this ``accuracy`` up the levels' meshes run in float32
-SINGLE_PRECISION_ACCURACY = 1e-5
 
 
 def pair_sum_cost(n_atoms: int, n_channels: int) -> float:

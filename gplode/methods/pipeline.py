@@ -27,6 +27,7 @@ from .accuracy import (
     ALIASING_SHARE,
     MODEL_VECTORS,
     RADIUS_BOUND,
+    SINGLE_PRECISION_ACCURACY,
     TRUNCATION_SHARE,
     DensityAliasing,
     KSpaceWeight,
@@ -110,8 +111,18 @@ class Pipeline:
             self.mesh = self.free_mesh = None
         else:
             derivatives = (dvhat, self._dradial)
+            # the values in float32 from SINGLE_PRECISION_ACCURACY up (their round-off is ≤ 0.06 × it)
+            single = hypers.dtype == "float32" or hypers.accuracy >= SINGLE_PRECISION_ACCURACY
             self.direct = DirectKSum(
-                device, self._vhat, self._radial, self.k_cutoff, L, n_radial, hypers.dtype, derivatives
+                device,
+                self._vhat,
+                self._radial,
+                self.k_cutoff,
+                L,
+                n_radial,
+                hypers.dtype,
+                derivatives,
+                values_dtype="float32" if single else None,
             )
             self.truncated = TruncatedKSum(
                 device, potential, self._radial, self.k_cutoff, L, n_radial, hypers.dtype, self._dradial

@@ -14,6 +14,7 @@ import pytest
 
 import gplode
 from gplode.devices import CpuDevice, CudaDevice
+from gplode.methods.accuracy import SINGLE_PRECISION_ACCURACY
 from gplode.systems import as_systems
 
 HYPERS = dict(smearing=1.0, cutoff=3.0, max_radial=2, max_angular=2, accuracy=1e-3)
@@ -127,9 +128,14 @@ def test_mixed_routes_keep_the_input_order():
     assert routes == ["direct", "mesh", "direct", "direct", "mesh", "direct"]  # the cost model's choice
     assert len(_one_mesh(calc, group_a + group_b)) == 2
     features = calc.compute(frames)
+    # at this accuracy the direct sums' values run in float32 (SINGLE_PRECISION_ACCURACY), whose
+    # sums a batch's padding reorders: measured 1.4e-7 of the largest coefficient (float64 batches
+    # agree to 1e-14: tests/test_reproducibility.py); the meshes', in float64, to 1e-13
+    assert HYPERS["accuracy"] >= SINGLE_PRECISION_ACCURACY
     for i, frame in enumerate(frames):
         alone = calc.compute(frame).values
-        np.testing.assert_allclose(features.values[features.system == i], alone, atol=1e-13 * np.abs(alone).max())
+        tolerance = 1e-6 if i in (0, 3, 4, 6) else 1e-13  # the direct routes
+        np.testing.assert_allclose(features.values[features.system == i], alone, atol=tolerance * np.abs(alone).max())
 
 
 def test_rounded_shapes_batch_similar_cells_and_stay_accurate():

@@ -25,9 +25,9 @@ import pytest
 from scipy import integrate
 
 import gplode
+from gplode.methods.accuracy import SINGLE_PRECISION_ACCURACY
 from gplode.methods.free_mesh import (
     MAX_MESH_ACCURACY,
-    SINGLE_PRECISION_ACCURACY,
     FreeSpaceMesh,
     diameter,
     pair_sum_cost,
