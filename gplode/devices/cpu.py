@@ -48,15 +48,16 @@ class CpuDevice(Device):
 
     def matmul(self, a, b, out=None):
         """The products of the stack on all cores, one single-threaded BLAS product per matrix
-        on contiguous operands. The direct sum's matrices are small (e.g. 64 × 412 @ 412 × 90):
-        multi-threaded BLAS on each of them ran at 1–1.5 GFLOP/s on 2 cores (20× below one
-        single-threaded core as soon as another process shares the machine), NumPy's stacked
+        on C- or Fortran-contiguous operands (others are copied). The direct sum's matrices are
+        small (e.g. 64 × 412 @ 412 × 90): multi-threaded BLAS on each of them ran at 1–1.5
+        GFLOP/s on 2 cores (20× below one single-threaded core as soon as another process
+        shares the machine), NumPy's stacked
         ``matmul`` and strided operands (the real part of a complex array) take slower paths."""
         if out is None:
             out = np.empty((a.shape[0], a.shape[1], b.shape[2]), dtype=np.result_type(a, b))
 
         def product(i):
-            np.matmul(np.ascontiguousarray(a[i]), np.ascontiguousarray(b[i]), out=out[i])
+            np.matmul(_blas_ready(a[i]), _blas_ready(b[i]), out=out[i])
 
         with _blas().limit(limits=1, user_api="blas"):
             for _ in _threads().map(product, range(a.shape[0])):
@@ -122,3 +123,9 @@ def _threads() -> ThreadPoolExecutor:
 def _blas() -> ThreadpoolController:
     """The BLAS libraries of this process (found once: the search takes milliseconds)."""
     return ThreadpoolController()
+
+
+def _blas_ready(matrix: np.ndarray) -> np.ndarray:
+    """``matrix`` if BLAS can take it as it is (C- or Fortran-contiguous: a transposed
+    contiguous matrix is passed with BLAS's transpose flag), else a contiguous copy."""
+    return matrix if matrix.flags.c_contiguous or matrix.flags.f_contiguous else np.ascontiguousarray(matrix)

@@ -118,6 +118,7 @@ class _PaddedBatch:
         volumes = xp.asarray([system.volume for system in systems])
         self.weight = xp.where(points.frequencies[:, 2] > 0, 2.0, 1.0) * 4.0 * np.pi / volumes[points.structure]
         self.vhat = vhat(self.norms)[self.shell] if self.knorm.size else self.knorm
+        self._radial_tables = {}  # radial(|k|, l) at the norms, per (radial, l)
         self.dvhat = None
         if dvhat is not None:
             self.ylm, self.solid_gradient = solid_harmonics_gradient(points.k, max_angular, xp)
@@ -188,10 +189,48 @@ class _PaddedBatch:
         return out.reshape(self.n_batch, chunk.width, columns)
 
     def radial_of(self, take, radial, l: int):
-        """``radial(|k|, l)`` (e.g. :math:`\tilde I_{nl}`) of the k-points ``take``, ``(n_take, n_radial)``,
-        evaluated once per distinct norm among them."""
-        used, inverse = self.xp.unique(self.shell[take], return_inverse=True)
-        return radial(self.norms[used], l)[inverse]
+        """``radial(|k|, l)`` (e.g. :math:`\tilde I_{nl}`) of the k-points ``take``, ``(n_take, n_radial)``:
+        evaluated once per distinct norm of the batch (on first use for ``radial`` and ``l``)."""
+        return self._radial_table(radial, l)[self.shell[take]]
+
+    def _radial_table(self, radial, l: int):
+        """``radial(|k|, l)`` at the batch's distinct norms, ``(n_norms, n_radial)`` (computed once)."""
+        table = self._radial_tables.get((radial, l))
+        if table is None:
+            table = self._radial_tables[(radial, l)] = radial(self.norms, l)
+        return table
+
+    def angular_factors(self, chunk, dtype):
+        r"""For :meth:`write_kernel`: :math:`w(k)\hat v_p Y_{lm}(\hat k)` of every slot of the chunk,
+        ``((L+1)², n_batch · width)`` in ``dtype`` (padding slots 0), and each slot's shell (the
+        padding: one past the last)."""
+        xp, slots = self.xp, self.n_batch * chunk.width
+        factors = xp.zeros((self.ylm.shape[1], slots), dtype=dtype)
+        factors[:, chunk.slot_k] = ((self.weight * self.vhat)[chunk.take, None] * self.ylm[chunk.take]).T
+        shell = xp.full(slots, self.norms.size)
+        shell[chunk.slot_k] = self.shell[chunk.take]
+        return factors, shell
+
+    def write_kernel(self, out, factors, radial, l: int, scale: float = 1.0):
+        r"""``scale`` × :math:`w(k)\hat v_p\tilde I_{nl}Y_{lm}` of a chunk's slots into ``out``, a
+        ``(n_batch, 2l+1, n_radial, width)`` view (padding slots 0; ``factors``:
+        :meth:`angular_factors`): k is the contiguous axis, so that the product is one pass over
+        long rows (the matrix products take the transposed operand as it is)."""
+        angular, shell = factors
+        n_batch, width = out.shape[0], out.shape[3]
+        table = self._radial_tables.get((radial, l, "padded"))
+        if table is None:  # Ĩ_nl at the norms and a zero row, (n_radial, n_norms + 1)
+            table = self.xp.zeros((out.shape[2], self.norms.size + 1), dtype=out.dtype)
+            table[:, :-1] = self._radial_table(radial, l).T
+            self._radial_tables[(radial, l, "padded")] = table
+        radial_part = table[:, shell]  # (n_radial, slots)
+        if scale != 1.0:
+            radial_part *= scale
+        self.xp.multiply(
+            angular[l * l : (l + 1) ** 2].reshape(2 * l + 1, n_batch, 1, width).transpose(1, 0, 2, 3),
+            radial_part.reshape(1, -1, n_batch, width).transpose(2, 0, 1, 3),
+            out=out,
+        )
 
     def kernel(self, take, radial, l: int, ilm=None, scale: float = 1.0):
         r"""``scale`` × :math:`w(k)\hat v_p\tilde I_{nl}Y_{lm}` of the k-points ``take``, ``(n_take, 2l+1, n_radial)``
@@ -250,24 +289,32 @@ def kspace_sum(batch: _PaddedBatch, radial, max_angular: int, n_radial: int, rea
     extra = 1 if strain_dradial is None else 9
     out = xp.zeros((batch.n_batch, batch.n_max * batch.n_species, extra, (L + 1) ** 2 * n_radial), dtype=real)
     for chunk in batch.chunks(workspace):
+        factors = batch.angular_factors(chunk, real) if strain_dradial is None else None
         for parity in (0, 1):  # Re[i^l s] is ±Re s for even l, ±Im s for odd l: one product each
             degrees = range(parity, L + 1, 2)
             if not degrees:
                 continue
             columns = sum(extra * (2 * l + 1) * n_radial for l in degrees)
-            kernel = workspace.view("kernel", (batch.n_batch * chunk.width, columns), real)
-            kernel[chunk.padding] = 0.0
             start = 0
-            for l in degrees:  # each l's kernel written in place, in the padded layout
-                sign, _ = _re_i_power(l, chunk.parts)
-                if strain_dradial is None:
-                    values = batch.kernel(chunk.take, radial, l, scale=sign)
-                else:
+            if strain_dradial is None:  # (batch, channels, k): see write_kernel
+                kernel = workspace.view("kernel", (batch.n_batch, columns, chunk.width), real)
+                for l in degrees:
+                    block = kernel[:, start : start + (2 * l + 1) * n_radial]
+                    block = block.reshape(batch.n_batch, 2 * l + 1, n_radial, chunk.width)
+                    batch.write_kernel(block, factors, radial, l, scale=_re_i_power(l, chunk.parts)[0])
+                    start += (2 * l + 1) * n_radial
+                kernel = kernel.transpose(0, 2, 1)
+            else:  # (batch, k, channels), each l's kernel written in place
+                kernel = workspace.view("kernel", (batch.n_batch * chunk.width, columns), real)
+                kernel[chunk.padding] = 0.0
+                for l in degrees:
+                    width = 9 * (2 * l + 1) * n_radial
+                    sign = _re_i_power(l, chunk.parts)[0]
                     values = -sign * batch.strain_kernel(chunk.take, radial, strain_dradial, l)
-                width = extra * (2 * l + 1) * n_radial
-                kernel[chunk.slot_k, start : start + width] = values.reshape(values.shape[0], width)
-                start += width
-            product = matmul(chunk.parts[parity], kernel.reshape(batch.n_batch, chunk.width, columns))
+                    kernel[chunk.slot_k, start : start + width] = values.reshape(values.shape[0], width)
+                    start += width
+                kernel = kernel.reshape(batch.n_batch, chunk.width, columns)
+            product = matmul(chunk.parts[parity], kernel)
             start = 0
             for l in degrees:
                 width = (2 * l + 1) * n_radial
