@@ -132,6 +132,9 @@ class Device:
     #: keep the direct k-sum's work buffers between batches (fresh host buffers cost page
     #: faults; a GPU memory pool reuses freed memory, and free memory sizes the next batch)
     keep_workspace = False
+    #: bulk direct-sum batches computed at once (:meth:`map_batches`); each gets this share of
+    #: the batch budget (:meth:`batch_budget`), so that together they use what one batch would
+    concurrent_batches = 1
 
     def __init__(self, memory: int | None = None, round_shapes: bool | None = None, max_batch_bytes="default"):
         for name, value in (("memory", memory), ("max_batch_bytes", max_batch_bytes)):
@@ -154,10 +157,18 @@ class Device:
         """Bytes the arrays of one structure may use: ``memory``, else the free memory."""
         return self.free_memory() if self.memory is None else int(self.memory)
 
-    def batch_budget(self, available: int | None = None) -> float:
-        """Bytes one batch of structures may use, of ``available`` (default: :meth:`available_memory`)."""
+    def batch_budget(self, available: int | None = None, shared: bool = False) -> float:
+        """Bytes one batch of structures may use, of ``available`` (default: :meth:`available_memory`):
+        :attr:`memory_fraction` of it, at most ``max_batch_bytes``; with ``shared``, that
+        divided among :attr:`concurrent_batches` (:meth:`map_batches`)."""
         budget = self.memory_fraction * (self.available_memory() if available is None else available)
-        return budget if self.max_batch_bytes is None else min(budget, self.max_batch_bytes)
+        budget = budget if self.max_batch_bytes is None else min(budget, self.max_batch_bytes)
+        return budget / self.concurrent_batches if shared else budget
+
+    def map_batches(self, function, batches):
+        """``function(batch)`` of each batch, in order (an iterator), :attr:`concurrent_batches`
+        at a time (here one after the other)."""
+        return map(function, batches)
 
     def to_host(self, array) -> np.ndarray:
         """A NumPy array with the values of a device array."""

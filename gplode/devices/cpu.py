@@ -42,6 +42,11 @@ class CpuDevice(Device):
     costs = Costs(direct_term=0.5e-9, direct_phase=20e-9, direct_species=0.0, mesh_point=12e-9, mesh_stencil=1.1e-9)
     default_max_batch_bytes = 2**27
     keep_workspace = True
+    #: two batches at once, 64 MiB each: their NumPy array work on both cores (one batch keeps
+    #: one core busy between its matrix products). 2 cores: 400 cells of 8–64 atoms 1.16 →
+    #: 1.05 s (1e-3), 2.81 → 2.51 s (1e-6); 60 of 64–256 atoms 0.90 → 0.69 s, 2.71 → 1.84 s;
+    #: peak memory +0.02–0.06 GiB. (Not measured on more cores.)
+    concurrent_batches = 2
 
     def free_memory(self) -> int:
         return host_memory()
@@ -63,6 +68,15 @@ class CpuDevice(Device):
             for _ in _threads().map(product, range(a.shape[0])):
                 pass
         return out
+
+    def map_batches(self, function, batches):
+        """:attr:`concurrent_batches` batches at a time on threads of their own (each keeps its
+        work buffers; their matrix products go to the threads of :meth:`matmul`, as one
+        batch's would), yielded in order."""
+        batches = list(batches)
+        if len(batches) < 2 or self.concurrent_batches < 2:
+            return map(function, batches)
+        return _batch_threads(self.concurrent_batches).map(function, batches)
 
     def spread(self, indices, weights, species_index, n_species, shape):
         n_points = int(np.prod(shape))
@@ -117,6 +131,13 @@ class CpuDevice(Device):
 @functools.lru_cache(maxsize=1)
 def _threads() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="gplode-cpu")
+
+
+@functools.cache
+def _batch_threads(count: int) -> ThreadPoolExecutor:
+    """The threads of :meth:`CpuDevice.map_batches` (long-lived: the direct sum keeps its work
+    buffers per thread)."""
+    return ThreadPoolExecutor(max_workers=count, thread_name_prefix="gplode-batch")
 
 
 @functools.lru_cache(maxsize=1)

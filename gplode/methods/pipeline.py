@@ -275,15 +275,24 @@ class Pipeline:
         return advice + ", or use route='auto' or 'mesh'" if h.route == "direct" else advice
 
     def batches(
-        self, members: list[int], systems, n_species: int, method, params, available: int | None = None, factor=1.0
+        self,
+        members: list[int],
+        systems,
+        n_species: int,
+        method,
+        params,
+        available: int | None = None,
+        factor=1.0,
+        shared: bool = False,
     ):
         """Split ``members`` (indices of systems sharing ``method`` and ``params``) into
         batches within the device's budget (a list); refuse a structure that alone exceeds
         the device's memory (``available`` bytes; default: queried) or the direct sum's work
         limit. ``factor`` scales the methods' memory models (:data:`VJP_MEMORY_FACTOR` for the
-        derivatives)."""
+        derivatives); with ``shared``, the bulk direct sum's batches are sized to run
+        :attr:`~gplode.devices.base.Device.concurrent_batches` at a time."""
         available = self.device.available_memory() if available is None else available
-        budget = self.device.batch_budget(available)
+        budget = self.device.batch_budget(available, shared=shared and method is self.direct)
         direct = isinstance(method, DirectKSum)  # the direct sum or the truncated one
         if direct:  # similar sizes together: less padding
             members = sorted(members, key=lambda i: systems[i].n_atoms)
@@ -310,12 +319,12 @@ class Pipeline:
             summary = grown
         return batches + [batch] if batch else batches
 
-    def plan(self, systems, species, factor: float = 1.0) -> list:
+    def plan(self, systems, species, factor: float = 1.0, shared: bool = False) -> list:
         """``(members, method, mesh parameters)`` of every batch of the periodic ``systems``
         (slabs and wires in their boxes, :meth:`box`): routes chosen, similar cells grouped,
         batches cut to the memory budget, and every structure checked against the memory and
-        work limits, without computing anything (memory models scaled by ``factor``, see
-        :meth:`batches`)."""
+        work limits, without computing anything (memory models scaled by ``factor``, and
+        ``shared``, see :meth:`batches`)."""
         n_species, available = len(species), self.device.available_memory()  # queried once per call
         groups = {}  # similar cells, batched together: (mesh) or (direct sum, its k-point grid)
         for i, system in enumerate(systems):
@@ -326,7 +335,7 @@ class Pipeline:
         return [
             (batch, method, params)
             for method, params, members in groups.values()
-            for batch in self.batches(members, systems, n_species, method, params, available, factor)
+            for batch in self.batches(members, systems, n_species, method, params, available, factor, shared)
         ]
 
     def with_spheres(self, systems, species) -> list:
@@ -388,8 +397,27 @@ class Pipeline:
     def _kspace_part(self, systems, species):
         """Yield ``(members, block)``: indices into the periodic ``systems`` and the k ≠ 0
         coefficients of their atoms, one system after the other; every system appears once."""
-        for batch, method, params in self.plan(systems, species):  # all checked before computing
-            yield batch, method.compute([systems[i] for i in batch], species, params)
+        plans = self.plan(systems, species, shared=True)  # all checked before computing
+        budget = self.device.batch_budget(shared=True)
+
+        def shared(plan) -> bool:  # may run beside others: a bulk direct-sum batch within its share
+            members, method, _ = plan
+            if method is not self.direct:
+                return False
+            summary = None
+            for i in members:
+                summary = method.grow(summary, systems[i])
+            return method.batch_bytes(summary, len(species)) <= budget
+
+        def compute(plan):
+            members, method, params = plan
+            return members, method.compute([systems[i] for i in members], species, params)
+
+        together = [plan for plan in plans if shared(plan)]
+        yield from self.device.map_batches(compute, together)
+        for plan in plans:
+            if not any(plan is other for other in together):
+                yield compute(plan)
 
     def _rows(self, systems):
         """Row offsets of each system's atoms in the outputs, ``(n_systems + 1,)``."""

@@ -6,6 +6,7 @@ stages and for the Triton kernels (interpreted on NumPy arrays).
 """
 
 import collections
+import threading
 
 import ase
 import ase.build
@@ -15,6 +16,7 @@ import pytest
 import gplode
 from gplode.devices import CpuDevice, CudaDevice
 from gplode.methods.accuracy import SINGLE_PRECISION_ACCURACY
+from gplode.methods.direct import DirectKSum
 from gplode.systems import as_systems
 
 HYPERS = dict(smearing=1.0, cutoff=3.0, max_radial=2, max_angular=2, accuracy=1e-3)
@@ -245,3 +247,34 @@ def test_direct_batches_count_the_grid_of_their_longest_axes():
         summary = direct.grow(summary, system)
     grid = np.prod(sphere_shape(np.stack(cells), direct.k_cutoff)) / 2  # per member: 40 Å on every axis
     assert direct.batch_bytes(summary, 2) >= len(systems) * 32 * grid
+
+
+def test_direct_batches_run_two_at_a_time_within_one_budget(monkeypatch):
+    """The CPU device computes two bulk direct-sum batches at once, each within half the batch
+    budget (together: what one batch may use), on its batch threads; the results are those of
+    the same batches one after the other, bit for bit."""
+    frames = _family(8, seed=7)
+    calc = _calculator(route="direct", exponent=1.0)
+    largest = max(_bytes(calc, s, None) for s in as_systems(frames))
+    threads = []
+    compute = DirectKSum.compute
+
+    def recorded(self, systems, species, params=None):
+        threads.append((threading.current_thread().name, len(systems)))
+        return compute(self, systems, species, params)
+
+    monkeypatch.setattr(DirectKSum, "compute", recorded)
+    budget = 2 * 1.01 * largest  # shared by two batches: the largest structure alone in its batch
+    concurrent = gplode.LodeCalculator(
+        backend="numpy", device=CpuDevice(max_batch_bytes=budget), route="direct", exponent=1.0, **HYPERS
+    )
+    assert concurrent.device.batch_budget(shared=True) == pytest.approx(budget / 2)
+    values = concurrent.compute(frames).values
+    assert len(threads) >= 3 and all(name.startswith("gplode-batch") for name, _ in threads)
+    assert len({name for name, _ in threads}) == 2
+    one_at_a_time = CpuDevice(max_batch_bytes=budget / 2)
+    one_at_a_time.concurrent_batches = 1
+    threads.clear()
+    serial = gplode.LodeCalculator(backend="numpy", device=one_at_a_time, route="direct", exponent=1.0, **HYPERS)
+    np.testing.assert_array_equal(serial.compute(frames).values, values)
+    assert all(name == threading.current_thread().name for name, _ in threads)
