@@ -88,13 +88,16 @@ def coincident_atoms(system: System) -> tuple[int, int] | None:
     if system.n_atoms < 2:
         return None
     if system.n_atoms <= _ALL_PAIRS_ATOMS:  # every pair at once: faster than a tree for small cells
-        first, second = np.triu_indices(system.n_atoms, 1)
-        delta = system.positions[second] - system.positions[first]
-        if not system.free:  # the nearest image (a distance this small is within a fraction of the cell)
+        first, second = _pairs(system.n_atoms)
+        if system.free:
+            delta = system.positions[second] - system.positions[first]
+        else:  # the nearest image (a distance this small is within a fraction of the cell)
             cell = _torus_cell(system)
-            fractional = delta @ np.linalg.inv(cell)
-            delta = (fractional - np.round(fractional)) @ cell
-        pairs = np.stack([first, second], axis=1)[np.einsum("ij,ij->i", delta, delta) <= COINCIDENT_DISTANCE**2]
+            fractional = system.positions @ np.linalg.inv(cell)
+            delta = fractional[second] - fractional[first]
+            delta = (delta - np.round(delta)) @ cell
+        close = np.flatnonzero(np.einsum("ij,ij->i", delta, delta) <= COINCIDENT_DISTANCE**2)
+        pairs = np.stack([first[close], second[close]], axis=1)
     elif not system.free:
         # candidates from fractional coordinates on the unit torus; a Cartesian distance d
         # has a fractional one of at most d / (smallest singular value of the cell)
@@ -115,6 +118,14 @@ def coincident_atoms(system: System) -> tuple[int, int] | None:
         return None
     first = np.lexsort((pairs.max(axis=1), pairs.min(axis=1)))[0]
     return int(pairs[first].min()), int(pairs[first].max())
+
+
+@functools.lru_cache(maxsize=_ALL_PAIRS_ATOMS)
+def _pairs(n_atoms: int) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs i < j of ``n_atoms`` atoms (read-only index arrays, kept: datasets repeat sizes)."""
+    first, second = np.triu_indices(n_atoms, 1)
+    first.flags.writeable = second.flags.writeable = False
+    return first, second
 
 
 def _torus_cell(system: System) -> np.ndarray:
