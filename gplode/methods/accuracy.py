@@ -70,8 +70,9 @@ _STRUCTURE_FACTOR_BUDGET = 100_000
 #: :class:`DensityAliasing` looks at the images of at least this many of the lowest vectors,
 #: and of more, up to atom × vector products of the vectors and their images of _ALIASED_WORK
 _ALIASED_VECTORS, _ALIASED_WORK = 64, 3_000_000
-#: padded atom × k-vector products of :func:`_spectra` at once (~80 MB of work arrays)
-_SPECTRA_CHUNK = 4_000_000
+#: padded atom × k-vector products of :func:`_spectra` at once (~40 MB of work arrays; two groups
+#: of cells may be modelled at once)
+_SPECTRA_CHUNK = 2_000_000
 #: the first pass enumerates the vectors up to this fraction of ``k_max`` (the σ-only radius;
 #: chosen radii are 0.66–0.92 × it on the benchmark datasets, p = 1 and 6, accuracy 1e-2 to
 #: 1e-8); its answer stands when it lies below :data:`_FIRST_PASS_KEEP` of that radius and the
@@ -124,7 +125,9 @@ class KSpaceWeight:
         return (4 * np.pi) ** 2 / (np.asarray(volume, dtype=float) * (2 * np.pi) ** 3) * integral
 
 
-def sphere_radii(systems, species, weight: KSpaceWeight, constant_norm2, target: float, k_max: float) -> list:
+def sphere_radii(
+    systems, species, weight: KSpaceWeight, constant_norm2, target: float, k_max: float, map_groups=map
+) -> list:
     r"""For each of ``systems``, the smallest k-sphere radius (Å⁻¹) whose predicted relative RMS
     error (module docstring) is at most ``target``: midway between the last shell kept and the
     first left out, rounded up to a ladder of 1 % steps below ``k_max`` (so that similar
@@ -137,23 +140,32 @@ def sphere_radii(systems, species, weight: KSpaceWeight, constant_norm2, target:
     :param species: atomic numbers of the neighbour species
     :param weight: :math:`W(k)` (:class:`KSpaceWeight`, tabulated to at least ``k_max``)
     :param constant_norm2: :math:`\|c_{k=0} + c_\mathrm{centre}\|^2` of each structure's atoms
+    :param map_groups: ``map`` or one like it that runs the groups of cells concurrently
+        (:meth:`gplode.devices.base.Device.map_batches`)
     """
     radii = [None] * len(systems)
     groups = {}
     for i, system in enumerate(systems):
         if modelled(system, k_max):
             groups.setdefault(sphere_shape(system.cell, _FIRST_PASS * k_max), []).append(i)
-    for members in groups.values():
-        passes = np.full(len(members), _FIRST_PASS * k_max)
+
+    def group_radii(members) -> list:
+        out, passes = [], np.full(len(members), _FIRST_PASS * k_max)
         while members:
             group = [systems[i] for i in members]
             found, needed = _radii(group, species, weight, constant_norm2[members], target, passes, k_max)
             done = (found <= _FIRST_PASS_KEEP * passes) | (passes >= k_max)
-            for i, radius in zip(np.asarray(members)[done], found[done], strict=True):
-                radii[i] = _ladder(radius, k_max)
+            out += [
+                (i, _ladder(radius, k_max)) for i, radius in zip(np.asarray(members)[done], found[done], strict=True)
+            ]
             # again: as far as the vectors beyond could matter (NaN), else (the answer at the edge) to k_max
             passes = np.where(np.isnan(found), np.minimum(k_max, np.maximum(needed, 1.25 * passes)), k_max)[~done]
             members = [i for i, finished in zip(members, done, strict=True) if not finished]
+        return out
+
+    for found in map_groups(group_radii, list(groups.values())):
+        for i, radius in found:
+            radii[i] = radius
     return radii
 
 

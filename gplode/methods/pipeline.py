@@ -358,8 +358,9 @@ class Pipeline:
         )
         owner, _ = atom_owners(modelled_systems)
         constant_norm2 = np.bincount(owner, weights=(constant**2).sum(axis=(1, 2)), minlength=len(bulk))
+        target = TRUNCATION_SHARE * h.accuracy
         radii = sphere_radii(
-            modelled_systems, species, self.kspace_weight, constant_norm2, TRUNCATION_SHARE * h.accuracy, self.k_bound
+            modelled_systems, species, self.kspace_weight, constant_norm2, target, self.k_bound, self.device.map_batches
         )
         out = list(systems)
         for i, radius in zip(bulk, radii, strict=True):
