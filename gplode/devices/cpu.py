@@ -44,8 +44,8 @@ class CpuDevice(Device):
     keep_workspace = True
     #: two batches at once, 64 MiB each: their NumPy array work on both cores (one batch keeps
     #: one core busy between its matrix products). 2 cores: 400 cells of 8–64 atoms 1.16 →
-    #: 1.05 s (1e-3), 2.81 → 2.51 s (1e-6); 60 of 64–256 atoms 0.90 → 0.69 s, 2.71 → 1.84 s;
-    #: peak memory +0.02–0.06 GiB. (Not measured on more cores.)
+    #: 0.98 s (1e-3), 2.81 → 1.84 s (1e-6); 60 of 64–256 atoms 0.90 → 0.64 s, 2.71 → 1.95 s;
+    #: peak memory +0.02–0.04 GiB. (Not measured on more cores.)
     concurrent_batches = 2
 
     def free_memory(self) -> int:
@@ -56,8 +56,8 @@ class CpuDevice(Device):
         on C- or Fortran-contiguous operands (others are copied). The direct sum's matrices are
         small (e.g. 64 × 412 @ 412 × 90): multi-threaded BLAS on each of them ran at 1–1.5
         GFLOP/s on 2 cores (20× below one single-threaded core as soon as another process
-        shares the machine), NumPy's stacked
-        ``matmul`` and strided operands (the real part of a complex array) take slower paths."""
+        shares the machine), NumPy's stacked ``matmul`` and strided operands (the real part of
+        a complex array) take slower paths."""
         if out is None:
             out = np.empty((a.shape[0], a.shape[1], b.shape[2]), dtype=np.result_type(a, b))
 

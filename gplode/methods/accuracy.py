@@ -112,8 +112,7 @@ class KSpaceWeight:
     def shell_radius(self, total, outer: float, volume) -> np.ndarray:
         """The smallest inner radius (Å⁻¹) of the shells up to ``outer`` whose :meth:`shell_sum` is
         at most ``total``, in cells of ``volume`` Å³ (one, or one per total)."""
-        scale = (4 * np.pi) ** 2 / (np.asarray(volume, dtype=float) * (2 * np.pi) ** 3)
-        limit = np.interp(outer, self.grid, self._beyond) + np.asarray(total, dtype=float) / scale
+        limit = np.interp(outer, self.grid, self._beyond) + np.asarray(total, dtype=float) / _per_volume(volume)
         # _beyond decreases along the grid: interpolate the grid against it reversed
         return np.interp(limit, self._beyond[::-1], self.grid[::-1])
 
@@ -122,7 +121,12 @@ class KSpaceWeight:
         (within the table) of cells of ``volume`` Å³, as the integral
         :math:`\frac{\Omega}{(2\pi)^3}\int 4\pi k^2 W(k)\,dk` (the vectors' mean density)."""
         integral = np.interp(inner, self.grid, self._beyond) - np.interp(outer, self.grid, self._beyond)
-        return (4 * np.pi) ** 2 / (np.asarray(volume, dtype=float) * (2 * np.pi) ** 3) * integral
+        return _per_volume(volume) * integral
+
+
+def _per_volume(volume) -> np.ndarray:
+    r""":math:`(4\pi/\Omega)^2\,\Omega/(2\pi)^3`: W's volume factor times the density of k-vectors."""
+    return (4 * np.pi) ** 2 / (np.asarray(volume, dtype=float) * (2 * np.pi) ** 3)
 
 
 def sphere_radii(

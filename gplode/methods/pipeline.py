@@ -111,7 +111,7 @@ class Pipeline:
             self.mesh = self.free_mesh = None
         else:
             derivatives = (dvhat, self._dradial)
-            # the values in float32 from SINGLE_PRECISION_ACCURACY up (their round-off is ≤ 0.06 × it)
+            # the values in float32 from SINGLE_PRECISION_ACCURACY up (their round-off: 0.03–0.1 × it)
             single = hypers.dtype == "float32" or hypers.accuracy >= SINGLE_PRECISION_ACCURACY
             self.direct = DirectKSum(
                 device,
@@ -414,11 +414,11 @@ class Pipeline:
             members, method, params = plan
             return members, method.compute([systems[i] for i in members], species, params)
 
-        together = [plan for plan in plans if shared(plan)]
-        yield from self.device.map_batches(compute, together)
+        together, alone = [], []
         for plan in plans:
-            if not any(plan is other for other in together):
-                yield compute(plan)
+            (together if shared(plan) else alone).append(plan)
+        yield from self.device.map_batches(compute, together)
+        yield from map(compute, alone)
 
     def _rows(self, systems):
         """Row offsets of each system's atoms in the outputs, ``(n_systems + 1,)``."""
