@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Sequence
 
 import numpy as np
 from scipy.linalg import null_space
 from scipy.spatial import cKDTree
 
-__all__ = ["COINCIDENT_DISTANCE", "System", "as_systems", "atom_owners", "coincident_atoms"]
+__all__ = ["COINCIDENT_DISTANCE", "CellGeometry", "System", "as_systems", "atom_owners", "coincident_atoms"]
 
 #: two atoms closer than this (Å, periodic images included) are coincident: an invalid structure
 COINCIDENT_DISTANCE = 1e-6
@@ -26,8 +27,24 @@ _ALL_PAIRS_ATOMS = 128
 _SINGULAR_CELL_RATIO = 1e-8
 
 
+class CellGeometry:
+    """The lengths and volume of a structure's ``cell`` (computed once per object)."""
+
+    cell: np.ndarray
+
+    @functools.cached_property
+    def lengths(self) -> tuple[float, float, float]:
+        """Lengths of the three rows of ``cell`` in Å."""
+        return tuple(math.sqrt(sum(x * x for x in row)) for row in self.cell.tolist())
+
+    @functools.cached_property
+    def volume(self) -> float:
+        """Cell volume Ω in Å³ (of periodic cells and boxes)."""
+        return float(abs(np.linalg.det(self.cell)))
+
+
 @dataclasses.dataclass(frozen=True)
-class System:
+class System(CellGeometry):
     """One structure as plain arrays.
 
     :param positions: Cartesian positions in Å, shape ``(n_atoms, 3)``; wrapped into the
@@ -63,11 +80,6 @@ class System:
     def n_atoms(self) -> int:
         """Number of atoms."""
         return self.numbers.shape[0]
-
-    @functools.cached_property
-    def volume(self) -> float:
-        """Cell volume Ω in Å³ (periodic systems only; computed once)."""
-        return float(abs(np.linalg.det(self.cell)))
 
 
 def _convert(frame) -> System:

@@ -547,8 +547,7 @@ class DirectKSum:
     def sizes(self, system) -> tuple[float, ...]:
         """(atoms, expected k-vectors, k_c × the three lattice-vector lengths) of ``system``."""
         k_cutoff = self.k_cutoff_of(system)
-        reach = k_cutoff * np.linalg.norm(system.cell, axis=1)
-        return (system.n_atoms, half_sphere_count(k_cutoff, system.volume), *reach)
+        return (system.n_atoms, half_sphere_count(k_cutoff, system.volume), *(k_cutoff * n for n in system.lengths))
 
     def k_cutoff_of(self, system) -> float:
         """The radius of ``system``'s k-sphere (Å⁻¹): its own (chosen by the pipeline), else this sum's."""

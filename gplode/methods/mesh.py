@@ -323,8 +323,7 @@ class MeshKSum:
     def cost_floor(self, system, n_species: int) -> float:
         """A lower bound of :meth:`cost` whatever mesh :meth:`parameters` chooses for ``system``
         (oversampling α ≥ 1, the lowest order): a cheap test before choosing one."""
-        lengths = np.linalg.norm(system.cell, axis=1)
-        points = math.prod(math.ceil(self.k_cutoff / np.pi * n) + 1 for n in lengths)
+        points = math.prod(math.ceil(self.k_cutoff / np.pi * n) + 1 for n in system.lengths)
         return self._cost(system.n_atoms, n_species, points, min(ORDERS))
 
     def _cost(self, n_atoms: int, n_species: int, n_points: int, order: int) -> float:

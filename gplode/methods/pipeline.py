@@ -19,7 +19,7 @@ import threading
 
 import numpy as np
 
-from ..lib.kvectors import default_k_cutoff, half_sphere_count, selected_kpoints, sphere_shape
+from ..lib.kvectors import default_k_cutoff, half_sphere_count, selected_kpoints, sphere_shape, sphere_shape_for_lengths
 from ..lib.splines import K_FLOOR, PotentialSpline, RadialIntegralSpline
 from ..systems import atom_owners
 from ..truncated import smearing_margin
@@ -304,7 +304,7 @@ class Pipeline:
             alone = method.grow(None, system, params)
             needed = factor * method.batch_bytes(alone, n_species)
             if needed > available:
-                lengths = ", ".join(f"{n:.3g}" for n in np.linalg.norm(system.cell, axis=1))
+                lengths = ", ".join(f"{n:.3g}" for n in system.lengths)
                 what = f"the mesh {params.shape} (order {params.order})" if params else "the direct k-sum"
                 raise MemoryError(
                     f"{what} of a structure of {system.n_atoms} atoms (cell lengths {lengths} Å) needs about "
@@ -330,7 +330,9 @@ class Pipeline:
         for i, system in enumerate(systems):
             method, params = self.method_for(system, species, available)
             # direct sums: cells with one k-point grid (similar cells, little padding in k)
-            key = params if method is self.mesh else sphere_shape(system.cell, method.k_cutoff_of(system))
+            key = params
+            if method is not self.mesh:
+                key = sphere_shape_for_lengths(system.lengths, method.k_cutoff_of(system))
             groups.setdefault((method.name, key), (method, params, []))[2].append(i)
         return [
             (batch, method, params)
@@ -374,7 +376,7 @@ class Pipeline:
         shortest = 2 * np.pi * np.linalg.norm(np.linalg.inv(system.cell), axis=0).min()  # of the b_i
         cell = system.cell[None]  # else the sphere is within the shortest b_i: few points to look at
         if shortest >= k_cutoff and not selected_kpoints(cell, sphere_shape(cell, k_cutoff), k_cutoff).k.size:
-            lengths = ", ".join(f"{n:.3g}" for n in np.linalg.norm(system.cell, axis=1))
+            lengths = ", ".join(f"{n:.3g}" for n in system.lengths)
             raise ValueError(
                 f"k_cutoff={k_cutoff:g} Å⁻¹ holds no k-vector of a structure of {system.n_atoms} atoms "
                 f"(cell lengths {lengths} Å): its k ≠ 0 part would be zero; raise k_cutoff, or leave it "

@@ -27,6 +27,7 @@ import functools
 import numpy as np
 
 from ..lib.kvectors import default_k_cutoff
+from ..systems import CellGeometry
 from ..truncated import TruncatedPowerLaw, smearing_margin
 from .corrections import center_corrections, species_index
 from .direct import DirectKSum, _PaddedBatch, kspace_sum, pair_gradients
@@ -45,7 +46,7 @@ __all__ = [
 
 
 @dataclasses.dataclass(frozen=True)
-class MixedSystem:
+class MixedSystem(CellGeometry):
     """A slab or a wire in its box, as plain arrays (the interface of
     :class:`gplode.systems.System` the direct sum reads: positions, numbers, cell, volume).
 
@@ -76,11 +77,6 @@ class MixedSystem:
     @property
     def n_atoms(self) -> int:
         return self.numbers.shape[0]
-
-    @functools.cached_property
-    def volume(self) -> float:
-        """Box volume Ω in Å³."""
-        return float(abs(np.linalg.det(self.cell)))
 
 
 def basis_reach(basis, accuracy: float) -> float:
