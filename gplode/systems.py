@@ -10,6 +10,7 @@ import dataclasses
 import functools
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 from scipy.linalg import null_space
@@ -82,24 +83,15 @@ class System(CellGeometry):
         return self.numbers.shape[0]
 
 
-def _convert(frame) -> System:
-    """One validated :class:`System`; errors say what is wrong, not which structure."""
-    system = _arrays(frame)
-    pair = coincident_atoms(system)
-    if pair is not None:
-        raise ValueError(
-            f"atoms {pair[0]} and {pair[1]} are at the same position "
-            f"(closer than {COINCIDENT_DISTANCE:g} Å{', periodic images included' if not system.free else ''})"
-        )
-    return system
-
-
 def coincident_atoms(system: System) -> tuple[int, int] | None:
     """The first pair of atoms of a :class:`System` closer than
     :data:`COINCIDENT_DISTANCE` (modulo the periodic lattice, if any), or ``None``."""
     if system.n_atoms < 2:
         return None
-    if system.n_atoms <= _ALL_PAIRS_ATOMS:  # every pair at once: faster than a tree for small cells
+    if system.n_atoms <= _ALL_PAIRS_ATOMS and system.periodic:  # every pair at once: faster than a tree
+        fractional = system.positions @ np.linalg.inv(system.cell)
+        return _first_coincident_pairs([fractional], system.cell[None])[0]
+    if system.n_atoms <= _ALL_PAIRS_ATOMS:
         first, second = _pairs(system.n_atoms)
         if system.free:
             delta = system.positions[second] - system.positions[first]
@@ -132,6 +124,37 @@ def coincident_atoms(system: System) -> tuple[int, int] | None:
     return int(pairs[first].min()), int(pairs[first].max())
 
 
+def _first_coincident_pairs(fractional, cells) -> list:
+    """:func:`coincident_atoms` of bulk cells of at most :data:`_ALL_PAIRS_ATOMS` atoms, all
+    pairs of all cells at once (nearest images; ``fractional``: each cell's fractional
+    coordinates, ``cells``: ``(n, 3, 3)``): for each cell its first pair, or ``None``."""
+    found = [None] * len(fractional)
+    counts = np.array([len(f) for f in fractional])
+    bound = COINCIDENT_DISTANCE * np.sqrt((np.linalg.inv(cells) ** 2).sum(axis=1)).max(initial=0.0)
+    pair_counts = counts * (counts - 1) // 2
+    start = 0
+    while start < len(fractional):  # cells with up to ~10⁶ pairs at a time
+        stop = start + max(1, int(np.searchsorted(np.cumsum(pair_counts[start:]), 10**6, side="right")))
+        offsets = np.concatenate([[0], np.cumsum(counts[start:stop])])
+        both = [(_pairs(n), o) for n, o in zip(counts[start:stop], offsets[:-1], strict=True)]
+        first = np.concatenate([pairs[0] + o for pairs, o in both])
+        second = np.concatenate([pairs[1] + o for pairs, o in both])
+        owner = np.repeat(np.arange(start, stop), pair_counts[start:stop])
+        coordinates = np.concatenate(fractional[start:stop])
+        delta = coordinates[second] - coordinates[first]
+        delta -= np.round(delta)
+        # candidates: a separation d has fractional components of at most d × |column of B⁻¹|
+        close = np.flatnonzero((np.abs(delta) <= bound).all(axis=1))
+        separation = _times(delta[close], cells[owner[close]])  # Cartesian, nearest image
+        close = close[(separation * separation).sum(axis=1) <= COINCIDENT_DISTANCE**2]
+        for i in np.unique(owner[close]):  # pairs (i < j) in order: the first is the smallest
+            mine = close[owner[close] == i]
+            order = np.lexsort((second[mine], first[mine]))[0]
+            found[i] = int(first[mine][order] - offsets[i - start]), int(second[mine][order] - offsets[i - start])
+        start = stop
+    return found
+
+
 @functools.lru_cache(maxsize=_ALL_PAIRS_ATOMS)
 def _pairs(n_atoms: int) -> tuple[np.ndarray, np.ndarray]:
     """The pairs i < j of ``n_atoms`` atoms (read-only index arrays, kept: datasets repeat sizes)."""
@@ -152,8 +175,17 @@ def _torus_cell(system: System) -> np.ndarray:
     return np.concatenate([periodic, extent[:, None] * across])
 
 
-def _arrays(frame) -> System:
-    """The arrays of ``frame``, checked (everything but coincident atoms) and wrapped."""
+class _Bulk(NamedTuple):
+    """The arrays of a bulk frame, read and checked but for its cell (:func:`_bulk_systems`)."""
+
+    positions: np.ndarray
+    numbers: np.ndarray
+    cell: np.ndarray
+
+
+def _arrays(frame) -> System | _Bulk:
+    """The arrays of ``frame``, checked (everything but coincident atoms) and wrapped; bulk
+    frames are left to :func:`_bulk_systems`."""
     for attribute in ("get_positions", "get_atomic_numbers", "get_pbc", "get_cell"):
         if not hasattr(frame, attribute):
             raise TypeError(f"expected an ase.Atoms, got {type(frame).__name__}")
@@ -171,16 +203,7 @@ def _arrays(frame) -> System:
         cell = np.array(frame.get_cell()[:], dtype=float)
         if not np.isfinite(cell).all():
             raise ValueError("cell is not finite")
-        lengths = np.sqrt((cell * cell).sum(axis=1))
-        volume = abs(float(np.linalg.det(cell)))
-        if lengths.min() == 0 or volume <= _SINGULAR_CELL_RATIO * lengths.prod():
-            raise ValueError(
-                f"periodic structure needs a non-singular cell, got lattice vectors "
-                f"{cell.tolist()} (volume {volume:.3g} Å³)"
-            )
-        fractional = positions @ np.linalg.inv(cell)
-        positions = (fractional - np.floor(fractional)) @ cell
-        return System(positions, numbers, cell, True)
+        return _Bulk(positions, numbers, cell)
     if not pbc.any():
         return System(positions, numbers, np.zeros((3, 3)), False)
     cell = np.array(frame.get_cell()[:], dtype=float)
@@ -208,23 +231,92 @@ def as_systems(frames) -> list[System]:
     :raises ValueError: for an empty list, empty structures, non-finite positions,
         singular cells (the periodic lattice vectors of slabs and wires), or coincident atoms
         (closer than :data:`COINCIDENT_DISTANCE`, periodic images included); for a sequence the
-        message starts with ``frame i:`` (0-based)
+        message starts with ``frame i:`` (0-based) of the first invalid frame
     """
     if isinstance(frames, System):  # validated already
         return [frames]
-    if hasattr(frames, "get_positions"):  # one structure: its errors need no index
-        return [_convert(frames)]
-    if not isinstance(frames, Sequence) and not hasattr(frames, "__iter__"):
+    single = hasattr(frames, "get_positions")  # one structure: its errors need no index
+    if not single and not isinstance(frames, Sequence) and not hasattr(frames, "__iter__"):
         raise TypeError(f"frames must be an ase.Atoms or a sequence of them, got {type(frames).__name__}")
-    systems = []
-    for i, frame in enumerate(frames):
+    items, converted, failure = [], [], None  # converted: the non-bulk frames read here
+    for i, frame in enumerate([frames] if single else frames):
         try:
-            systems.append(frame if isinstance(frame, System) else _convert(frame))
-        except (TypeError, ValueError) as error:  # which structure of the sequence
-            raise type(error)(f"frame {i}: {error}") from None
-    if not systems:
+            items.append(frame if isinstance(frame, System) else _arrays(frame))
+        except (TypeError, ValueError) as error:
+            failure = (i, error)  # the frames before it may hold an earlier error
+            break
+        if not isinstance(frame, System) and isinstance(items[-1], System):
+            converted.append(i)
+    if not items and failure is None:
         raise ValueError("frames is empty: give at least one structure")
+    systems, invalid = _bulk_systems(items)
+    for i in converted:  # slabs, wires and free space: coincident atoms one structure at a time
+        if invalid is not None and i >= invalid[0]:
+            break
+        pair = coincident_atoms(systems[i])
+        if pair is not None:
+            invalid = (i, _coincident_error(systems[i], pair))
+    failure = min([f for f in (failure, invalid) if f is not None], key=lambda f: f[0], default=None)
+    if failure is not None:
+        i, error = failure
+        raise type(error)(str(error) if single else f"frame {i}: {error}") from None
     return systems
+
+
+def _bulk_systems(items) -> tuple[list, tuple | None]:
+    """The :class:`System` of each item (bulk frames' :class:`_Bulk`: cells checked, positions
+    wrapped, coincident atoms looked for, all frames at once), and the first invalid bulk
+    frame, ``(index, error)``, or ``None`` (the items from it on are left as they are)."""
+    systems, invalid = list(items), None
+    bulk = [i for i, item in enumerate(items) if isinstance(item, _Bulk)]
+    if not bulk:
+        return systems, None
+    cells = np.stack([items[i].cell for i in bulk])
+    lengths = np.sqrt((cells * cells).sum(axis=2))
+    volumes = np.abs(np.linalg.det(cells))
+    singular = np.flatnonzero((lengths.min(axis=1) == 0) | (volumes <= _SINGULAR_CELL_RATIO * lengths.prod(axis=1)))
+    if singular.size:
+        j = int(singular[0])
+        invalid = (
+            bulk[j],
+            ValueError(
+                f"periodic structure needs a non-singular cell, got lattice vectors "
+                f"{cells[j].tolist()} (volume {volumes[j]:.3g} Å³)"
+            ),
+        )
+        bulk, cells = bulk[:j], cells[:j]
+    if not bulk:
+        return systems, invalid
+    inverses = np.linalg.inv(cells)
+    counts = np.array([items[i].numbers.size for i in bulk])
+    owner = np.repeat(np.arange(len(bulk)), counts)
+    positions = np.concatenate([items[i].positions for i in bulk])
+    # term by term (the same numbers whatever else is converted with a frame)
+    fractional = _times(positions, inverses[owner])
+    fractional -= np.floor(fractional)
+    wrapped = np.split(_times(fractional, cells[owner]), np.cumsum(counts)[:-1])
+    for j, i in enumerate(bulk):
+        systems[i] = System(wrapped[j], items[i].numbers, items[i].cell, True)
+    small = [j for j in range(len(bulk)) if counts[j] <= _ALL_PAIRS_ATOMS]
+    parts = np.split(fractional, np.cumsum(counts)[:-1])
+    pairs = dict(zip(small, _first_coincident_pairs([parts[j] for j in small], cells[small]), strict=True))
+    for j, i in enumerate(bulk):
+        pair = pairs[j] if j in pairs else coincident_atoms(systems[i])
+        if pair is not None:
+            return systems, (i, _coincident_error(systems[i], pair))
+    return systems, invalid
+
+
+def _times(rows: np.ndarray, matrices: np.ndarray) -> np.ndarray:
+    """``rows[n] @ matrices[n]`` of ``(n, 3)`` rows and ``(n, 3, 3)`` matrices, term by term."""
+    return rows[:, 0, None] * matrices[:, 0] + rows[:, 1, None] * matrices[:, 1] + rows[:, 2, None] * matrices[:, 2]
+
+
+def _coincident_error(system: System, pair) -> ValueError:
+    return ValueError(
+        f"atoms {pair[0]} and {pair[1]} are at the same position "
+        f"(closer than {COINCIDENT_DISTANCE:g} Å{', periodic images included' if not system.free else ''})"
+    )
 
 
 def atom_owners(systems) -> tuple[np.ndarray, np.ndarray]:

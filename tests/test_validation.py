@@ -231,6 +231,37 @@ def test_coincident_atoms_in_a_crystal_are_refused_not_computed(backend):
         calc.compute([ase.build.bulk("NaCl", "rocksalt", a=5.64), atoms])
 
 
+def test_the_first_invalid_frame_is_named_and_conversion_is_batch_independent():
+    """Bulk frames are checked and wrapped all at once, the others one by one: the error
+    names the first invalid frame whatever its kind, and a frame's arrays are the same
+    numbers alone and among others."""
+    good = ase.build.bulk("NaCl", "rocksalt", a=5.64).repeat((2, 1, 1))
+    good.rattle(0.3, seed=2)
+    twice = ase.Atoms("Na2", positions=[[0, 0, 0], [4, 0, 0]], cell=4.0 * np.eye(3), pbc=True)
+    flat = ase.Atoms("Na", cell=[[3, 0, 0], [0, 3, 0], [3, 3, 0]], pbc=True)
+    nan = ase.Atoms("Na", positions=[[np.nan, 0, 0]], cell=4.0 * np.eye(3), pbc=True)
+    slab = ase.Atoms("Na2", positions=[[0, 0, 1.0], [3.0, 0, 1.0]], cell=[[3, 0, 0], [0, 3, 0], [0, 0, 0]])
+    slab.pbc = [True, True, False]
+    cases = [
+        ([good, twice, nan], "frame 1: atoms 0 and 1 are at the same position"),
+        ([good, nan, twice], "frame 1: position of atom 0 is not finite"),
+        ([good, flat, twice], "frame 1: periodic structure needs a non-singular cell"),
+        ([good, twice, flat], "frame 1: atoms 0 and 1"),
+        ([good, good, slab, flat], "frame 2: atoms 0 and 1"),
+        ([good, good, flat, slab], "frame 2: periodic structure needs a non-singular cell"),
+        ([twice], "^atoms 0 and 1"),
+    ]
+    for frames, match in cases:
+        with pytest.raises(ValueError, match=match):
+            as_systems(frames if len(frames) > 1 else frames[0])
+    moved = good.copy()
+    moved.translate(2 * good.cell[0] - 3 * good.cell[2])  # wrapped back into the cell
+    alone = as_systems(moved)[0]
+    among = as_systems([good, moved, ase.build.molecule("H2O")])[1]
+    assert np.array_equal(alone.positions, among.positions) and np.array_equal(alone.cell, among.cell)
+    np.testing.assert_allclose(alone.positions, as_systems(good)[0].positions, atol=1e-12)
+
+
 def test_reference_refuses_a_huge_k_sum_before_allocating():
     """A 1000 Å cell at accuracy 1e-6 has ~1.7e9 k-vectors: refused in a moment, with the GiB."""
     import time
