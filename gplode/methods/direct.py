@@ -82,7 +82,9 @@ def _single_phases(xp, theta, workspace):
 
 class _PaddedBatch:
     r"""Periodic systems padded to common atoms and k-points, for every pass of the direct sum
-    (values, strain rows, vector–Jacobian products): padded positions and species one-hot,
+    (values, strain rows, vector–Jacobian products): padded positions, each structure's
+    neighbour species in slots of its own (``n_species`` slots, ``kinds``: their species;
+    :meth:`species_rows` and :meth:`slot_rows` map to and from the calculator's order), their one-hot,
     the k-points (:func:`gplode.lib.kvectors.selected_kpoints`), their weights
     :math:`w = (1\text{ or }2)\,4\pi/\Omega`, :math:`\hat v_p(k)`, :math:`Y_{lm}(\hat k)`, and the
     k chunks.
@@ -96,14 +98,22 @@ class _PaddedBatch:
     def __init__(self, systems, species, vhat, k_cutoff, max_angular, device, complex_, dvhat=None):
         xp = self.xp = device.xp
         self.device = device
-        self.n_batch, self.n_species, self.complex = len(systems), len(species), complex_
+        self.n_batch, self.n_global, self.complex = len(systems), len(species), complex_
         self.owner, self.slot = atom_owners(systems)  # each atom's system and index in it
         self.n_max = n_max = int(self.slot.max()) + 1
         positions = np.zeros((self.n_batch, n_max, 3))
         positions[self.owner, self.slot] = np.concatenate([system.positions for system in systems])
         kind, present = species_index(np.concatenate([system.numbers for system in systems]), species)
+        # each structure's neighbour species in slots of its own (in the calculator's order): a
+        # batch of NaCl and KCl cells sums over two slots, not over Na, K and Cl (one always 0)
+        owner = self.owner[present]
+        pairs, local = np.unique(owner * max(self.n_global, 1) + kind[present], return_inverse=True)
+        local = local - np.searchsorted(pairs // max(self.n_global, 1), np.arange(self.n_batch))[owner]
+        self.n_species = max(1, int(local.max(initial=-1)) + 1)  # slots per structure
+        self.kinds = np.full((self.n_batch, self.n_species), self.n_global)  # each slot's species (n_global: none)
+        self.kinds[owner, local] = kind[present]
         onehot = np.zeros((self.n_batch, self.n_species, n_max))  # padding atoms and other species: 0
-        onehot[self.owner[present], kind[present], self.slot[present]] = 1.0
+        onehot[owner, local, self.slot[present]] = 1.0
         self.positions, self.onehot = xp.asarray(positions), xp.asarray(onehot, dtype=complex_)
         self.onehot_real = xp.asarray(onehot)
 
@@ -130,6 +140,24 @@ class _PaddedBatch:
         """The atoms' rows of an array ``(n_batch, n_max, ...)``, the systems' atoms in order."""
         xp = self.xp
         return padded[xp.asarray(self.owner), xp.asarray(self.slot)]
+
+    def species_rows(self, padded):
+        """:meth:`rows` of an array ``(n_batch, n_max, n_slots, ...)`` with the species in the
+        calculator's order, ``(n_atoms, n_global, ...)`` (species a structure lacks: 0)."""
+        xp = self.xp
+        local = self.rows(padded)
+        out = xp.zeros((local.shape[0], self.n_global, *local.shape[2:]), dtype=local.dtype)
+        kinds = self.kinds[self.owner]  # (n_atoms, n_slots)
+        atom, slot = np.nonzero(kinds < self.n_global)
+        out[xp.asarray(atom), xp.asarray(kinds[atom, slot])] = local[xp.asarray(atom), xp.asarray(slot)]
+        return out
+
+    def slot_rows(self, rows):
+        """Inverse of :meth:`species_rows`: ``(n_atoms, n_global, ...)`` → ``(n_atoms, n_slots, ...)``."""
+        xp = self.xp
+        rows = xp.asarray(rows)
+        padded = xp.concatenate([rows, xp.zeros_like(rows[:, :1])], axis=1)  # the empty slots' zeros
+        return padded[xp.arange(rows.shape[0])[:, None], xp.asarray(self.kinds[self.owner])]
 
     def padded_atoms(self, rows):
         """Inverse of :meth:`rows`: ``(n_atoms, ...)`` → ``(n_batch, n_max, ...)`` (padding 0)."""
@@ -283,7 +311,8 @@ def kspace_sum(batch: _PaddedBatch, radial, max_angular: int, n_radial: int, rea
     :param radial: callable ``(|k|, l) -> Ĩ_nl(|k|)``, shape ``(n_k, n_radial)``
     :param real: floating type of the matrix products (phases are formed in float64)
     :param strain_dradial: ``(|k|, l) -> dĨ_nl/dk``: compute the strain rows instead
-    :return: ``(n_batch, n_max, n_species, [3, 3,] (L+1)**2, n_radial)`` on the device
+    :return: ``(n_batch, n_max, n_species, [3, 3,] (L+1)**2, n_radial)`` on the device (the
+        batch's species slots)
     """
     xp, L, matmul = batch.xp, max_angular, batch.device.matmul
     extra = 1 if strain_dradial is None else 9
@@ -617,7 +646,7 @@ class DirectKSum:
         batch = self._batch(systems, species, real=self.values_real)
         _, radial, _ = self._callables()
         values = kspace_sum(batch, radial, self.max_angular, self.n_radial, self.values_real, self._workspace())
-        return batch.rows(values)
+        return batch.species_rows(values)
 
     def strain_rows(self, systems, species) -> np.ndarray:
         r"""The k-sum part of :math:`\partial c^{(i)}_{anlm}/\partial\varepsilon_{xy}` (without
@@ -625,14 +654,14 @@ class DirectKSum:
         batch = self._batch(systems, species, gradients=True)
         _, radial, dradial = self._callables()
         rows = kspace_sum(batch, radial, self.max_angular, self.n_radial, self.real, self._workspace(), dradial)
-        return self.device.to_host(batch.rows(rows))
+        return self.device.to_host(batch.species_rows(rows))
 
     def vjp(self, systems, species, params, weights):
         """:func:`kspace_vjp` of ``systems`` with weights ``(n_atoms, n_species, (L+1)**2, n_radial)``
         (host or device): host ``(positions (n_atoms, 3), strain (n_systems, 3, 3))``."""
         batch = self._batch(systems, species, gradients=True)
         _, radial, dradial = self._callables()
-        lam = batch.padded_atoms(weights)
+        lam = batch.padded_atoms(batch.slot_rows(weights))
         forces, strain = kspace_vjp(
             batch, lam, radial, dradial, self.max_angular, self.n_radial, self.real, self._workspace()
         )
@@ -655,7 +684,7 @@ class DirectKSum:
             self.real,
             self._workspace(),
         )
-        return batch.rows(tangent)
+        return batch.species_rows(tangent)
 
     def pair_gradients(self, system, blocks):
         """:func:`pair_gradients` of ``system`` for the blocks of centres ``blocks``."""

@@ -378,7 +378,7 @@ class TruncatedKSum(DirectKSum):
         batch = self._batch(systems, species)
         _, radial, _ = self._callables()
         values = self.device.to_host(
-            batch.rows(kspace_sum(batch, radial, self.max_angular, self.n_radial, self.real, self._workspace()))
+            batch.species_rows(kspace_sum(batch, radial, self.max_angular, self.n_radial, self.real, self._workspace()))
         )
         values[:, :, 0, :] += self.zero_terms(systems, species)
         return values

@@ -1,11 +1,14 @@
 """The direct k-sum's single-precision values pass (accuracy ≥ SINGLE_PRECISION_ACCURACY)."""
 
+import ase
 import ase.build
 import numpy as np
+import pytest
 
 import gplode
 from gplode.methods.accuracy import SINGLE_PRECISION_ACCURACY
 from gplode.methods.direct import Workspace, _single_phases
+from gplode.systems import as_systems
 
 RNG = np.random.default_rng(11)
 HYPERS = dict(exponent=1.0, smearing=1.0, cutoff=4.0, max_radial=3, max_angular=3)
@@ -40,3 +43,44 @@ def test_values_run_in_float32_from_the_single_precision_accuracy():
         values, exact = single.compute(frame).values, double.compute(frame).values
         error = np.sqrt(np.mean((values - exact) ** 2) / np.mean(exact**2))
         assert 0 < error < 0.2 * SINGLE_PRECISION_ACCURACY
+
+
+def test_species_slots_batch_cells_of_different_compositions():
+    """A batch sums over each structure's own species (two slots for NaCl, KCl, CsK and Na
+    cells, not five neighbour species): values, their vector–Jacobian and Jacobian–vector
+    products and strain rows are those of each structure alone, the species it lacks 0,
+    and the JVP stays the adjoint of the VJP."""
+    rng = np.random.default_rng(4)
+    skewed = [[5.9, 0.3, 0], [0, 6.1, 0.2], [0.4, 0, 5.8]]
+    frames = [
+        ase.Atoms(["Na", "Cl", "Na", "Cl"], scaled_positions=rng.uniform(size=(4, 3)), cell=5.6 * np.eye(3), pbc=True),
+        ase.Atoms(["K", "Cl", "K"], scaled_positions=rng.uniform(size=(3, 3)), cell=skewed, pbc=True),
+        ase.Atoms(["Cs", "K", "Cs", "K"], scaled_positions=rng.uniform(size=(4, 3)), cell=6.0 * np.eye(3), pbc=True),
+        ase.Atoms(["Na", "Na"], scaled_positions=rng.uniform(size=(2, 3)), cell=5.8 * np.eye(3), pbc=True),
+    ]
+    species = np.array([1, 11, 17, 19, 55])
+    calc = gplode.LodeCalculator(accuracy=1e-6, route="direct", neighbor_types=species.tolist(), **HYPERS)
+    pipeline = calc.pipeline
+    plans = pipeline.plan(pipeline.with_spheres(as_systems(frames), species), species)
+    assert [sorted(members) for members, _, _ in plans] == [[0, 1, 2, 3]]  # one batch
+    assert pipeline.direct._batch(as_systems(frames), species).n_species == 2  # of two slots
+    features = calc.compute(frames)
+    weights = rng.normal(size=features.values.shape)
+    rate, strain = rng.normal(size=(len(features.values), 3)), rng.normal(size=(len(frames), 3, 3))
+    vjp, tangent = calc.vjp(frames, weights), calc.jvp(frames, rate, strain)
+    adjoint = np.sum(vjp.positions * rate) + np.sum(vjp.strain * strain)
+    assert np.sum(weights * tangent) == pytest.approx(adjoint, rel=1e-12)
+    start = 0
+    for i, atoms in enumerate(frames):
+        rows = slice(start, start + len(atoms))
+        alone = calc.compute(atoms).values
+        scale = np.abs(alone).max()
+        np.testing.assert_allclose(features.values[rows], alone, rtol=0, atol=1e-13 * scale)
+        absent = [a for a, z in enumerate(species) if z not in atoms.numbers]
+        assert not features.values[rows][:, absent].any()
+        one = calc.vjp(atoms, weights[rows])
+        np.testing.assert_allclose(vjp.positions[rows], one.positions, rtol=0, atol=1e-12 * np.abs(one.positions).max())
+        np.testing.assert_allclose(vjp.strain[i], one.strain[0], rtol=0, atol=1e-12 * np.abs(one.strain).max())
+        own = calc.jvp(atoms, rate[rows], strain[i : i + 1])
+        np.testing.assert_allclose(tangent[rows], own, rtol=0, atol=1e-12 * np.abs(own).max())
+        start = rows.stop
