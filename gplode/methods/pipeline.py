@@ -230,7 +230,10 @@ class Pipeline:
             return self.direct, None
         if h.route == "mesh" or h.mesh_spacing is not None or h.interpolation_order is not None:
             return self.mesh, self.mesh_for(system, species)  # the σ-only sphere
-        direct = self.direct.cost(system, n_species)
+        # the direct sum runs over the structure's own neighbour species (its batch's slots),
+        # the mesh over all of them
+        present = len(set(system.numbers.tolist()).intersection(np.asarray(species).tolist()))
+        direct = self.direct.cost(system, max(present, 1))
         if direct >= self.mesh.cost_floor(system, n_species):  # else no mesh is cheaper: none chosen
             params = self.mesh_for(system, species)
             if self.mesh.cost(system, n_species, params) < direct:

@@ -282,3 +282,20 @@ def test_direct_batches_run_two_at_a_time_within_one_budget(monkeypatch):
     serial = gplode.LodeCalculator(backend="numpy", device=one_at_a_time, route="direct", exponent=1.0, **HYPERS)
     np.testing.assert_array_equal(serial.compute(frames).values, values)
     assert all(name == threading.current_thread().name for name, _ in threads)
+
+
+def test_route_costs_the_direct_sum_over_the_species_present():
+    """A rattled 384-atom NaCl cell among six neighbour species: its direct sum runs over two
+    species slots (measured 0.11 s against 0.49 s on the mesh, 2 cores), and the cost model
+    counts those two: direct, where costing all six species would have chosen the mesh."""
+    atoms = ase.build.bulk("NaCl", "rocksalt", a=5.64, cubic=True).repeat((4, 4, 3))
+    atoms.rattle(0.1, seed=1)
+    species = np.array([1, 6, 8, 11, 17, 19])
+    calc = gplode.LodeCalculator(
+        exponent=1.0, smearing=1.0, cutoff=4.0, max_radial=3, max_angular=3, accuracy=1e-4, neighbor_types=species
+    )
+    pipeline = calc.pipeline
+    (system,) = pipeline.with_spheres(as_systems(atoms), species)
+    mesh = pipeline.mesh.cost(system, len(species), pipeline.mesh_for(system, species))
+    assert pipeline.direct.cost(system, 2) < mesh < pipeline.direct.cost(system, len(species))
+    assert pipeline.method_for(system, species)[0] is pipeline.direct
