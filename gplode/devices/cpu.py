@@ -49,6 +49,10 @@ class CpuDevice(Device):
     #: peak memory +0.02–0.04 GiB. (Not measured on more cores.)
     concurrent_batches = 2
 
+    def __init__(self, memory: int | None = None, round_shapes: bool | None = None, max_batch_bytes="default"):
+        super().__init__(memory, round_shapes, max_batch_bytes)
+        _blas()  # the process's BLAS libraries, found once (~20 ms), with the first CPU device
+
     def free_memory(self) -> int:
         return host_memory()
 
