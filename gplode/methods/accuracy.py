@@ -32,7 +32,7 @@ import numpy as np
 
 from ..lib.kvectors import half_sphere_count, selected_kpoints, sphere_shape
 from ..systems import atom_owners
-from .corrections import species_index
+from .corrections import species_index, species_slots
 
 __all__ = [
     "ALIASING_SHARE",
@@ -327,14 +327,12 @@ def _spectra(systems, species, cell, rank, frequencies) -> np.ndarray:
         stop = start + max(1, int(np.searchsorted(np.cumsum(work[start:]), _SPECTRA_CHUNK, side="right")))
         chunk = systems[start:stop]
         owner, slot = atom_owners(chunk)
-        # each cell's species in order of appearance (Σ_a |ρ_a|² does not depend on their names)
+        # each cell's own species only (Σ_a |ρ_a|² does not depend on their names)
         kind, present = species_index(np.concatenate([system.numbers for system in chunk]), species)
-        pairs, kind = np.unique(owner[present] * len(species) + kind[present], return_inverse=True)
-        kind -= np.searchsorted(pairs // len(species), np.arange(len(chunk)))[owner[present]]
+        kind, n_kinds = species_slots(owner[present], kind[present], len(chunk), len(species))
         fractional = np.zeros((len(chunk), int(slot.max()) + 1, 3))
         fractional[owner, slot] = np.concatenate([s.positions for s in chunk])
         fractional = np.matmul(fractional, inverses[start:stop])
-        n_kinds = int(kind.max(initial=0)) + 1  # one (empty) without neighbour species
         onehot = np.zeros((len(chunk), fractional.shape[1], n_kinds), dtype=np.complex64)
         onehot[owner[present], slot[present], kind] = 1.0
         width = widths[start:stop].max(axis=0)

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..systems import atom_owners
 
-__all__ = ["center_corrections", "periodic_corrections", "species_index"]
+__all__ = ["center_corrections", "periodic_corrections", "species_index", "species_slots"]
 
 
 def species_index(numbers: np.ndarray, species: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -25,6 +25,15 @@ def species_index(numbers: np.ndarray, species: np.ndarray) -> tuple[np.ndarray,
     present = index < species.size
     present[present] &= species[index[present]] == numbers[present]
     return index, present
+
+
+def species_slots(owner: np.ndarray, kind: np.ndarray, n_systems: int, n_species: int) -> tuple[np.ndarray, int]:
+    """Each structure's neighbour species numbered from 0 in the order of ``species``: for atoms
+    of systems ``owner`` with species indices ``kind`` (of ``n_species``), each atom's slot in
+    its system and the number of slots (the most species of one system, at least 1)."""
+    pairs, slot = np.unique(owner * max(n_species, 1) + kind, return_inverse=True)
+    slot = slot - np.searchsorted(pairs // max(n_species, 1), np.arange(n_systems))[owner]
+    return slot, max(1, int(slot.max(initial=-1)) + 1)
 
 
 def periodic_corrections(systems, species, potential, basis, center_term, center_atom_weight) -> np.ndarray:

@@ -27,7 +27,7 @@ import numpy as np
 from ..lib.kvectors import half_sphere_count, selected_kpoints, sphere_shape, sphere_shape_for_lengths
 from ..lib.spherical_harmonics import real_spherical_harmonics, solid_harmonics_gradient
 from ..systems import atom_owners
-from .corrections import species_index
+from .corrections import species_index, species_slots
 from .kspace_derivatives import contracted_strain_kernel, strain_kernel, strain_rate_kernel
 
 __all__ = ["DirectKSum", "Workspace", "kspace_jvp", "kspace_sum", "kspace_vjp", "memory_bytes", "pair_gradients"]
@@ -107,9 +107,7 @@ class _PaddedBatch:
         # each structure's neighbour species in slots of its own (in the calculator's order): a
         # batch of NaCl and KCl cells sums over two slots, not over Na, K and Cl (one always 0)
         owner = self.owner[present]
-        pairs, local = np.unique(owner * max(self.n_global, 1) + kind[present], return_inverse=True)
-        local = local - np.searchsorted(pairs // max(self.n_global, 1), np.arange(self.n_batch))[owner]
-        self.n_species = max(1, int(local.max(initial=-1)) + 1)  # slots per structure
+        local, self.n_species = species_slots(owner, kind[present], self.n_batch, self.n_global)  # slots
         self.kinds = np.full((self.n_batch, self.n_species), self.n_global)  # each slot's species (n_global: none)
         self.kinds[owner, local] = kind[present]
         onehot = np.zeros((self.n_batch, self.n_species, n_max))  # padding atoms and other species: 0
