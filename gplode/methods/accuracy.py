@@ -28,11 +28,16 @@ chosen sphere to a band below the accuracy.
 
 from __future__ import annotations
 
-import numpy as np
+import math
 
+import numpy as np
+from scipy import fft
+
+from ..lib.bspline import bspline_fourier, stencil
 from ..lib.kvectors import half_sphere_count, selected_kpoints, sphere_shape
 from ..systems import atom_owners
 from .corrections import species_index, species_slots
+from .mesh import fast_length
 
 __all__ = [
     "ALIASING_SHARE",
@@ -69,9 +74,8 @@ _LADDER_STEP = 0.01
 #: 3·10⁶ (5,900 vectors): 0.001 × and 0.015 ×. As one matrix product per cell (:func:`_spectra`),
 #: the model of 45 hyper sets × 500 cells takes 6.6 s with it, 6.1 s with 10⁵
 _STRUCTURE_FACTOR_BUDGET = 3_000_000
-#: :class:`DensityAliasing` looks at the images of at least this many of the lowest vectors,
-#: and of more, up to atom × vector products of the vectors and their images of _ALIASED_WORK
-_ALIASED_VECTORS, _ALIASED_WORK = 64, 3_000_000
+#: :func:`_mesh_spectra`: B-spline order, and atoms whose stencils are formed at once (~130 MB)
+_MESH_SPECTRA_ORDER, _MESH_SPECTRA_CHUNK = 8, 1 << 14
 #: padded atom × k-vector products of :func:`_spectra` at once (~40 MB of work arrays; two groups
 #: of cells may be modelled at once)
 _SPECTRA_CHUNK = 2_000_000
@@ -214,11 +218,7 @@ def _radii(systems, species, weight, constant_norm2, target, k_max, beyond: floa
     k_max = np.broadcast_to(np.asarray(k_max, dtype=float), (n,))
     weights = np.where(frequencies[:, 2] > 0, 2.0, 1.0) * weight(norms, volumes[cell])  # ±k
     _, n_a = _species_counts(systems, species)
-    spectrum = n_a.sum(axis=1)[cell]  # ⟨S⟩ = Σ_a N_a
-    exact = np.minimum(counts, _STRUCTURE_FACTOR_BUDGET // np.maximum(n_atoms, 1))
-    use = rank < exact[cell]
-    if use.any():
-        spectrum[use] = _spectra(systems, species, cell[use], rank[use], frequencies[use])
+    spectrum = _structure_factors(systems, species, cell, frequencies)
     terms = np.zeros((n, int(counts.max(initial=0)) + 1))  # a row per cell, so that each sum is its own
     terms[cell, rank] = n_atoms[cell] * weights * spectrum
     tails = np.cumsum(terms[:, ::-1], axis=1)[:, ::-1]  # from the cell's smallest terms on: no cancellation
@@ -241,22 +241,23 @@ def _radii(systems, species, weight, constant_norm2, target, k_max, beyond: floa
 
 
 class DensityAliasing:
-    r"""Predicted relative RMS error of a particle mesh's coefficients from the aliasing of the
-    density of ``system``: the mesh's :math:`\rho_a(k)` also holds :math:`\rho_a(k + K)` of the
-    images :math:`K = \pm M_d b_d` (shape :math:`M`), damped by :math:`|u/(u \pm 1)|^P` with
-    :math:`u = m_d/M_d` (B-splines of order P, module docstring of :mod:`gplode.methods.mesh`),
+    r"""Predicted relative RMS error of a particle mesh's coefficients from aliasing, on the
+    structure's own density: the mesh's :math:`\rho_a(k)` also holds :math:`\rho_a(k + K)` of the
+    images :math:`K = \pm M_d b_d` (shape :math:`M`), and the interpolation sees every component
+    again at its images, each damped by :math:`d = |u/(u \pm 1)|^P` with :math:`u = m_d/M_d`
+    (B-splines of order P, module docstring of :mod:`gplode.methods.mesh`),
 
     .. math::
 
-        \epsilon^2 = \frac{N\sum_k W(k)\sum_{d,\pm}S(k \pm M_d b_d)\,|u_d/(u_d \pm 1)|^{2P}}{\|c\|^2}
+        \epsilon^2 = \frac{N\sum_k W(k)\sum_{d,\pm}d^2\,[S(k) + S(k \pm M_d b_d)]}{\|c\|^2}
 
-    over the cell's lowest vectors inside ``k_cutoff`` (those holding all but 10⁻³ of Σ W, at
-    least :data:`_ALIASED_VECTORS`, within :data:`_ALIASED_WORK` products), with the exact
-    structure factors at the images. The mesh's own estimate assumes a featureless spectrum; a
-    crystal's Bragg peaks (:math:`S = N_a^2`) at the images of the weak components of a small
-    sphere (σ comparable to the cell) make this error dominate: measured 6× the accuracy
-    without it. ``aliasing(shape, order)``; the norm is formed once, the images' structure
-    factors once per shape.
+    over the sphere's vectors, with the structure factors at the images (:func:`_image_spectra`).
+    The mesh's own estimate assumes a featureless spectrum; a crystal's Bragg peaks at the
+    images of its vanishing, strongly weighted components (σ
+    comparable to the cell, and a mesh that is not a multiple of the crystal's period) made this
+    error dominate: measured 6× the accuracy, and ~10³× in a perfect 216-atom NaCl supercell at
+    σ = 3 Å, when only the lowest vectors' images were looked at. ``aliasing(shape, order)``; the
+    images' structure factors are computed once per shape.
 
     :param constant_norm2: :math:`\|c_{k=0} + c_\mathrm{centre}\|^2` of the structure's atoms
     """
@@ -265,49 +266,63 @@ class DensityAliasing:
         self.system, self.species = system, species
         cell = system.cell[None]
         points = selected_kpoints(cell, sphere_shape(cell, k_cutoff), k_cutoff)
+        self.frequencies = points.frequencies
         norms = np.linalg.norm(points.k, axis=1)
-        order = np.argsort(norms, kind="stable")
-        norms, frequencies = norms[order], points.frequencies[order]
-        weights = np.where(frequencies[:, 2] > 0, 2.0, 1.0) * weight(norms, system.volume)  # ±k
-        _, present = species_index(system.numbers, species)
-        spectrum = np.full(norms.shape, float(np.count_nonzero(present)))  # ⟨S⟩ = Σ_a N_a beyond the exact ones
-        low = int(np.searchsorted(np.cumsum(weights), (1.0 - 1e-3) * weights.sum())) + 1
-        low = min(low, norms.size, max(_ALIASED_VECTORS, _ALIASED_WORK // (7 * system.n_atoms)))
-        exact = max(low, min(norms.size, _STRUCTURE_FACTOR_BUDGET // max(system.n_atoms, 1)))
-        where = np.zeros(exact, dtype=np.int64)
-        spectrum[:exact] = _spectra([system], species, where, np.arange(exact), frequencies[:exact])
-        self.norm2 = system.n_atoms * float(weights @ spectrum) + constant_norm2
-        self.frequencies, self.weights = frequencies[:low], weights[:low]
-        self._images = {}
+        self.weights = np.where(self.frequencies[:, 2] > 0, 2.0, 1.0) * weight(norms, system.volume)  # ±k
+        self.spectrum = _structure_factors([system], species, np.zeros(norms.size, dtype=np.int64), self.frequencies)
+        self.norm2 = system.n_atoms * float(self.weights @ self.spectrum) + constant_norm2
+        self._images = {}  # per mesh shape (the higher orders of a shape are tried in turn)
 
     def __call__(self, shape, order: int) -> float:
-        if self.norm2 <= 0.0:
+        if self.norm2 <= 0.0 or not len(self.frequencies):
             return 0.0
-        factors = self._images.get(shape)
-        if factors is None:  # S at the six images m ± M_d e_d, (6, n_low): six boxes of frequencies
-            n_low = len(self.frequencies)
-            shifts = [sign * shape[d] * np.eye(3)[d] for d in range(3) for sign in (1, -1)]
-            images = np.concatenate([self.frequencies + shift for shift in shifts])
-            where, rank = np.repeat(np.arange(6), n_low), np.tile(np.arange(n_low), 6)
-            factors = _spectra([self.system] * 6, self.species, where, rank, images).reshape(6, -1)
-            self._images[shape] = factors
-        u = self.frequencies / np.asarray(shape, dtype=float)  # (n_low, 3)
-        damping = np.stack([np.abs(u[:, d] / (u[:, d] + sign)) ** (2 * order) for d in range(3) for sign in (1, -1)])
-        return float(np.sqrt(self.system.n_atoms * float(((factors * damping) @ self.weights).sum()) / self.norm2))
+        images = self._images.get(shape)
+        if images is None:
+            images = self._images[shape] = _image_spectra(self.system, self.species, self.frequencies, shape)
+        damping = _damping(self.frequencies, shape, order)
+        aliased = float(((damping * (self.spectrum + images)) @ self.weights).sum())
+        return float(np.sqrt(self.system.n_atoms * aliased / self.norm2))
 
 
-def _spectra(systems, species, cell, rank, frequencies) -> np.ndarray:
+def _phase_spectra(system, species, frequencies) -> np.ndarray:
+    r""":math:`\sum_a|\rho_a(m)|^2` of ``system`` at integer ``frequencies`` m (``(n_k, 3)``, anywhere:
+    the images of a mesh), from the phases :math:`e^{2\pi i m\cdot f_j}` (fractional coordinates f),
+    one complex product over the atoms a block of frequencies at a time."""
+    kind, present = species_index(system.numbers, species)
+    fractional = ((system.positions @ np.linalg.inv(system.cell)) % 1.0)[present]
+    _, kind = np.unique(kind[present], return_inverse=True)  # the structure's own species
+    onehot = np.zeros((len(kind), kind.max(initial=-1) + 1))
+    onehot[np.arange(len(kind)), kind] = 1.0
+    out = np.empty(len(frequencies))
+    step = max(1, _SPECTRA_CHUNK // max(len(kind), 1))
+    for start in range(0, len(frequencies), step):
+        turns = np.rint(frequencies[start : start + step]) @ fractional.T
+        rho = np.exp((2j * np.pi) * (turns - np.rint(turns))) @ onehot
+        out[start : start + step] = (rho.real**2 + rho.imag**2).sum(axis=1)
+    return out
+
+
+def _damping(frequencies, shape, order: int) -> np.ndarray:
+    r""":math:`|u_d/(u_d \pm 1)|^{2P}` of the six images m ± M_d e_d of each frequency m, ``(6, n_k)``."""
+    u = frequencies / np.asarray(shape, dtype=float)
+    return np.stack([np.abs(u[:, d] / (u[:, d] + sign)) ** (2 * order) for d in range(3) for sign in (1, -1)])
+
+
+def _spectra(systems, species, cell, frequencies) -> np.ndarray:
     r""":math:`\sum_a|\rho_a(k)|^2` at the vectors of integer ``frequencies`` m (``(n_k, 3)``,
-    :math:`k = \sum_d m_d b_d`, sorted by their ``cell`` index into ``systems``, ``rank``: position
-    in that cell), a few cells at a time (at most :data:`_SPECTRA_CHUNK` padded products, or
-    one cell, at once).
+    :math:`k = \sum_d m_d b_d`, sorted by their ``cell`` index into ``systems``), a few cells at a
+    time (at most :data:`_SPECTRA_CHUNK` padded products, or one cell, at once).
 
     Separable phases: :math:`e^{ik\cdot r_j} = \prod_d e^{2\pi i m_d f_{jd}}` (fractional
     coordinates f), so that over the box of each cell's frequencies
     :math:`\rho_a(m) = \sum_j [e^{2\pi i m_1 f_{j1}}e^{2\pi i m_2 f_{j2}}]\,[\delta_{a,j}e^{2\pi i m_3 f_{j3}}]`
-    is one complex matrix product per cell, (m₁m₂ × atoms) @ (atoms × species·m₃), in single
-    precision (the model needs a few digits): ~0.3 against ~8 ns per atom × vector for cosines
-    and sines of every k·r (the box holds ~2× a sphere's vectors)."""
+    is one complex matrix product per cell, (m₁m₂ × atoms) @ (atoms × species·m₃): a fraction of
+    the ~8 ns per atom × vector of cosines and sines of every k·r (the box holds ~2× a sphere's
+    vectors). In double precision: the structure factors that vanish (a crystal's, between its
+    Bragg peaks) come out at ~(10⁻⁷ N_a)² in single precision, and where W(k) is 10¹⁰ and more
+    above its value at the peaks (σ of 3 Å in a 17 Å NaCl supercell) that noise outweighed them
+    in the norm: the chosen sphere missed a shell, measured 2.2 × the accuracy (5 % more time
+    than in single precision)."""
     n = len(systems)
     counts = np.bincount(cell, minlength=n)
     offsets = np.concatenate([[0], np.cumsum(counts)])
@@ -333,14 +348,14 @@ def _spectra(systems, species, cell, rank, frequencies) -> np.ndarray:
         fractional = np.zeros((len(chunk), int(slot.max()) + 1, 3))
         fractional[owner, slot] = np.concatenate([s.positions for s in chunk])
         fractional = np.matmul(fractional, inverses[start:stop])
-        onehot = np.zeros((len(chunk), fractional.shape[1], n_kinds), dtype=np.complex64)
+        onehot = np.zeros((len(chunk), fractional.shape[1], n_kinds), dtype=np.complex128)
         onehot[owner[present], slot[present], kind] = 1.0
         width = widths[start:stop].max(axis=0)
         tables = []  # e^{2πi m f} over each cell's frequencies m = low + 0 … width − 1, (cells, atoms, width)
         for d in range(3):
             turns = fractional[:, :, d, None] * (low[start:stop, d, None, None] + np.arange(width[d]))
-            angles = ((2.0 * np.pi) * (turns - np.rint(turns))).astype(np.float32)  # in [-π, π]
-            table = np.empty(angles.shape, dtype=np.complex64)
+            angles = (2.0 * np.pi) * (turns - np.rint(turns))  # in [-π, π]
+            table = np.empty(angles.shape, dtype=np.complex128)
             table.real, table.imag = np.cos(angles), np.sin(angles)
             tables.append(table)
         plane = (tables[0][:, :, :, None] * tables[1][:, :, None, :]).reshape(len(chunk), -1, width[0] * width[1])
@@ -352,6 +367,81 @@ def _spectra(systems, species, cell, rank, frequencies) -> np.ndarray:
         out[rows] = (at.real**2 + at.imag**2).sum(axis=1)
         start = stop
     return out
+
+
+def _structure_factors(systems, species, cell, frequencies) -> np.ndarray:
+    r""":math:`S(k) = \sum_a|\rho_a(k)|^2` at the vectors of integer ``frequencies`` (sorted by
+    their ``cell`` index into ``systems``): by :func:`_spectra` for the cells within
+    :data:`_STRUCTURE_FACTOR_BUDGET` atom × vector products, by :func:`_mesh_spectra` for the others."""
+    counts = np.bincount(cell, minlength=len(systems))
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    n_atoms = np.array([system.n_atoms for system in systems])
+    large = counts * n_atoms > _STRUCTURE_FACTOR_BUDGET
+    out = np.empty(cell.size)
+    small = ~large[cell]
+    if small.any():
+        out[small] = _spectra(systems, species, cell[small], frequencies[small])
+    for i in np.flatnonzero(large):
+        rows = slice(offsets[i], offsets[i + 1])
+        out[rows] = _mesh_spectra(systems[i], species, frequencies[rows])
+    return out
+
+
+def _mesh_spectra(system, species, frequencies, shift=None) -> np.ndarray:
+    r""":math:`\sum_a|\rho_a(k)|^2` of one ``system`` at integer ``frequencies`` m (``(n_k, 3)``)
+    from the FFT of its species' densities, assigned with B-splines of order
+    :data:`_MESH_SPECTRA_ORDER` to a mesh of :math:`M_d \ge 3\max|m_d|` points and divided by
+    :math:`\hat K_P(m)`: O(M log M + N P³) where :func:`_spectra` is O(N × vectors). The images
+    :math:`m + qM` alias in with at most :math:`(u/(1-u))^P = 2^{-P}` of their amplitude
+    (:math:`u = |m_d|/M_d \le 1/3`): a few digits of every Bragg peak, and a zero structure factor
+    reads as at most ~10⁻⁵ of a peak's (:math:`N_a^2`) at the sphere's edge, where W is smallest.
+
+    With an integer ``shift`` s, the structure factors at m + s and m − s instead, ``(2, n_k)``:
+    each atom's density carries :math:`e^{-2\pi i s\cdot f_j}`, so that the complex FFT holds
+    :math:`\rho_a(m + s)` at m and :math:`\rho_a(-(m - s))` at −m."""
+    order = _MESH_SPECTRA_ORDER
+    m = np.rint(frequencies).astype(np.int64)
+    if shift is None:
+        m = np.where(m[:, 2:3] < 0, -m, m)  # |ρ(−m)| = |ρ(m)|: the half spectrum of a real FFT
+    shape = tuple(fast_length(3 * int(reach) + 3) for reach in np.abs(m).max(axis=0, initial=0))
+    kind, present = species_index(system.numbers, species)
+    fractional = (system.positions @ np.linalg.inv(system.cell)) % 1.0
+    if shift is None:
+        rows = [((m[:, 0] % shape[0]) * shape[1] + m[:, 1] % shape[1]) * (shape[2] // 2 + 1) + m[:, 2]]
+    else:
+        rows = [np.ravel_multi_index(tuple((sign * m % shape).T), shape) for sign in (1, -1)]
+        turns = fractional @ np.asarray(shift, dtype=float)
+        charge = np.exp(-2j * np.pi * (turns - np.rint(turns)))
+    out = np.zeros((len(rows), len(m)))
+    for a in np.unique(kind[present]):
+        atoms = np.flatnonzero(present & (kind == a))
+        density = np.zeros(math.prod(shape), dtype=float if shift is None else complex)
+        for start in range(0, atoms.size, _MESH_SPECTRA_CHUNK):  # the stencils a chunk of atoms at a time
+            chunk = atoms[start : start + _MESH_SPECTRA_CHUNK]
+            indices, weights = stencil(fractional[chunk], shape, order)
+            if shift is None:
+                density += np.bincount(indices.ravel(), weights=weights.ravel(), minlength=density.size)
+            else:
+                weighted = (weights * charge[chunk, None]).ravel()
+                density.real += np.bincount(indices.ravel(), weights=weighted.real, minlength=density.size)
+                density.imag += np.bincount(indices.ravel(), weights=weighted.imag, minlength=density.size)
+        spectrum = (fft.rfftn if shift is None else fft.fftn)(density.reshape(shape)).ravel()
+        for i, at in enumerate(rows):
+            out[i] += spectrum[at].real ** 2 + spectrum[at].imag ** 2
+    khat = np.prod([bspline_fourier(m[:, d], order, shape[d]) for d in range(3)], axis=0)
+    return out[0] / khat**2 if shift is None else out / khat**2
+
+
+def _image_spectra(system, species, frequencies, shape) -> np.ndarray:
+    r""":math:`S(m \pm M_d e_d)` at the six images of each integer frequency m (``(n_k, 3)``) on a
+    mesh of ``shape`` M, ``(6, n_k)`` in the order of :func:`_damping`: from the phases
+    (:func:`_phase_spectra`) within :data:`_STRUCTURE_FACTOR_BUDGET` atom × image products, else
+    by :func:`_mesh_spectra`, one shifted density per axis."""
+    if 6 * len(frequencies) * system.n_atoms <= _STRUCTURE_FACTOR_BUDGET:
+        shifts = np.array([sign * shape[d] * np.eye(3)[d] for d in range(3) for sign in (1, -1)])
+        images = (frequencies[None, :, :] + shifts[:, None, :]).reshape(-1, 3)
+        return _phase_spectra(system, species, images).reshape(6, -1)
+    return np.concatenate([_mesh_spectra(system, species, frequencies, shape[d] * np.eye(3)[d]) for d in range(3)])
 
 
 def _ladder(radius: float, bound: float) -> float:

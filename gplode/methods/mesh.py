@@ -48,7 +48,8 @@ class MeshParameters:
 
     :param shape: mesh points along the three lattice vectors
     :param order: B-spline order P
-    :param k_cutoff: radius k_c of the summed k-sphere, Å⁻¹
+    :param k_cutoff: radius k_c of the summed k-sphere, Å⁻¹ (of a batch sharing the mesh: the
+        largest of its structures' spheres, for the memory model; each sums its own)
     """
 
     shape: tuple[int, int, int]
@@ -236,7 +237,7 @@ class MeshKSum:
 
     Structures sharing a mesh (shape and B-spline order) go through the stages together:
     structure b's density meshes and channel meshes are the b-th of a batch, its stencil
-    indices offset by b·M, its selected k-points by b·(half spectrum). Everything after the
+    indices offset by b·M, its selected k-points (of its own sphere) by b·(half spectrum). Everything after the
     atom positions is computed on the device; the host sends positions and cells and
     receives the coefficients (:meth:`compute`) or the gradients of a weighted sum of them
     with respect to positions and strain (:meth:`vjp`).
@@ -260,32 +261,34 @@ class MeshKSum:
         # dtype="float32": the whole chain in single precision (FFTs in complex64)
         self.real = np.float32 if hypers.dtype == "float32" else np.float64
 
-    def parameters(self, cell: np.ndarray, n_atoms: int = 1) -> MeshParameters:
-        """Mesh of ``cell`` for this method's k-sphere: from ``accuracy`` and the device's
-        costs, or the user's overrides, rounded up to the shape ladder when the device rounds
-        shapes (one mesh for similar cells, which are then batched)."""
+    def parameters(self, cell: np.ndarray, n_atoms: int = 1, k_cutoff: float | None = None) -> MeshParameters:
+        """Mesh of ``cell`` for the k-sphere of radius ``k_cutoff`` (Å⁻¹; default: this
+        method's): from ``accuracy`` and the device's costs, or the user's overrides, rounded
+        up to the shape ladder when the device rounds shapes (one mesh for similar cells,
+        which are then batched)."""
         h = self.hypers
+        k_cutoff = self.k_cutoff if k_cutoff is None else float(k_cutoff)
         params = choose_mesh(
             cell,
             h.smearing,
             h.accuracy,
             n_atoms,
             order=h.interpolation_order,
-            k_cutoff=self.k_cutoff,
+            k_cutoff=k_cutoff,
             costs=self.device.costs,
         )
         if h.mesh_spacing is not None:
             lengths = np.linalg.norm(cell, axis=1)
             shape = tuple(fast_length(math.ceil(n / h.mesh_spacing)) for n in lengths)
             # every k-vector of the sphere needs |m_i| = |k·a_i|/2π < M_i/2
-            if any(m <= self.k_cutoff * n / np.pi for m, n in zip(shape, lengths, strict=True)):
+            if any(m <= k_cutoff * n / np.pi for m, n in zip(shape, lengths, strict=True)):
                 raise ValueError(
                     f"mesh_spacing={h.mesh_spacing} Å is too coarse for accuracy={h.accuracy}: the k-sphere "
-                    f"(k_c = {self.k_cutoff:.3g} Å⁻¹) needs a spacing below {np.pi / self.k_cutoff:.3g} Å"
+                    f"(k_c = {k_cutoff:.3g} Å⁻¹) needs a spacing below {np.pi / k_cutoff:.3g} Å"
                 )
-            params = MeshParameters(shape, params.order, self.k_cutoff)
+            params = MeshParameters(shape, params.order, k_cutoff)
         if self.device.round_shapes:
-            params = MeshParameters(round_shape(params.shape), params.order, self.k_cutoff)
+            params = MeshParameters(round_shape(params.shape), params.order, k_cutoff)
         return params
 
     def refinements(self, params: MeshParameters):
@@ -320,10 +323,14 @@ class MeshKSum:
         """Estimated seconds on the device (:class:`gplode.devices.base.Costs`)."""
         return self._cost(system.n_atoms, n_species, params.n_points, params.order)
 
+    def k_cutoff_of(self, system) -> float:
+        """The radius of ``system``'s k-sphere (Å⁻¹): its own (chosen by the pipeline), else this method's."""
+        return self.k_cutoff if system.k_cutoff is None else system.k_cutoff
+
     def cost_floor(self, system, n_species: int) -> float:
         """A lower bound of :meth:`cost` whatever mesh :meth:`parameters` chooses for ``system``
         (oversampling α ≥ 1, the lowest order): a cheap test before choosing one."""
-        points = math.prod(math.ceil(self.k_cutoff / np.pi * n) + 1 for n in system.lengths)
+        points = math.prod(math.ceil(self.k_cutoff_of(system) / np.pi * n) + 1 for n in system.lengths)
         return self._cost(system.n_atoms, n_species, points, min(ORDERS))
 
     def _cost(self, n_atoms: int, n_species: int, n_points: int, order: int) -> float:
@@ -355,7 +362,7 @@ class MeshKSum:
         # ≈ K̂ ρ_a(k)*, (n_species, n_batch · half spectrum)
         spectra = device.rfftn(density.reshape(n_species * n_batch, *shape)).reshape(n_species, n_batch * n_half)
 
-        kpoints = selected_kpoints(cells, shape, params.k_cutoff, xp)
+        kpoints = selected_kpoints(cells, shape, [self.k_cutoff_of(system) for system in systems], xp)
         destination = kpoints.structure * n_half + kpoints.position
         knorm = xp.linalg.norm(kpoints.k, axis=1)
         khat = 1.0

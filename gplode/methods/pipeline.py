@@ -229,7 +229,7 @@ class Pipeline:
         if h.route == "direct":
             return self.direct, None
         if h.route == "mesh" or h.mesh_spacing is not None or h.interpolation_order is not None:
-            return self.mesh, self.mesh_for(system, species)  # the σ-only sphere
+            return self.mesh, self.mesh_for(system, species)
         # the direct sum runs over the structure's own neighbour species (its batch's slots),
         # the mesh over all of them
         present = len(set(system.numbers.tolist()).intersection(np.asarray(species).tolist()))
@@ -253,7 +253,7 @@ class Pipeline:
         inside it are not weak). A user's ``mesh_spacing`` or ``interpolation_order`` is taken
         as it is."""
         h = self.hypers
-        params = self.mesh.parameters(system.cell, system.n_atoms)
+        params = self.mesh.parameters(system.cell, system.n_atoms, system.k_cutoff)
         if h.mesh_spacing is not None or h.interpolation_order is not None:
             return params
         if half_sphere_count(params.k_cutoff, system.volume) > MODEL_VECTORS:  # a large sphere (small σ
@@ -261,9 +261,10 @@ class Pipeline:
         constant = periodic_corrections(
             [system], species, self.potential, self.basis, self.center_term, h.center_atom_weight
         )
+        target = ALIASING_SHARE * h.accuracy
         aliasing = DensityAliasing(system, species, self.kspace_weight, float((constant**2).sum()), params.k_cutoff)
         for candidate in self.mesh.refinements(params):
-            if aliasing(candidate.shape, candidate.order) <= ALIASING_SHARE * h.accuracy:
+            if aliasing(candidate.shape, candidate.order) <= target:
                 return candidate
         return candidate  # none met the target: the finest of them
 
@@ -329,14 +330,17 @@ class Pipeline:
         work limits, without computing anything (memory models scaled by ``factor``, and
         ``shared``, see :meth:`batches`)."""
         n_species, available = len(species), self.device.available_memory()  # queried once per call
-        groups = {}  # similar cells, batched together: (mesh) or (direct sum, its k-point grid)
+        groups = {}  # similar cells, batched together: (mesh shape and order) or (direct sum, its k-point grid)
         for i, system in enumerate(systems):
             method, params = self.method_for(system, species, available)
-            # direct sums: cells with one k-point grid (similar cells, little padding in k)
-            key = params
-            if method is not self.mesh:
-                key = sphere_shape_for_lengths(system.lengths, method.k_cutoff_of(system))
-            groups.setdefault((method.name, key), (method, params, []))[2].append(i)
+            if method is self.mesh:  # each structure sums its own sphere on the shared mesh
+                key = (method.name, params.shape, params.order)
+            else:  # direct sums: cells with one k-point grid (similar cells, little padding in k)
+                key = (method.name, sphere_shape_for_lengths(system.lengths, method.k_cutoff_of(system)))
+            _, shared_params, members = groups.setdefault(key, (method, params, []))
+            if params is not None and params.k_cutoff > shared_params.k_cutoff:  # the largest sphere's memory
+                groups[key] = (method, params, members)
+            members.append(i)
         return [
             (batch, method, params)
             for method, params, members in groups.values()

@@ -68,6 +68,16 @@ def _one_mesh(calc, frames):
     return {calc.pipeline.mesh.parameters(s.cell, s.n_atoms) for s in as_systems(frames)}
 
 
+def _planned_meshes(calc, frames, species):
+    """The batches ``compute`` makes of ``frames``: members' spheres (Å⁻¹) per mesh (shape, order)."""
+    pipeline, species = calc.pipeline, np.array(species)
+    systems = pipeline.with_spheres(as_systems(frames), species)
+    meshes = collections.defaultdict(list)
+    for members, _, params in pipeline.plan(systems, species):
+        meshes[params.shape, params.order] += [systems[i].k_cutoff for i in members]
+    return meshes
+
+
 def _bytes(calc, system, params, n_species=3):
     """Memory of ``system`` alone on ``params`` (the mesh method's model), or on the direct sum."""
     method = calc.pipeline.mesh if params is not None else calc.pipeline.direct
@@ -79,14 +89,16 @@ def _bytes(calc, system, params, n_species=3):
 def test_batch_equals_one_structure_at_a_time(stages, p):
     frames = _family(6, seed=int(p))
     calc = _calculator(stages, exponent=p, neighbor_types=[11, 17, 19])
-    assert len(_one_mesh(calc, frames)) == 1
+    meshes = _planned_meshes(calc, frames, [11, 17, 19])
+    # the structures' own spheres: similar cells share a mesh, each summing its own sphere on it
+    assert len(meshes) < len(frames) and any(len(set(radii)) > 1 for radii in meshes.values())
     batched = calc.compute(frames).values
     calls = calc.device.calls
-    # one pass of each per-batch stage for all six structures, one spectra pass, inverse
+    # one pass of each per-batch stage for all the structures of a mesh, one spectra pass, inverse
     # FFT and interpolation per (species, l, m) channel
     n_channels = 3 * (HYPERS["max_angular"] + 1) ** 2
-    assert (calls["spread"], calls["rfftn"]) == (1, 1)
-    assert calls["irfftn"] == calls["interpolate"] == calls["channel_spectra_into"] == n_channels
+    assert (calls["spread"], calls["rfftn"]) == (len(meshes), len(meshes))
+    assert calls["irfftn"] == calls["interpolate"] == calls["channel_spectra_into"] == len(meshes) * n_channels
     expected = np.concatenate([calc.compute(frame).values for frame in frames])
     np.testing.assert_allclose(batched, expected, atol=1e-13 * np.abs(expected).max())
 
@@ -102,17 +114,18 @@ def test_batch_against_reference():
 
 def test_batches_fit_the_memory_budget():
     frames = _family(7, seed=5)
-    expected = _calculator(exponent=1.0).compute(frames).values
-    calc = _calculator(exponent=1.0)
+    one_sphere = dict(exponent=1.0, k_cutoff=4.4)  # one sphere, so that the seven cells share a mesh
+    expected = _calculator(**one_sphere).compute(frames).values
+    calc = _calculator(**one_sphere)
     (params,) = _one_mesh(calc, frames)
     largest = max(_bytes(calc, s, params) for s in as_systems(frames))
     # room for two structures per batch: the seven go through in four batches
-    calc = _calculator(exponent=1.0, memory=int(2.5 * largest / CpuDevice.memory_fraction))
+    calc = _calculator(**one_sphere, memory=int(2.5 * largest / CpuDevice.memory_fraction))
     values = calc.compute(frames).values
     assert calc.device.calls["spread"] == 4
     np.testing.assert_allclose(values, expected, atol=1e-14 * np.abs(expected).max())
     # one structure larger than all the memory: a clear error naming it
-    calc = _calculator(exponent=1.0, memory=int(0.5 * largest))
+    calc = _calculator(**one_sphere, memory=int(0.5 * largest))
     with pytest.raises(MemoryError, match=r"of a structure of \d+ atoms \(cell lengths .* Å\) needs about .* MiB"):
         calc.compute(frames)
 
@@ -184,8 +197,9 @@ def test_cuda_device_never_mixes_host_and_device_arrays(route, dtype, tolerance)
     cpu = gplode.LodeCalculator(backend="numpy", device=CpuDevice(round_shapes=True), **hypers, **forced)
     expected = cpu.compute(frames).values
     values = gpu.compute(frames).values
-    # the four cells share a (rounded) mesh: one batch; the direct route spreads nothing
-    assert gpu.device.calls["spread"] == (1 if route == "mesh" else 0)
+    # a batch per (rounded) mesh of the structures' spheres; the direct route spreads nothing
+    meshes = _planned_meshes(gpu, frames, [11, 17, 19]) if route == "mesh" else {}
+    assert len(meshes) < len(frames) and gpu.device.calls["spread"] == len(meshes)
     assert values.dtype == dtype
     np.testing.assert_allclose(values, expected, atol=tolerance * np.abs(expected).max())
 

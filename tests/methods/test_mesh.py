@@ -1,6 +1,7 @@
 """The NumPy mesh backend against the exact reference (issue 3's accuracy contract)."""
 
 import functools
+import re
 
 import ase
 import ase.build
@@ -104,8 +105,14 @@ def test_overrides_and_memory_error():
     params = calc.pipeline.mesh.parameters(atoms.cell.array, len(atoms))
     assert params.order == 8 and all(n >= 29 for n in params.shape)  # 11.28 Å / 0.4 Å
     coarse = gplode.LodeCalculator(backend="numpy", mesh_spacing=1.0, exponent=1.0, **HYPERS)
-    with pytest.raises(ValueError, match=r"mesh_spacing=1.0 Å is too coarse .* below 0.4\d* Å"):
+    with pytest.raises(ValueError, match=r"mesh_spacing=1.0 Å is too coarse") as error:
         coarse.compute(atoms)
+    # the spacing the structure's own sphere needs: π / k_c
+    (system,) = coarse.pipeline.with_spheres(gplode.systems.as_systems(atoms), np.array([11, 17]))
+    k_cutoff, spacing = (
+        float(x) for x in re.search(r"k_c = (\S+) Å⁻¹\) needs a spacing below (\S+) Å", str(error.value)).groups()
+    )
+    assert k_cutoff == pytest.approx(system.k_cutoff, rel=1e-2) and spacing == pytest.approx(np.pi / k_cutoff, rel=1e-2)
     huge = gplode.LodeCalculator(backend="numpy", mesh_spacing=1e-3, exponent=1.0, **HYPERS)
     with pytest.raises(MemoryError, match=r"needs about .* GiB"):
         huge.compute(atoms)
