@@ -58,6 +58,8 @@ class System(CellGeometry):
         periodic; ``None`` for bulk and free-space structures
     :param k_cutoff: radius of the structure's k-sphere in Å⁻¹, set by the pipeline from
         the truncation-error model (:mod:`gplode.methods.accuracy`); ``None``: the method's own
+    :param roundoff_gain: set with ``k_cutoff``: the model's growth of the k-sum's round-off in
+        this structure against a featureless density (≥ 1; ``None``: not modelled)
     """
 
     positions: np.ndarray
@@ -66,6 +68,7 @@ class System(CellGeometry):
     periodic: bool
     pbc: tuple[bool, bool, bool] | None = None
     k_cutoff: float | None = None
+    roundoff_gain: float | None = None
 
     @property
     def mixed(self) -> bool:

@@ -19,9 +19,9 @@ so the relative RMS error of all coefficients is predicted as
     \epsilon(k_c)^2 = \frac{N\sum_{|k|\ge k_c}W(k)S(k)}{\|c\|^2},
 
 on the cell's own k-vectors (the shells are discrete: a small cell's error falls in steps).
-:math:`S(k)` is computed exactly for the lowest vectors (the norm and, in small cells, the
-tail: zero structure factors of crystals included) and taken as its average
-:math:`\langle S\rangle = \sum_a N_a` beyond a budget of atom × vector products (3·10⁴). The model is
+:math:`S(k)` is computed for every vector (:func:`_structure_factors`: from the atoms' phases,
+or for large cells from an FFT of their density; zero structure factors of crystals
+included). The model is
 the integrand itself, for every p, basis and σ; the tests hold the measured error of the
 chosen sphere to a band below the accuracy.
 """
@@ -44,10 +44,12 @@ __all__ = [
     "MODEL_VECTORS",
     "RADIUS_BOUND",
     "SINGLE_PRECISION_ACCURACY",
+    "SINGLE_PRECISION_ROUNDOFF",
     "TRUNCATION_SHARE",
     "KSpaceWeight",
     "DensityAliasing",
     "modelled",
+    "single_precision_roundoff",
     "sphere_radii",
 ]
 
@@ -56,6 +58,12 @@ TRUNCATION_SHARE = 0.3
 #: from this ``accuracy`` up the direct sum's values and the free-space meshes run in float32
 #: (measured round-off 3–7e-7 of the coefficients' RMS)
 SINGLE_PRECISION_ACCURACY = 1e-5
+#: float32 values' relative RMS round-off, ``floor + slope × (N/24)^¼ × gain`` (N atoms, the gain of the
+#: structure's round-off, :func:`_radii`), at most 0.5 × accuracy (:func:`single_precision_roundoff`).
+#: Measured slopes: at most 5e-8 on rattled 24-atom dataset cells (σ = 1–3 Å), 9e-8 on a rattled
+#: 1,728-atom NaCl supercell, 1.6e-7 on a perfect 4,096-atom one at σ = 2 Å (3 × accuracy 1e-3 in
+#: float32); perfect supercells up to 1,728 atoms stay below 3e-6 whatever their gain (10⁸)
+SINGLE_PRECISION_ROUNDOFF = (6e-7, 6e-8)
 #: the share of ``accuracy`` the particle mesh's density aliasing may take
 #: (:class:`DensityAliasing`: its prediction was 1–4× below the measured error of rattled crystals)
 ALIASING_SHARE = 0.1
@@ -63,16 +71,15 @@ ALIASING_SHARE = 0.1
 #: choose (σ comparable to a small cell needs up to ~1.5×; it bounds the splines' range)
 RADIUS_BOUND = 2.0
 #: cells whose first pass would enumerate more k-vectors than this keep the σ-only radius
-#: (they are sized for the mesh, whose sphere is the σ-only one): the model stays cheap
+#: (σ small against the cell, on the mesh): the model stays cheap
 MODEL_VECTORS = 200_000
 #: radii are rounded up to ``bound`` × (1 + step)^-j, so that similar cells share a radius
 _LADDER_STEP = 0.01
-#: atom × k-vector products of the exact structure factors per structure (the lowest vectors;
-#: ⟨S⟩ beyond). 3·10⁴ (58 vectors) missed the Bragg peaks of a rattled 512-atom crystal: measured
-#: error 1.15 × accuracy at σ = 2 Å; 10⁵ (195 vectors) those of a perfect one, whose first peak
-#: lies beyond ~700 vectors: 50 × at σ = 2 Å, 1.2 × at σ = 1 Å (accuracy 1e-3, the direct sum);
-#: 3·10⁶ (5,900 vectors): 0.001 × and 0.015 ×. As one matrix product per cell (:func:`_spectra`),
-#: the model of 45 hyper sets × 500 cells takes 6.6 s with it, 6.1 s with 10⁵
+#: atom × k-vector products per structure up to which the structure factors come from the
+#: atoms' phases (:func:`_spectra`, :func:`_phase_spectra`); beyond, from an FFT of the density
+#: (:func:`_mesh_spectra`). A budget with the average ⟨S⟩ = Σ_a N_a beyond it missed the Bragg
+#: peaks of perfect crystals: 50 × the accuracy on 512 atoms at σ = 2 Å with 10⁵ products, and
+#: on 4,096 atoms with 3·10⁶ (accuracy 1e-3, the direct sum)
 _STRUCTURE_FACTOR_BUDGET = 3_000_000
 #: :func:`_mesh_spectra`: B-spline order, and atoms whose stencils are formed at once (~130 MB)
 _MESH_SPECTRA_ORDER, _MESH_SPECTRA_CHUNK = 8, 1 << 14
@@ -143,7 +150,8 @@ def sphere_radii(
     first left out, rounded up to a ladder of 1 % steps below ``k_max`` (so that similar
     cells share a radius and a mesh), never beyond ``k_max`` (the calculator's bound, which
     also bounds the splines). Every structure keeps at least its first shell: the k ≠ 0 part
-    is never silently empty. ``None`` for a cell beyond :data:`MODEL_VECTORS`. Cells whose
+    is never silently empty. ``None`` for a cell beyond :data:`MODEL_VECTORS`. Also each
+    structure's round-off gain (:func:`_radii`; ``None`` with the radius). Cells whose
     first-pass spheres share a k-point grid are modelled together, in one set of array
     operations; each cell's radius depends on that cell alone.
 
@@ -163,20 +171,30 @@ def sphere_radii(
         out, passes = [], np.full(len(members), _FIRST_PASS * k_max)
         while members:
             group = [systems[i] for i in members]
-            found, needed = _radii(group, species, weight, constant_norm2[members], target, passes, k_max)
+            found, needed, gain = _radii(group, species, weight, constant_norm2[members], target, passes, k_max)
             done = (found <= _FIRST_PASS_KEEP * passes) | (passes >= k_max)
             out += [
-                (i, _ladder(radius, k_max)) for i, radius in zip(np.asarray(members)[done], found[done], strict=True)
+                (i, _ladder(radius, k_max), g)
+                for i, radius, g in zip(np.asarray(members)[done], found[done], gain[done], strict=True)
             ]
             # again: as far as the vectors beyond could matter (NaN), else (the answer at the edge) to k_max
             passes = np.where(np.isnan(found), np.minimum(k_max, np.maximum(needed, 1.25 * passes)), k_max)[~done]
             members = [i for i, finished in zip(members, done, strict=True) if not finished]
         return out
 
+    gains = [None] * len(systems)
     for found in map_groups(group_radii, list(groups.values())):
-        for i, radius in found:
-            radii[i] = radius
-    return radii
+        for i, radius, gain in found:
+            radii[i], gains[i] = radius, gain
+    return radii, gains
+
+
+def single_precision_roundoff(system) -> float:
+    """The predicted relative RMS round-off of ``system``'s values in float32
+    (:data:`SINGLE_PRECISION_ROUNDOFF`; a structure without a round-off gain: the floor)."""
+    floor, slope = SINGLE_PRECISION_ROUNDOFF
+    gain = system.roundoff_gain
+    return floor if gain is None else floor + slope * (system.n_atoms / 24) ** 0.25 * gain
 
 
 def _species_counts(systems, species):
@@ -195,7 +213,12 @@ def modelled(system, k_max: float) -> bool:
 
 def _radii(systems, species, weight, constant_norm2, target, k_max, beyond: float):
     r""":func:`sphere_radii` of ``systems`` on their vectors below ``k_max`` (one per system;
-    ``k_max`` when none suffices), not rounded, and the radius up to which a next pass must look.
+    ``k_max`` when none suffices), not rounded, the radius up to which a next pass must look,
+    and the gain of the structure's round-off: :math:`\sqrt{(N\sum_k W\langle S\rangle +
+    \|c_{k=0} + c_\mathrm{centre}\|^2)/\|c\|^2}` with :math:`\langle S\rangle = \sum_a N_a`, the
+    growth of the k-sum's error from rounding its structure factors, relative to a featureless
+    density: large where the density lives on weakly weighted Bragg peaks and vanishes where
+    W(k) is large (a perfect 4,096-atom NaCl supercell at σ = 2 Å).
 
     The radius is NaN where the vectors between ``k_max`` and ``beyond`` could matter: their sum
     is bounded by :math:`N\sum_a N_a^2\sum W` over them (:math:`|\rho_a|^2 \le N_a^2`, e.g. a
@@ -237,7 +260,10 @@ def _radii(systems, species, weight, constant_norm2, target, k_max, beyond: floa
     # also when nothing was seen (allowed infinite, unseen > 0); never for a cell without vectors
     radii[(counts > 0) & ~(unseen <= 0.1 * allowed)] = np.nan
     safe = np.divide(0.1 * allowed, worst, out=np.full(n, np.inf), where=worst > 0)
-    return radii, weight.shell_radius(np.minimum(safe, 1e300), beyond, volumes)
+    # round-off of ρ_a(k) is that of a featureless density, |δρ|² ~ ε² Σ_a N_a at every k
+    featureless = np.bincount(cell, weights=n_atoms[cell] * weights * n_a.sum(axis=1)[cell], minlength=n)
+    gain = np.sqrt(np.divide(featureless + constant_norm2, norm2, out=np.ones(n), where=norm2 > 0))
+    return radii, weight.shell_radius(np.minimum(safe, 1e300), beyond, volumes), gain
 
 
 class DensityAliasing:
@@ -382,7 +408,7 @@ def _structure_factors(systems, species, cell, frequencies) -> np.ndarray:
     if small.any():
         out[small] = _spectra(systems, species, cell[small], frequencies[small])
     for i in np.flatnonzero(large):
-        rows = slice(offsets[i], offsets[i + 1])
+        rows = slice(offsets[i], offsets[i + 1])  # the cell's vectors
         out[rows] = _mesh_spectra(systems[i], species, frequencies[rows])
     return out
 

@@ -27,6 +27,7 @@ import numpy as np
 from ..lib.kvectors import half_sphere_count, selected_kpoints, sphere_shape, sphere_shape_for_lengths
 from ..lib.spherical_harmonics import real_spherical_harmonics, solid_harmonics_gradient
 from ..systems import atom_owners
+from .accuracy import single_precision_roundoff
 from .corrections import species_index, species_slots
 from .kspace_derivatives import contracted_strain_kernel, strain_kernel, strain_rate_kernel
 
@@ -547,6 +548,9 @@ class DirectKSum:
         and ``(|k|, l, xp) -> dĨ_nl/dk``
     :param values_dtype: that of the values' pass (:meth:`compute`), if not ``dtype``: float32
         phases and products cost ~0.6× (measured round-off 3–6e-7 of the coefficients' RMS)
+    :param single_roundoff: with ``values_dtype``, the largest predicted round-off of a structure
+        (:func:`gplode.methods.accuracy.single_precision_roundoff`) whose values run in it;
+        the others' run in ``dtype``
     """
 
     name = "direct"
@@ -562,12 +566,14 @@ class DirectKSum:
         dtype="float64",
         derivatives=None,
         values_dtype=None,
+        single_roundoff: float = np.inf,
     ):
         self.device, self.k_cutoff = device, float(k_cutoff)
         self._vhat, self._radial, self._derivatives = vhat, radial, derivatives
         self.max_angular, self.n_radial = max_angular, n_radial
         self.real = np.float32 if dtype == "float32" else np.float64
-        self.values_real = self.real if values_dtype is None else np.dtype(values_dtype).type
+        self._values_real = self.real if values_dtype is None else np.dtype(values_dtype).type
+        self.single_roundoff = float(single_roundoff)
         self.n_channels = (max_angular + 1) ** 2 * n_radial
         self._local = threading.local()  # per-thread work buffers (CPU)
 
@@ -579,6 +585,13 @@ class DirectKSum:
     def k_cutoff_of(self, system) -> float:
         """The radius of ``system``'s k-sphere (Å⁻¹): its own (chosen by the pipeline), else this sum's."""
         return self.k_cutoff if system.k_cutoff is None else system.k_cutoff
+
+    def values_real(self, system):
+        """The floating type of ``system``'s values: ``values_dtype``, unless its predicted
+        round-off there exceeds ``single_roundoff`` (then ``dtype``; batches are grouped by it)."""
+        if self._values_real == self.real or single_precision_roundoff(system) <= self.single_roundoff:
+            return self._values_real
+        return self.real
 
     def grow(self, batch, system, params=None):
         """The summary of a batch with ``system`` added (``batch`` None: a new batch):
@@ -641,9 +654,10 @@ class DirectKSum:
 
     def compute(self, systems, species, params=None) -> np.ndarray:
         """The k ≠ 0 coefficients of ``systems`` (device array, their atoms one after the other)."""
-        batch = self._batch(systems, species, real=self.values_real)
+        real = max((self.values_real(system) for system in systems), key=lambda t: np.dtype(t).itemsize)
+        batch = self._batch(systems, species, real=real)
         _, radial, _ = self._callables()
-        values = kspace_sum(batch, radial, self.max_angular, self.n_radial, self.values_real, self._workspace())
+        values = kspace_sum(batch, radial, self.max_angular, self.n_radial, real, self._workspace())
         return batch.species_rows(values)
 
     def strain_rows(self, systems, species) -> np.ndarray:

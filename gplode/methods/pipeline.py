@@ -123,6 +123,7 @@ class Pipeline:
                 hypers.dtype,
                 derivatives,
                 values_dtype="float32" if single else None,
+                single_roundoff=0.5 * hypers.accuracy,
             )
             self.truncated = TruncatedKSum(
                 device, potential, self._radial, self.k_cutoff, L, n_radial, hypers.dtype, self._dradial
@@ -335,8 +336,9 @@ class Pipeline:
             method, params = self.method_for(system, species, available)
             if method is self.mesh:  # each structure sums its own sphere on the shared mesh
                 key = (method.name, params.shape, params.order)
-            else:  # direct sums: cells with one k-point grid (similar cells, little padding in k)
+            else:  # direct sums: cells with one k-point grid (similar cells, little padding in k), one precision
                 key = (method.name, sphere_shape_for_lengths(system.lengths, method.k_cutoff_of(system)))
+                key += (method.values_real(system),) if method is self.direct else ()
             _, shared_params, members = groups.setdefault(key, (method, params, []))
             if params is not None and params.k_cutoff > shared_params.k_cutoff:  # the largest sphere's memory
                 groups[key] = (method, params, members)
@@ -368,13 +370,13 @@ class Pipeline:
         owner, _ = atom_owners(modelled_systems)
         constant_norm2 = np.bincount(owner, weights=(constant**2).sum(axis=(1, 2)), minlength=len(bulk))
         target = TRUNCATION_SHARE * h.accuracy
-        radii = sphere_radii(
+        radii, gains = sphere_radii(
             modelled_systems, species, self.kspace_weight, constant_norm2, target, self.k_bound, self.device.map_batches
         )
         out = list(systems)
-        for i, radius in zip(bulk, radii, strict=True):
+        for i, radius, gain in zip(bulk, radii, gains, strict=True):
             if radius is not None:
-                out[i] = dataclasses.replace(systems[i], k_cutoff=radius)
+                out[i] = dataclasses.replace(systems[i], k_cutoff=radius, roundoff_gain=gain)
         return out
 
     def _check_explicit_sphere(self, system) -> None:
