@@ -81,8 +81,8 @@ _LADDER_STEP = 0.01
 #: peaks of perfect crystals: 50 × the accuracy on 512 atoms at σ = 2 Å with 10⁵ products, and
 #: on 4,096 atoms with 3·10⁶ (accuracy 1e-3, the direct sum)
 _STRUCTURE_FACTOR_BUDGET = 3_000_000
-#: :func:`_mesh_spectra`: B-spline order, and atoms whose stencils are formed at once (~130 MB)
-_MESH_SPECTRA_ORDER, _MESH_SPECTRA_CHUNK = 8, 1 << 14
+#: :class:`_DensityMesh`: B-spline order, and atoms whose stencils are formed at once (~60 MB)
+_MESH_SPECTRA_ORDER, _MESH_SPECTRA_CHUNK = 6, 1 << 15
 #: padded atom × k-vector products of :func:`_spectra` at once (~40 MB of work arrays; two groups
 #: of cells may be modelled at once)
 _SPECTRA_CHUNK = 2_000_000
@@ -298,13 +298,17 @@ class DensityAliasing:
         self.spectrum = _structure_factors([system], species, np.zeros(norms.size, dtype=np.int64), self.frequencies)
         self.norm2 = system.n_atoms * float(self.weights @ self.spectrum) + constant_norm2
         self._images = {}  # per mesh shape (the higher orders of a shape are tried in turn)
+        self._density = None
+        if 6 * len(self.frequencies) * system.n_atoms > _STRUCTURE_FACTOR_BUDGET:  # the images from a mesh
+            self._density = _DensityMesh(system, species, np.abs(self.frequencies).max(axis=0, initial=0))
 
     def __call__(self, shape, order: int) -> float:
         if self.norm2 <= 0.0 or not len(self.frequencies):
             return 0.0
         images = self._images.get(shape)
         if images is None:
-            images = self._images[shape] = _image_spectra(self.system, self.species, self.frequencies, shape)
+            images = _image_spectra(self.system, self.species, self.frequencies, shape, self._density)
+            self._images[shape] = images
         damping = _damping(self.frequencies, shape, order)
         aliased = float(((damping * (self.spectrum + images)) @ self.weights).sum())
         return float(np.sqrt(self.system.n_atoms * aliased / self.norm2))
@@ -413,61 +417,80 @@ def _structure_factors(systems, species, cell, frequencies) -> np.ndarray:
     return out
 
 
-def _mesh_spectra(system, species, frequencies, shift=None) -> np.ndarray:
+def _mesh_spectra(system, species, frequencies) -> np.ndarray:
     r""":math:`\sum_a|\rho_a(k)|^2` of one ``system`` at integer ``frequencies`` m (``(n_k, 3)``)
-    from the FFT of its species' densities, assigned with B-splines of order
-    :data:`_MESH_SPECTRA_ORDER` to a mesh of :math:`M_d \ge 3\max|m_d|` points and divided by
-    :math:`\hat K_P(m)`: O(M log M + N P³) where :func:`_spectra` is O(N × vectors). The images
-    :math:`m + qM` alias in with at most :math:`(u/(1-u))^P = 2^{-P}` of their amplitude
-    (:math:`u = |m_d|/M_d \le 1/3`): a few digits of every Bragg peak, and a zero structure factor
-    reads as at most ~10⁻⁵ of a peak's (:math:`N_a^2`) at the sphere's edge, where W is smallest.
-
-    With an integer ``shift`` s, the structure factors at m + s and m − s instead, ``(2, n_k)``:
-    each atom's density carries :math:`e^{-2\pi i s\cdot f_j}`, so that the complex FFT holds
-    :math:`\rho_a(m + s)` at m and :math:`\rho_a(-(m - s))` at −m."""
-    order = _MESH_SPECTRA_ORDER
+    from the FFT of its species' densities (:class:`_DensityMesh`): O(M log M + N P³) where
+    :func:`_spectra` is O(N × vectors)."""
     m = np.rint(frequencies).astype(np.int64)
-    if shift is None:
-        m = np.where(m[:, 2:3] < 0, -m, m)  # |ρ(−m)| = |ρ(m)|: the half spectrum of a real FFT
-    shape = tuple(fast_length(3 * int(reach) + 3) for reach in np.abs(m).max(axis=0, initial=0))
-    kind, present = species_index(system.numbers, species)
-    fractional = (system.positions @ np.linalg.inv(system.cell)) % 1.0
-    if shift is None:
-        rows = [((m[:, 0] % shape[0]) * shape[1] + m[:, 1] % shape[1]) * (shape[2] // 2 + 1) + m[:, 2]]
-    else:
-        rows = [np.ravel_multi_index(tuple((sign * m % shape).T), shape) for sign in (1, -1)]
-        turns = fractional @ np.asarray(shift, dtype=float)
-        charge = np.exp(-2j * np.pi * (turns - np.rint(turns)))
-    out = np.zeros((len(rows), len(m)))
-    for a in np.unique(kind[present]):
-        atoms = np.flatnonzero(present & (kind == a))
-        density = np.zeros(math.prod(shape), dtype=float if shift is None else complex)
-        for start in range(0, atoms.size, _MESH_SPECTRA_CHUNK):  # the stencils a chunk of atoms at a time
-            chunk = atoms[start : start + _MESH_SPECTRA_CHUNK]
-            indices, weights = stencil(fractional[chunk], shape, order)
-            if shift is None:
-                density += np.bincount(indices.ravel(), weights=weights.ravel(), minlength=density.size)
-            else:
-                weighted = (weights * charge[chunk, None]).ravel()
-                density.real += np.bincount(indices.ravel(), weights=weighted.real, minlength=density.size)
-                density.imag += np.bincount(indices.ravel(), weights=weighted.imag, minlength=density.size)
-        spectrum = (fft.rfftn if shift is None else fft.fftn)(density.reshape(shape)).ravel()
-        for i, at in enumerate(rows):
-            out[i] += spectrum[at].real ** 2 + spectrum[at].imag ** 2
-    khat = np.prod([bspline_fourier(m[:, d], order, shape[d]) for d in range(3)], axis=0)
-    return out[0] / khat**2 if shift is None else out / khat**2
+    return _DensityMesh(system, species, np.abs(m).max(axis=0, initial=0)).spectra(m)
 
 
-def _image_spectra(system, species, frequencies, shape) -> np.ndarray:
+class _DensityMesh:
+    r"""The species' densities of one ``system`` assigned with B-splines of order
+    :data:`_MESH_SPECTRA_ORDER` to a mesh of :math:`M_d \ge 3 r_d` points, for structure factors
+    at integer frequencies :math:`|m_d| \le r_d` (``reach``), divided by :math:`\hat K_P(m)`.
+    The images :math:`m + qM` alias in with at most :math:`(u/(1-u))^P = 2^{-P}` of their
+    amplitude (:math:`u = |m_d|/M_d \le 1/3`): ~2 digits of every Bragg peak, and a zero
+    structure factor reads as at most ~10⁻⁴ of a peak's (:math:`N_a^2`), at the edge of the
+    sphere, where W is smallest. The stencils are formed once (:data:`_MESH_SPECTRA_CHUNK`
+    atoms at a time) and kept for every :meth:`spectra` call."""
+
+    def __init__(self, system, species, reach):
+        self.shape = tuple(fast_length(3 * int(r) + 3) for r in reach)
+        kind, present = species_index(system.numbers, species)
+        self.fractional = (system.positions @ np.linalg.inv(system.cell)) % 1.0
+        self.atoms = [np.flatnonzero(present & (kind == a)) for a in np.unique(kind[present])]
+        chunks = [
+            [atoms[i : i + _MESH_SPECTRA_CHUNK] for i in range(0, atoms.size, _MESH_SPECTRA_CHUNK)]
+            for atoms in self.atoms
+        ]
+        self.stencils = [
+            [(chunk, *stencil(self.fractional[chunk], self.shape, _MESH_SPECTRA_ORDER)) for chunk in species_chunks]
+            for species_chunks in chunks
+        ]
+
+    def spectra(self, m, shift=None) -> np.ndarray:
+        r""":math:`\sum_a|\rho_a(m)|^2` at integer frequencies ``m`` (``(n_k, 3)``, within the reach).
+        With an integer ``shift`` s, at m + s and m − s instead, ``(2, n_k)``: each atom's density
+        carries :math:`e^{-2\pi i s\cdot f_j}`, so that the complex FFT holds :math:`\rho_a(m + s)`
+        at m and :math:`\rho_a(-(m - s))` at −m."""
+        shape, size = self.shape, math.prod(self.shape)
+        if shift is None:
+            m = np.where(m[:, 2:3] < 0, -m, m)  # |ρ(−m)| = |ρ(m)|: the half spectrum of a real FFT
+            rows = [((m[:, 0] % shape[0]) * shape[1] + m[:, 1] % shape[1]) * (shape[2] // 2 + 1) + m[:, 2]]
+        else:
+            rows = [np.ravel_multi_index(tuple((sign * m % shape).T), shape) for sign in (1, -1)]
+            turns = self.fractional @ np.asarray(shift, dtype=float)
+            charge = np.exp(-2j * np.pi * (turns - np.rint(turns)))
+        out = np.zeros((len(rows), len(m)))
+        for stencils in self.stencils:  # one species
+            density = np.zeros(size, dtype=float if shift is None else complex)
+            for chunk, indices, weights in stencils:
+                flat = indices.ravel()
+                if shift is None:
+                    density += np.bincount(flat, weights=weights.ravel(), minlength=size)
+                else:
+                    weighted = (weights * charge[chunk, None]).ravel()
+                    density.real += np.bincount(flat, weights=weighted.real, minlength=size)
+                    density.imag += np.bincount(flat, weights=weighted.imag, minlength=size)
+            spectrum = (fft.rfftn if shift is None else fft.fftn)(density.reshape(shape)).ravel()
+            for i, at in enumerate(rows):
+                out[i] += spectrum[at].real ** 2 + spectrum[at].imag ** 2
+        khat = np.prod([bspline_fourier(m[:, d], _MESH_SPECTRA_ORDER, shape[d]) for d in range(3)], axis=0)
+        return out[0] / khat**2 if shift is None else out / khat**2
+
+
+def _image_spectra(system, species, frequencies, shape, density=None) -> np.ndarray:
     r""":math:`S(m \pm M_d e_d)` at the six images of each integer frequency m (``(n_k, 3)``) on a
     mesh of ``shape`` M, ``(6, n_k)`` in the order of :func:`_damping`: from the phases
-    (:func:`_phase_spectra`) within :data:`_STRUCTURE_FACTOR_BUDGET` atom × image products, else
-    by :func:`_mesh_spectra`, one shifted density per axis."""
-    if 6 * len(frequencies) * system.n_atoms <= _STRUCTURE_FACTOR_BUDGET:
+    (:func:`_phase_spectra`), or from ``density`` (a :class:`_DensityMesh` reaching the
+    frequencies), one shifted density per axis."""
+    if density is None:
         shifts = np.array([sign * shape[d] * np.eye(3)[d] for d in range(3) for sign in (1, -1)])
         images = (frequencies[None, :, :] + shifts[:, None, :]).reshape(-1, 3)
         return _phase_spectra(system, species, images).reshape(6, -1)
-    return np.concatenate([_mesh_spectra(system, species, frequencies, shape[d] * np.eye(3)[d]) for d in range(3)])
+    m = np.rint(frequencies).astype(np.int64)
+    return np.concatenate([density.spectra(m, shape[d] * np.eye(3)[d]) for d in range(3)])
 
 
 def _ladder(radius: float, bound: float) -> float:

@@ -278,8 +278,9 @@ def test_float32_values_only_where_their_round_off_fits():
 
 def test_mesh_structure_factors_match_the_phases():
     """:func:`_mesh_spectra` (plain, and at the images m ± s) against the structure factors
-    from every atom's phases, on a perfect and a rattled skewed supercell: a few 10⁻⁴ of the
-    largest, at the Bragg peaks too."""
+    from every atom's phases, on a perfect and a rattled skewed supercell: measured 3·10⁻³
+    relative at the Bragg peaks (order 6 with u ≤ 1/3: the images alias in with at most 2⁻⁶
+    of their amplitude, ~3 % at the corners of the box), 10⁻⁴ of the largest elsewhere."""
     from gplode.methods import accuracy
 
     rng = np.random.default_rng(0)
@@ -292,9 +293,10 @@ def test_mesh_structure_factors_match_the_phases():
         m = selected_kpoints(system.cell[None], sphere_shape(system.cell[None], 2.5), 2.5).frequencies
         exact = accuracy._phase_spectra(system, species, m)
         plain = accuracy._mesh_spectra(system, species, m)
-        np.testing.assert_allclose(plain, exact, rtol=1e-3, atol=1e-4 * exact.max())
+        np.testing.assert_allclose(plain, exact, rtol=5e-3, atol=1e-4 * exact.max())
         shift = np.array([0.0, 18.0, 0.0])
         images = accuracy._phase_spectra(system, species, np.concatenate([m + shift, m - shift]))
-        shifted = accuracy._mesh_spectra(system, species, m, shift).ravel()
-        np.testing.assert_allclose(shifted, images, rtol=1e-3, atol=1e-4 * images.max())
+        density = accuracy._DensityMesh(system, species, np.abs(m).max(axis=0))
+        shifted = density.spectra(np.rint(m).astype(np.int64), shift).ravel()
+        np.testing.assert_allclose(shifted, images, rtol=5e-3, atol=1e-4 * images.max())
         assert exact.max() > 0.5 * system.n_atoms**2 / 2  # the peaks are there: N_a² each
