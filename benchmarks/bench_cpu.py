@@ -59,6 +59,17 @@ def featomic_values(atoms, p: float, k_cutoff: float) -> np.ndarray:
     return out
 
 
+def planned_mesh(calc, atoms) -> list | None:
+    """The mesh shape ``calc.compute(atoms)`` uses (the structure's own sphere, refined for its
+    density's aliasing), or None on the direct sum."""
+    from gplode.systems import as_systems
+
+    pipeline, species = calc.pipeline, np.array(SPECIES)
+    (system,) = pipeline.with_spheres(as_systems(atoms), species)
+    method, params = pipeline.method_for(system, species)
+    return list(params.shape) if params is not None else None
+
+
 def run_one(code: str, repeat: int, p: float, setting: float, exact_file: str) -> dict:
     """One timed run (in its own process): ``code`` is "gplode" (setting = accuracy) or "featomic" (k_cutoff)."""
     atoms = nacl(repeat)
@@ -67,7 +78,7 @@ def run_one(code: str, repeat: int, p: float, setting: float, exact_file: str) -
 
         calc = gplode.LodeCalculator(exponent=p, backend="numpy", accuracy=setting, **HYPERS)
         seconds, spread, values = timed(lambda: calc.compute(atoms).values)
-        extra = {"mesh": list(calc.pipeline.mesh.parameters(atoms.cell.array, len(atoms)).shape)}
+        extra = {"mesh": planned_mesh(calc, atoms)}
     else:
         featomic_calculator(HYPERS, p, setting, exact_radial=True)  # imports featomic (~2 s) outside the timing
         seconds, spread, values = timed(lambda: featomic_values(atoms, p, setting))

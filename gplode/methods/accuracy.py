@@ -64,9 +64,11 @@ SINGLE_PRECISION_ACCURACY = 1e-5
 #: 1,728-atom NaCl supercell, 1.6e-7 on a perfect 4,096-atom one at σ = 2 Å (3 × accuracy 1e-3 in
 #: float32); perfect supercells up to 1,728 atoms stay below 3e-6 whatever their gain (10⁸)
 SINGLE_PRECISION_ROUNDOFF = (6e-7, 6e-8)
-#: the share of ``accuracy`` the particle mesh's density aliasing may take
-#: (:class:`DensityAliasing`: its prediction was 1–4× below the measured error of rattled crystals)
-ALIASING_SHARE = 0.1
+#: the share of ``accuracy`` the particle mesh's aliasing may take (:class:`DensityAliasing`: its
+#: prediction is 0.6–1.1× the measured aliasing error of perfect and rattled NaCl supercells, σ = 1–3 Å,
+#: accuracy 1e-3 to 1e-6; with the lowest vectors' images only it was 1–4× below on rattled crystals, and
+#: far below on perfect ones, at 0.1)
+ALIASING_SHARE = 0.2
 #: the largest radius, relative to :func:`gplode.lib.kvectors.default_k_cutoff`, the model may
 #: choose (σ comparable to a small cell needs up to ~1.5×; it bounds the splines' range)
 RADIUS_BOUND = 2.0
@@ -76,7 +78,7 @@ MODEL_VECTORS = 200_000
 #: radii are rounded up to ``bound`` × (1 + step)^-j, so that similar cells share a radius
 _LADDER_STEP = 0.01
 #: atom × k-vector products per structure up to which the structure factors come from the
-#: atoms' phases (:func:`_spectra`, :func:`_phase_spectra`); beyond, from an FFT of the density
+#: atoms' phases (:func:`_spectra`); beyond, from an FFT of the density
 #: (:func:`_mesh_spectra`). A budget with the average ⟨S⟩ = Σ_a N_a beyond it missed the Bragg
 #: peaks of perfect crystals: 50 × the accuracy on 512 atoms at σ = 2 Å with 10⁵ products, and
 #: on 4,096 atoms with 3·10⁶ (accuracy 1e-3, the direct sum)
@@ -299,7 +301,7 @@ class DensityAliasing:
         self.norm2 = system.n_atoms * float(self.weights @ self.spectrum) + constant_norm2
         self._images = {}  # per mesh shape (the higher orders of a shape are tried in turn)
         self._density = None
-        if 6 * len(self.frequencies) * system.n_atoms > _STRUCTURE_FACTOR_BUDGET:  # the images from a mesh
+        if len(self.frequencies) * system.n_atoms > _STRUCTURE_FACTOR_BUDGET:  # the images from a mesh
             self._density = _DensityMesh(system, species, np.abs(self.frequencies).max(axis=0, initial=0))
 
     def __call__(self, shape, order: int) -> float:
@@ -312,24 +314,6 @@ class DensityAliasing:
         damping = _damping(self.frequencies, shape, order)
         aliased = float(((damping * (self.spectrum + images)) @ self.weights).sum())
         return float(np.sqrt(self.system.n_atoms * aliased / self.norm2))
-
-
-def _phase_spectra(system, species, frequencies) -> np.ndarray:
-    r""":math:`\sum_a|\rho_a(m)|^2` of ``system`` at integer ``frequencies`` m (``(n_k, 3)``, anywhere:
-    the images of a mesh), from the phases :math:`e^{2\pi i m\cdot f_j}` (fractional coordinates f),
-    one complex product over the atoms a block of frequencies at a time."""
-    kind, present = species_index(system.numbers, species)
-    fractional = ((system.positions @ np.linalg.inv(system.cell)) % 1.0)[present]
-    _, kind = np.unique(kind[present], return_inverse=True)  # the structure's own species
-    onehot = np.zeros((len(kind), kind.max(initial=-1) + 1))
-    onehot[np.arange(len(kind)), kind] = 1.0
-    out = np.empty(len(frequencies))
-    step = max(1, _SPECTRA_CHUNK // max(len(kind), 1))
-    for start in range(0, len(frequencies), step):
-        turns = np.rint(frequencies[start : start + step]) @ fractional.T
-        rho = np.exp((2j * np.pi) * (turns - np.rint(turns))) @ onehot
-        out[start : start + step] = (rho.real**2 + rho.imag**2).sum(axis=1)
-    return out
 
 
 def _damping(frequencies, shape, order: int) -> np.ndarray:
@@ -482,13 +466,14 @@ class _DensityMesh:
 
 def _image_spectra(system, species, frequencies, shape, density=None) -> np.ndarray:
     r""":math:`S(m \pm M_d e_d)` at the six images of each integer frequency m (``(n_k, 3)``) on a
-    mesh of ``shape`` M, ``(6, n_k)`` in the order of :func:`_damping`: from the phases
-    (:func:`_phase_spectra`), or from ``density`` (a :class:`_DensityMesh` reaching the
-    frequencies), one shifted density per axis."""
+    mesh of ``shape`` M, ``(6, n_k)`` in the order of :func:`_damping`: by :func:`_spectra`, each
+    image a box of its own, or from ``density`` (a :class:`_DensityMesh` reaching the frequencies,
+    for cells beyond :data:`_STRUCTURE_FACTOR_BUDGET`), one shifted density per axis."""
     if density is None:
         shifts = np.array([sign * shape[d] * np.eye(3)[d] for d in range(3) for sign in (1, -1)])
         images = (frequencies[None, :, :] + shifts[:, None, :]).reshape(-1, 3)
-        return _phase_spectra(system, species, images).reshape(6, -1)
+        where = np.repeat(np.arange(6), len(frequencies))
+        return _spectra([system] * 6, species, where, images).reshape(6, -1)
     m = np.rint(frequencies).astype(np.int64)
     return np.concatenate([density.spectra(m, shape[d] * np.eye(3)[d]) for d in range(3)])
 

@@ -40,6 +40,8 @@ __all__ = [
 
 #: the error estimate is applied with this safety factor (calibrated in the tests)
 _SAFETY = 2.0
+#: :meth:`MeshKSum.refinements` grows the mesh by this factor per axis and step
+_REFINEMENT_STEP = 1.08
 
 
 @dataclasses.dataclass(frozen=True)
@@ -294,17 +296,21 @@ class MeshKSum:
     def refinements(self, params: MeshParameters):
         """``params``, then finer meshes of the same k-sphere, each more accurate than the one
         before: the higher B-spline orders on the same shape, then the highest order on shapes
-        25 %, 56 %, 95 % and 144 % finer along each axis (rounded as :meth:`parameters` rounds)."""
+        finer along each axis by steps of 8 % up to 2.5× (rounded as :meth:`parameters` rounds;
+        each shape once). Steps of 25 % overshot: a 512-atom crystal at accuracy 1e-6 needed
+        45 → 48 points per axis, and took 60 (2.4× the points)."""
         yield params
         orders = [order for order in ORDERS if order > params.order]
         for order in orders:
             yield MeshParameters(params.shape, order, params.k_cutoff)
-        order = max([params.order, *orders])
-        for step in range(1, 5):
-            shape = tuple(fast_length(math.ceil(n * 1.25**step)) for n in params.shape)
+        order, seen = max([params.order, *orders]), {params.shape}
+        for step in range(1, 13):
+            shape = tuple(fast_length(math.ceil(n * _REFINEMENT_STEP**step)) for n in params.shape)
             if self.device.round_shapes:
                 shape = round_shape(shape)
-            yield MeshParameters(shape, order, params.k_cutoff)
+            if shape not in seen:
+                seen.add(shape)
+                yield MeshParameters(shape, order, params.k_cutoff)
 
     def grow(self, batch, system, params: MeshParameters):
         """The summary of a batch sharing ``params`` with ``system`` added (``batch`` None: a

@@ -235,10 +235,13 @@ class Pipeline:
         # the mesh over all of them
         present = len(set(system.numbers.tolist()).intersection(np.asarray(species).tolist()))
         direct = self.direct.cost(system, max(present, 1))
+        # the mesh's own before its refinement for the structure's density, which only adds cost
         if direct >= self.mesh.cost_floor(system, n_species):  # else no mesh is cheaper: none chosen
-            params = self.mesh_for(system, species)
-            if self.mesh.cost(system, n_species, params) < direct:
-                return self.mesh, params
+            own = self.mesh.parameters(system.cell, system.n_atoms, system.k_cutoff)
+            if self.mesh.cost(system, n_species, own) < direct:
+                params = self.mesh_for(system, species)
+                if self.mesh.cost(system, n_species, params) < direct:
+                    return self.mesh, params
         available = self.device.available_memory() if available is None else available
         if self.direct.batch_bytes(self.direct.grow(None, system), n_species) <= available:
             return self.direct, None
@@ -247,7 +250,7 @@ class Pipeline:
     def mesh_for(self, system, species) -> MeshParameters:
         """The particle mesh of a bulk ``system``: the cell's own (:meth:`MeshKSum.parameters`:
         its aliasing estimate assumes a featureless density spectrum), refined — a higher
-        B-spline order, then 25 % steps of finer meshes — until the aliasing of the structure's
+        B-spline order, then 8 % steps of finer meshes — until the aliasing of the structure's
         own density (:class:`gplode.methods.accuracy.DensityAliasing`: e.g. a crystal's Bragg
         peaks) is predicted below :data:`ALIASING_SHARE` × ``accuracy``; not for a sphere of
         more than :data:`MODEL_VECTORS` vectors (σ small against the cell: the components

@@ -277,8 +277,8 @@ def test_float32_values_only_where_their_round_off_fits():
 
 
 def test_mesh_structure_factors_match_the_phases():
-    """:func:`_mesh_spectra` (plain, and at the images m ± s) against the structure factors
-    from every atom's phases, on a perfect and a rattled skewed supercell: measured 3·10⁻³
+    """:func:`_mesh_spectra` (plain, and at the images m ± s) against :func:`_spectra` (the
+    atoms' separable phases), on a perfect and a rattled skewed supercell: measured 3·10⁻³
     relative at the Bragg peaks (order 6 with u ≤ 1/3: the images alias in with at most 2⁻⁶
     of their amplitude, ~3 % at the corners of the box), 10⁻⁴ of the largest elsewhere."""
     from gplode.methods import accuracy
@@ -291,11 +291,12 @@ def test_mesh_structure_factors_match_the_phases():
         atoms.positions += rng.normal(scale=rattle, size=atoms.positions.shape)
         (system,) = as_systems(atoms)
         m = selected_kpoints(system.cell[None], sphere_shape(system.cell[None], 2.5), 2.5).frequencies
-        exact = accuracy._phase_spectra(system, species, m)
+        where = np.zeros(len(m), dtype=np.int64)
+        exact = accuracy._spectra([system], species, where, m)
         plain = accuracy._mesh_spectra(system, species, m)
         np.testing.assert_allclose(plain, exact, rtol=5e-3, atol=1e-4 * exact.max())
         shift = np.array([0.0, 18.0, 0.0])
-        images = accuracy._phase_spectra(system, species, np.concatenate([m + shift, m - shift]))
+        images = np.concatenate([accuracy._spectra([system], species, where, m + shift * sign) for sign in (1, -1)])
         density = accuracy._DensityMesh(system, species, np.abs(m).max(axis=0))
         shifted = density.spectra(np.rint(m).astype(np.int64), shift).ravel()
         np.testing.assert_allclose(shifted, images, rtol=5e-3, atol=1e-4 * images.max())
