@@ -59,7 +59,8 @@ class System(CellGeometry):
     :param k_cutoff: radius of the structure's k-sphere in Å⁻¹, set by the pipeline from
         the truncation-error model (:mod:`gplode.methods.accuracy`); ``None``: the method's own
     :param roundoff_gain: set with ``k_cutoff``: the model's growth of the k-sum's round-off in
-        this structure against a featureless density (≥ 1; ``None``: not modelled)
+        this structure against a featureless density (about 1 there, 10⁴ and more for a perfect
+        crystal at large σ; ``None``: not modelled)
     """
 
     positions: np.ndarray
