@@ -239,7 +239,7 @@ class Pipeline:
         if direct >= self.mesh.cost_floor(system, n_species):  # else no mesh is cheaper: none chosen
             own = self.mesh.parameters(system.cell, system.n_atoms, system.k_cutoff)
             if self.mesh.cost(system, n_species, own) < direct:
-                params = self.mesh_for(system, species)
+                params = self.mesh_for(system, species, own)
                 if self.mesh.cost(system, n_species, params) < direct:
                     return self.mesh, params
         available = self.device.available_memory() if available is None else available
@@ -247,7 +247,7 @@ class Pipeline:
             return self.direct, None
         return self.mesh, self.mesh_for(system, species)
 
-    def mesh_for(self, system, species) -> MeshParameters:
+    def mesh_for(self, system, species, own: MeshParameters | None = None) -> MeshParameters:
         """The particle mesh of a bulk ``system``: the cell's own (:meth:`MeshKSum.parameters`:
         its aliasing estimate assumes a featureless density spectrum), refined — a higher
         B-spline order, then 8 % steps of finer meshes — until the aliasing of the structure's
@@ -255,9 +255,9 @@ class Pipeline:
         peaks) is predicted below :data:`ALIASING_SHARE` × ``accuracy``; not for a sphere of
         more than :data:`MODEL_VECTORS` vectors (σ small against the cell: the components
         inside it are not weak). A user's ``mesh_spacing`` or ``interpolation_order`` is taken
-        as it is."""
+        as it is. ``own``: the cell's own mesh, when the caller has it already."""
         h = self.hypers
-        params = self.mesh.parameters(system.cell, system.n_atoms, system.k_cutoff)
+        params = self.mesh.parameters(system.cell, system.n_atoms, system.k_cutoff) if own is None else own
         if h.mesh_spacing is not None or h.interpolation_order is not None:
             return params
         if half_sphere_count(params.k_cutoff, system.volume) > MODEL_VECTORS:  # a large sphere (small σ
