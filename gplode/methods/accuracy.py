@@ -35,12 +35,14 @@ from scipy import fft
 
 from ..lib.bspline import bspline_fourier, stencil
 from ..lib.kvectors import half_sphere_count, selected_kpoints, sphere_shape
+from ..lib.spherical_harmonics import real_spherical_harmonics
 from ..systems import atom_owners
 from .corrections import species_index, species_slots
 from .mesh import fast_length
 
 __all__ = [
     "ALIASING_SHARE",
+    "COHERENT_TRUNCATION_SHARE",
     "MODEL_VECTORS",
     "RADIUS_BOUND",
     "SINGLE_PRECISION_ACCURACY",
@@ -55,6 +57,12 @@ __all__ = [
 
 #: the share of ``accuracy`` given to the truncation of the k-sum (the rest: splines, mesh)
 TRUNCATION_SHARE = 0.3
+#: the truncation's share where the model computes its error exactly (:func:`_coherent_tails`): the
+#: rest covers the float32 values' round-off (at most 0.5 × accuracy) and the splines (~1e-11)
+COHERENT_TRUNCATION_SHARE = 0.6
+#: structures whose exact tail costs at most this many (vector, atom, species, channel) products
+#: get it (:func:`_coherent_tails`); the others the model of cross terms neglected
+_COHERENT_BUDGET = 100_000
 #: from this ``accuracy`` up the direct sum's values and the free-space meshes run in float32
 #: (measured round-off 3–7e-7 of the coefficients' RMS)
 SINGLE_PRECISION_ACCURACY = 1e-5
@@ -108,7 +116,7 @@ class KSpaceWeight:
     """
 
     def __init__(self, vhat, radial, max_angular: int, k_max: float, points: int = 4096):
-        self.vhat = vhat
+        self.vhat, self.radial, self.max_angular = vhat, radial, max_angular
         self.grid = np.linspace(0.0, k_max, points)
         self.angular = sum(
             (2 * l + 1) / (4 * np.pi) * (radial(self.grid, l) ** 2).sum(axis=1) for l in range(max_angular + 1)
@@ -144,11 +152,11 @@ def _per_volume(volume) -> np.ndarray:
     return (4 * np.pi) ** 2 / (np.asarray(volume, dtype=float) * (2 * np.pi) ** 3)
 
 
-def sphere_radii(
-    systems, species, weight: KSpaceWeight, constant_norm2, target: float, k_max: float, map_groups=map
-) -> list:
+def sphere_radii(systems, species, weight: KSpaceWeight, constant, accuracy: float, k_max: float, map_groups=map):
     r"""For each of ``systems``, the smallest k-sphere radius (Å⁻¹) whose predicted relative RMS
-    error (module docstring) is at most ``target``: midway between the last shell kept and the
+    error (module docstring) is at most :data:`TRUNCATION_SHARE` × ``accuracy``
+    (:data:`COHERENT_TRUNCATION_SHARE` where it is computed exactly, :func:`_coherent_tails`):
+    midway between the last shell kept and the
     first left out, rounded up to a ladder of 1 % steps below ``k_max`` (so that similar
     cells share a radius and a mesh), never beyond ``k_max`` (the calculator's bound, which
     also bounds the splines). Every structure keeps at least its first shell: the k ≠ 0 part
@@ -159,7 +167,8 @@ def sphere_radii(
 
     :param species: atomic numbers of the neighbour species
     :param weight: :math:`W(k)` (:class:`KSpaceWeight`, tabulated to at least ``k_max``)
-    :param constant_norm2: :math:`\|c_{k=0} + c_\mathrm{centre}\|^2` of each structure's atoms
+    :param constant: :math:`c_{k=0} + c_\mathrm{centre}` of the structures' atoms, one
+        structure after the other, ``(total atoms, n_species, n_radial)`` (the l = 0 terms)
     :param map_groups: ``map`` or one like it that runs the groups of cells concurrently
         (:meth:`gplode.devices.base.Device.map_batches`)
     """
@@ -168,12 +177,16 @@ def sphere_radii(
     for i, system in enumerate(systems):
         if modelled(system, k_max):
             groups.setdefault(sphere_shape(system.cell, _FIRST_PASS * k_max), []).append(i)
+    offsets = np.concatenate([[0], np.cumsum([system.n_atoms for system in systems])])
+    constants = [constant[offsets[i] : offsets[i + 1]] for i in range(len(systems))]
 
     def group_radii(members) -> list:
         out, passes = [], np.full(len(members), _FIRST_PASS * k_max)
         while members:
             group = [systems[i] for i in members]
-            found, needed, gain = _radii(group, species, weight, constant_norm2[members], target, passes, k_max)
+            found, needed, gain = _radii(
+                group, species, weight, [constants[i] for i in members], accuracy, passes, k_max
+            )
             done = (found <= _FIRST_PASS_KEEP * passes) | (passes >= k_max)
             out += [
                 (i, _ladder(radius, k_max), g)
@@ -213,10 +226,11 @@ def modelled(system, k_max: float) -> bool:
     return half_sphere_count(_MODEL_PASS * k_max, system.volume) <= MODEL_VECTORS
 
 
-def _radii(systems, species, weight, constant_norm2, target, k_max, beyond: float):
+def _radii(systems, species, weight, constants, accuracy, k_max, beyond: float):
     r""":func:`sphere_radii` of ``systems`` on their vectors below ``k_max`` (one per system;
-    ``k_max`` when none suffices), not rounded, the radius up to which a next pass must look,
-    and the gain of the structure's round-off: :math:`\sqrt{(N\sum_k W\langle S\rangle +
+    ``k_max`` when none suffices; ``constants``: each one's l = 0 terms), not rounded, the
+    radius up to which a next pass must look, and the gain of the structure's round-off:
+    :math:`\sqrt{(N\sum_k W\langle S\rangle +
     \|c_{k=0} + c_\mathrm{centre}\|^2)/\|c\|^2}` with :math:`\langle S\rangle = \sum_a N_a`, the
     growth of the k-sum's error from rounding its structure factors, relative to a featureless
     density: large where the density lives on weakly weighted Bragg peaks and vanishes where
@@ -227,7 +241,8 @@ def _radii(systems, species, weight, constant_norm2, target, k_max, beyond: floa
     crystal whose first shells have zero structure factors; Σ W as twice its mean-density
     integral, :meth:`KSpaceWeight.shell_sum`), and must stay below a tenth of the allowed
     error. The next pass's radius is the smallest for which that bound holds with the norm seen
-    here. The cells' vectors lie one cell after the other, sorted by norm within each.
+    here. The cells' vectors lie one cell after the other, sorted by norm within each. Cells
+    within :data:`_COHERENT_BUDGET` take their tails and norm from :func:`_coherent_tails`.
     """
     n = len(systems)
     cells = np.stack([system.cell for system in systems])
@@ -247,9 +262,17 @@ def _radii(systems, species, weight, constant_norm2, target, k_max, beyond: floa
     terms = np.zeros((n, int(counts.max(initial=0)) + 1))  # a row per cell, so that each sum is its own
     terms[cell, rank] = n_atoms[cell] * weights * spectrum
     tails = np.cumsum(terms[:, ::-1], axis=1)[:, ::-1]  # from the cell's smallest terms on: no cancellation
-    tail = tails[cell, rank]  # Σ over the cell's vectors from this one on
+    constant_norm2 = np.array([float((c**2).sum()) for c in constants])
     norm2 = tails[:, 0] + constant_norm2
-    allowed = np.where(norm2 > 0.0, target**2 * norm2, np.inf)  # all zero: the first shell only
+    share = np.full(n, TRUNCATION_SHARE)
+    channels = weight.radial(np.zeros(1), 0).shape[1] * (weight.max_angular + 1) ** 2
+    for i in np.flatnonzero((counts > 0) & (counts * n_atoms * (n_a > 0).sum(axis=1) * channels <= _COHERENT_BUDGET)):
+        rows = slice(offsets[i], offsets[i + 1])
+        w = np.where(frequencies[rows, 2] > 0, 2.0, 1.0)
+        exact, norm2[i] = _coherent_tails(systems[i], species, weight, points.k[order][rows], w, constants[i])
+        tails[i, : counts[i]], share[i] = exact, COHERENT_TRUNCATION_SHARE
+    tail = tails[cell, rank]  # Σ over the cell's vectors from this one on
+    allowed = np.where(norm2 > 0.0, (share * accuracy) ** 2 * norm2, np.inf)  # all zero: the first shell only
     # the first vector of each shell (equal |k| to round-off) but the first, whose tail is allowed
     shell = np.concatenate([[True], (np.diff(norms) > 1e-9 * norms[1:]) | (np.diff(cell) != 0)])
     enough = np.flatnonzero(shell & (rank > 0) & (tail <= allowed[cell]))
@@ -266,6 +289,43 @@ def _radii(systems, species, weight, constant_norm2, target, k_max, beyond: floa
     featureless = np.bincount(cell, weights=n_atoms[cell] * weights * n_a.sum(axis=1)[cell], minlength=n)
     gain = np.sqrt(np.divide(featureless + constant_norm2, norm2, out=np.ones(n), where=norm2 > 0))
     return radii, weight.shell_radius(np.minimum(safe, 1e300), beyond, volumes), gain
+
+
+def _coherent_tails(system, species, weight, k, w, constant):
+    r"""The squared error of the direct sum truncated before each of ``system``'s vectors ``k``
+        (``(n_k, 3)``, sorted by norm, of the half sphere, weights ``w`` 1 or 2) and the squared norm
+        of all coefficients, without neglecting cross terms: with
+        :math:`g_{nlm}(k) = wrac{4\pi}{\Omega}\hat v_p	ilde I_{nl}Y_{lm}(\hat k)` and
+        :math:`s_{ia}(k) = e^{ik\cdot r_i}
+    ho_a(k)^*`, the tail
+        :math:`T_{ianlm}(r) = \sum_{k\ge r}g_{nlm}(k)\,\Re[i^l s_{ia}(k)]` and the error
+        :math:`\|T(r)\|^2`, the norm :math:`\|T(0) + c_{k=0} + c_\mathrm{centre}\|^2` (``constant``,
+        the l = 0 terms ``(N, n_species, n_radial)``). The incoherent sum of the module docstring
+        overestimates a perfect crystal's tail (its l ≠ 0 components cancel over a shell, by the
+        sites' symmetry) and a large smearing's few tail vectors by up to ~10×: these are exact
+        (O(N n_k) per channel, for small cells, :data:`_COHERENT_BUDGET`)."""
+    kind, present = species_index(system.numbers, species)
+    kinds = np.unique(kind[present])
+    if not kinds.size:  # no neighbour species: no k-sum
+        return np.zeros(len(k)), float((constant**2).sum())
+    phase = np.exp(1j * (system.positions @ k.T))  # (N, n_k)
+    rho = np.stack([phase[present & (kind == a)].sum(axis=0) for a in kinds])  # (n_a, n_k)
+    s = (phase[:, None, :] * rho.conj()[None]).reshape(-1, len(k))  # (N n_a, n_k)
+    norms = np.linalg.norm(k, axis=1)
+    base = w * (4 * np.pi / system.volume) * weight.vhat(norms)
+    ylm = real_spherical_harmonics(k, weight.max_angular)
+    error2 = np.zeros(len(k))
+    norm2 = float((np.delete(constant, kinds, axis=1) ** 2).sum())  # species the cell lacks
+    for l in range(weight.max_angular + 1):
+        factors = (base[:, None] * ylm[:, l * l : (l + 1) ** 2])[:, :, None] * weight.radial(norms, l)[:, None, :]
+        terms = (1j**l * s).real.T[:, :, None] * factors.reshape(len(k), 1, -1)  # (n_k, N n_a, channels)
+        tails = np.cumsum(terms[::-1], axis=0)[::-1]
+        error2 += (tails**2).sum(axis=(1, 2))
+        whole = tails[0].reshape(constant.shape[0], len(kinds), -1)
+        if l == 0:
+            whole = whole + constant[:, kinds]
+        norm2 += float((whole**2).sum())
+    return error2, norm2
 
 
 class DensityAliasing:

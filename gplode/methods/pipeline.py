@@ -21,14 +21,12 @@ import numpy as np
 
 from ..lib.kvectors import default_k_cutoff, half_sphere_count, selected_kpoints, sphere_shape, sphere_shape_for_lengths
 from ..lib.splines import K_FLOOR, PotentialSpline, RadialIntegralSpline
-from ..systems import atom_owners
 from ..truncated import smearing_margin
 from .accuracy import (
     ALIASING_SHARE,
     MODEL_VECTORS,
     RADIUS_BOUND,
     SINGLE_PRECISION_ACCURACY,
-    TRUNCATION_SHARE,
     DensityAliasing,
     KSpaceWeight,
     modelled,
@@ -354,8 +352,10 @@ class Pipeline:
 
     def with_spheres(self, systems, species) -> list:
         """``systems`` with the radius of each bulk structure's k-sphere (``System.k_cutoff``):
-        the smallest whose predicted truncation error is :data:`TRUNCATION_SHARE` × ``accuracy``
-        (:func:`gplode.methods.accuracy.sphere_radii`; cells sized for the mesh keep the
+        the smallest whose predicted truncation error is a share of ``accuracy``
+        (:data:`~gplode.methods.accuracy.TRUNCATION_SHARE`, or for small cells, whose error is
+        computed exactly, :data:`~gplode.methods.accuracy.COHERENT_TRUNCATION_SHARE`;
+        :func:`gplode.methods.accuracy.sphere_radii`; cells sized for the mesh keep the
         σ-only one), or the explicit ``k_cutoff``, refused (``ValueError``) when it holds no
         k-vector of a structure: never a silently empty sum."""
         bulk = [i for i, system in enumerate(systems) if system.periodic and system.k_cutoff is None]
@@ -370,11 +370,8 @@ class Pipeline:
         constant = periodic_corrections(
             modelled_systems, species, self.potential, self.basis, self.center_term, h.center_atom_weight
         )
-        owner, _ = atom_owners(modelled_systems)
-        constant_norm2 = np.bincount(owner, weights=(constant**2).sum(axis=(1, 2)), minlength=len(bulk))
-        target = TRUNCATION_SHARE * h.accuracy
         radii, gains = sphere_radii(
-            modelled_systems, species, self.kspace_weight, constant_norm2, target, self.k_bound, self.device.map_batches
+            modelled_systems, species, self.kspace_weight, constant, h.accuracy, self.k_bound, self.device.map_batches
         )
         out = list(systems)
         for i, radius, gain in zip(bulk, radii, gains, strict=True):

@@ -276,9 +276,12 @@ def test_direct_batches_run_two_at_a_time_within_one_budget(monkeypatch):
     largest = max(_bytes(calc, s, None) for s in as_systems(frames))
     threads = []
     compute = DirectKSum.compute
+    together = threading.Barrier(2, timeout=30)  # the first two batches meet: they run at once
 
     def recorded(self, systems, species, params=None):
         threads.append((threading.current_thread().name, len(systems)))
+        if len(threads) <= 2 and threading.current_thread().name.startswith("gplode-batch"):
+            together.wait()
         return compute(self, systems, species, params)
 
     monkeypatch.setattr(DirectKSum, "compute", recorded)
