@@ -60,9 +60,12 @@ TRUNCATION_SHARE = 0.3
 #: the truncation's share where the model computes its error exactly (:func:`_coherent_tails`): the
 #: rest covers the float32 values' round-off (at most 0.5 × accuracy) and the splines (~1e-11)
 COHERENT_TRUNCATION_SHARE = 0.6
-#: structures whose exact tail costs at most this many (vector, atom, species, channel) products
-#: get it (:func:`_coherent_tails`); the others the model of cross terms neglected
-_COHERENT_BUDGET = 100_000
+#: structures whose exact tail costs at most this many operations, n_k² (2 N n_a + channels) in its
+#: Gram matrices (n_k vectors of the half sphere, N atoms, n_a species present; ~0.5 ms), get it
+#: (:func:`_coherent_tails`): cells at σ comparable to them, and perfect crystals of a few atoms
+#: at low accuracy; the others the model of cross terms neglected (with 4·10⁶, the 8-atom cells of
+#: the dataset benchmark would take it, ~0.8 ms each, about what their features cost)
+_COHERENT_BUDGET = 2_000_000
 #: from this ``accuracy`` up the direct sum's values and the free-space meshes run in float32
 #: (measured round-off 3–7e-7 of the coefficients' RMS)
 SINGLE_PRECISION_ACCURACY = 1e-5
@@ -266,7 +269,8 @@ def _radii(systems, species, weight, constants, accuracy, k_max, beyond: float):
     norm2 = tails[:, 0] + constant_norm2
     share = np.full(n, TRUNCATION_SHARE)
     channels = weight.radial(np.zeros(1), 0).shape[1] * (weight.max_angular + 1) ** 2
-    for i in np.flatnonzero((counts > 0) & (counts * n_atoms * (n_a > 0).sum(axis=1) * channels <= _COHERENT_BUDGET)):
+    cost = counts.astype(float) ** 2 * (2 * n_atoms * (n_a > 0).sum(axis=1) + channels)
+    for i in np.flatnonzero((counts > 0) & (cost <= _COHERENT_BUDGET)):
         rows = slice(offsets[i], offsets[i + 1])
         w = np.where(frequencies[rows, 2] > 0, 2.0, 1.0)
         exact, norm2[i] = _coherent_tails(systems[i], species, weight, points.k[order][rows], w, constants[i])
@@ -293,17 +297,21 @@ def _radii(systems, species, weight, constants, accuracy, k_max, beyond: float):
 
 def _coherent_tails(system, species, weight, k, w, constant):
     r"""The squared error of the direct sum truncated before each of ``system``'s vectors ``k``
-        (``(n_k, 3)``, sorted by norm, of the half sphere, weights ``w`` 1 or 2) and the squared norm
-        of all coefficients, without neglecting cross terms: with
-        :math:`g_{nlm}(k) = wrac{4\pi}{\Omega}\hat v_p	ilde I_{nl}Y_{lm}(\hat k)` and
-        :math:`s_{ia}(k) = e^{ik\cdot r_i}
-    ho_a(k)^*`, the tail
-        :math:`T_{ianlm}(r) = \sum_{k\ge r}g_{nlm}(k)\,\Re[i^l s_{ia}(k)]` and the error
-        :math:`\|T(r)\|^2`, the norm :math:`\|T(0) + c_{k=0} + c_\mathrm{centre}\|^2` (``constant``,
-        the l = 0 terms ``(N, n_species, n_radial)``). The incoherent sum of the module docstring
-        overestimates a perfect crystal's tail (its l ≠ 0 components cancel over a shell, by the
-        sites' symmetry) and a large smearing's few tail vectors by up to ~10×: these are exact
-        (O(N n_k) per channel, for small cells, :data:`_COHERENT_BUDGET`)."""
+    (``(n_k, 3)``, sorted by norm, of the half sphere, weights ``w`` 1 or 2) and the squared norm
+    of all coefficients, without neglecting cross terms: with
+    :math:`g_{nlm}(k) = w\frac{4\pi}{\Omega}\hat v_p\tilde I_{nl}Y_{lm}(\hat k)` and
+    :math:`s_{ia}(k) = e^{ik\cdot r_i}\rho_a(k)^*`, the tail
+    :math:`T_{ianlm}(r) = \sum_{k\ge r}g_{nlm}(k)\,\Re[i^l s_{ia}(k)]` and the error
+    :math:`\|T(r)\|^2`, the norm :math:`\|T(0) + c_{k=0} + c_\mathrm{centre}\|^2` (``constant``,
+    the l = 0 terms ``(N, n_species, n_radial)``). The incoherent sum of the module docstring
+    overestimates a perfect crystal's tail (its l ≠ 0 components cancel over a shell, by the
+    sites' symmetry) and a large smearing's few tail vectors by up to ~10×: these are exact.
+
+    As Gram matrices: :math:`\Re[i^l s]` is ±Re s for even l and ±Im s for odd l, so
+    :math:`\|T(r)\|^2 = \sum_{k,k'\ge r}(A_e\circ B_e + A_o\circ B_o)_{kk'}` with
+    :math:`A_e = \Re s^T\Re s`, :math:`A_o = \Im s^T\Im s` (over atoms and species) and
+    :math:`B_{e,o} = \sum_{nlm}g_{nlm}(k)g_{nlm}(k')` over the even or odd l: O(n_k²(N n_a + C))
+    in matrix products (:data:`_COHERENT_BUDGET`), summed by shells."""
     kind, present = species_index(system.numbers, species)
     kinds = np.unique(kind[present])
     if not kinds.size:  # no neighbour species: no k-sum
@@ -312,19 +320,24 @@ def _coherent_tails(system, species, weight, k, w, constant):
     rho = np.stack([phase[present & (kind == a)].sum(axis=0) for a in kinds])  # (n_a, n_k)
     s = (phase[:, None, :] * rho.conj()[None]).reshape(-1, len(k))  # (N n_a, n_k)
     norms = np.linalg.norm(k, axis=1)
-    base = w * (4 * np.pi / system.volume) * weight.vhat(norms)
+    starts = np.flatnonzero(np.concatenate([[True], np.diff(norms) > 1e-9 * norms[1:]]))  # shells
+    shell = np.cumsum(np.isin(np.arange(len(k)), starts)) - 1  # each vector's shell
+    base = w * (4 * np.pi / system.volume) * weight.vhat(norms[starts])[shell]
     ylm = real_spherical_harmonics(k, weight.max_angular)
-    error2 = np.zeros(len(k))
-    norm2 = float((np.delete(constant, kinds, axis=1) ** 2).sum())  # species the cell lacks
-    for l in range(weight.max_angular + 1):
-        factors = (base[:, None] * ylm[:, l * l : (l + 1) ** 2])[:, :, None] * weight.radial(norms, l)[:, None, :]
-        terms = (1j**l * s).real.T[:, :, None] * factors.reshape(len(k), 1, -1)  # (n_k, N n_a, channels)
-        tails = np.cumsum(terms[::-1], axis=0)[::-1]
-        error2 += (tails**2).sum(axis=(1, 2))
-        whole = tails[0].reshape(constant.shape[0], len(kinds), -1)
-        if l == 0:
-            whole = whole + constant[:, kinds]
-        norm2 += float((whole**2).sum())
+    factors = [
+        (base[:, None, None] * ylm[:, l * l : (l + 1) ** 2, None] * weight.radial(norms[starts], l)[shell, None, :])
+        for l in range(weight.max_angular + 1)
+    ]
+    factors = [f.reshape(len(k), -1) for f in factors]
+    pairs = np.zeros((len(k), len(k)))
+    for parity, part in ((0, s.real), (1, s.imag)):
+        g = np.concatenate(factors[parity::2], axis=1) if factors[parity::2] else np.zeros((len(k), 0))
+        pairs += (part.T @ part) * (g @ g.T)
+    shells = np.add.reduceat(np.add.reduceat(pairs, starts, axis=0), starts, axis=1)
+    beyond = shells[::-1, ::-1].cumsum(axis=0).cumsum(axis=1)[::-1, ::-1]  # Σ over shells ≥ both
+    error2 = np.repeat(np.diagonal(beyond), np.diff(np.append(starts, len(k))))
+    whole = (s.real @ factors[0]).reshape(constant.shape[0], len(kinds), -1)  # T(0), l = 0
+    norm2 = float(beyond[0, 0] + 2.0 * (whole * constant[:, kinds]).sum() + (constant**2).sum())
     return error2, norm2
 
 
