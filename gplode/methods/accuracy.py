@@ -253,13 +253,15 @@ def _radii(systems, species, weight, constants, accuracy, k_max, beyond: float):
     norms = np.linalg.norm(points.k, axis=1)
     order = np.lexsort((norms, points.structure))
     cell, norms, frequencies = points.structure[order], norms[order], points.frequencies[order]
+    vectors = points.k[order]
     counts = np.bincount(cell, minlength=n)
     offsets = np.concatenate([[0], np.cumsum(counts)])
     rank = np.arange(norms.size) - offsets[cell]  # position of each vector within its cell
     volumes = np.array([system.volume for system in systems])
     n_atoms = np.array([system.n_atoms for system in systems])
     k_max = np.broadcast_to(np.asarray(k_max, dtype=float), (n,))
-    weights = np.where(frequencies[:, 2] > 0, 2.0, 1.0) * weight(norms, volumes[cell])  # ±k
+    pairs = np.where(frequencies[:, 2] > 0, 2.0, 1.0)  # ±k: both halves of the spectrum
+    weights = pairs * weight(norms, volumes[cell])
     _, n_a = _species_counts(systems, species)
     spectrum = _structure_factors(systems, species, cell, frequencies)
     terms = np.zeros((n, int(counts.max(initial=0)) + 1))  # a row per cell, so that each sum is its own
@@ -269,16 +271,18 @@ def _radii(systems, species, weight, constants, accuracy, k_max, beyond: float):
     norm2 = tails[:, 0] + constant_norm2
     share = np.full(n, TRUNCATION_SHARE)
     channels = weight.radial(np.zeros(1), 0).shape[1] * (weight.max_angular + 1) ** 2
+    # the first vector of each shell (equal |k| to round-off)
+    shell = np.concatenate([[True], (np.diff(norms) > 1e-9 * norms[1:]) | (np.diff(cell) != 0)])
     cost = counts.astype(float) ** 2 * (2 * n_atoms * (n_a > 0).sum(axis=1) + channels)
     for i in np.flatnonzero((counts > 0) & (cost <= _COHERENT_BUDGET)):
         rows = slice(offsets[i], offsets[i + 1])
-        w = np.where(frequencies[rows, 2] > 0, 2.0, 1.0)
-        exact, norm2[i] = _coherent_tails(systems[i], species, weight, points.k[order][rows], w, constants[i])
+        starts = np.flatnonzero(shell[rows])
+        vectors_of = (vectors[rows], norms[rows], starts, pairs[rows])
+        exact, norm2[i] = _coherent_tails(systems[i], species, weight, *vectors_of, constants[i])
         tails[i, : counts[i]], share[i] = exact, COHERENT_TRUNCATION_SHARE
     tail = tails[cell, rank]  # Σ over the cell's vectors from this one on
     allowed = np.where(norm2 > 0.0, (share * accuracy) ** 2 * norm2, np.inf)  # all zero: the first shell only
-    # the first vector of each shell (equal |k| to round-off) but the first, whose tail is allowed
-    shell = np.concatenate([[True], (np.diff(norms) > 1e-9 * norms[1:]) | (np.diff(cell) != 0)])
+    # the first vector of each shell but the first, whose tail is allowed
     enough = np.flatnonzero(shell & (rank > 0) & (tail <= allowed[cell]))
     radii = k_max.copy()
     owners, first = np.unique(cell[enough], return_index=True)
@@ -295,9 +299,10 @@ def _radii(systems, species, weight, constants, accuracy, k_max, beyond: float):
     return radii, weight.shell_radius(np.minimum(safe, 1e300), beyond, volumes), gain
 
 
-def _coherent_tails(system, species, weight, k, w, constant):
+def _coherent_tails(system, species, weight, k, norms, starts, w, constant):
     r"""The squared error of the direct sum truncated before each of ``system``'s vectors ``k``
-    (``(n_k, 3)``, sorted by norm, of the half sphere, weights ``w`` 1 or 2) and the squared norm
+    (``(n_k, 3)`` of the half sphere, sorted by their ``norms``, shells beginning at the indices
+    ``starts``, weights ``w`` 1 or 2) and the squared norm
     of all coefficients, without neglecting cross terms: with
     :math:`g_{nlm}(k) = w\frac{4\pi}{\Omega}\hat v_p\tilde I_{nl}Y_{lm}(\hat k)` and
     :math:`s_{ia}(k) = e^{ik\cdot r_i}\rho_a(k)^*`, the tail
@@ -319,9 +324,8 @@ def _coherent_tails(system, species, weight, k, w, constant):
     phase = np.exp(1j * (system.positions @ k.T))  # (N, n_k)
     rho = np.stack([phase[present & (kind == a)].sum(axis=0) for a in kinds])  # (n_a, n_k)
     s = (phase[:, None, :] * rho.conj()[None]).reshape(-1, len(k))  # (N n_a, n_k)
-    norms = np.linalg.norm(k, axis=1)
-    starts = np.flatnonzero(np.concatenate([[True], np.diff(norms) > 1e-9 * norms[1:]]))  # shells
-    shell = np.cumsum(np.isin(np.arange(len(k)), starts)) - 1  # each vector's shell
+    sizes = np.diff(np.append(starts, len(k)))
+    shell = np.repeat(np.arange(len(starts)), sizes)  # each vector's shell
     base = w * (4 * np.pi / system.volume) * weight.vhat(norms[starts])[shell]
     ylm = real_spherical_harmonics(k, weight.max_angular)
     factors = [
@@ -335,7 +339,7 @@ def _coherent_tails(system, species, weight, k, w, constant):
         pairs += (part.T @ part) * (g @ g.T)
     shells = np.add.reduceat(np.add.reduceat(pairs, starts, axis=0), starts, axis=1)
     beyond = shells[::-1, ::-1].cumsum(axis=0).cumsum(axis=1)[::-1, ::-1]  # Σ over shells ≥ both
-    error2 = np.repeat(np.diagonal(beyond), np.diff(np.append(starts, len(k))))
+    error2 = np.repeat(np.diagonal(beyond), sizes)
     whole = (s.real @ factors[0]).reshape(constant.shape[0], len(kinds), -1)  # T(0), l = 0
     norm2 = float(beyond[0, 0] + 2.0 * (whole * constant[:, kinds]).sum() + (constant**2).sum())
     return error2, norm2

@@ -328,15 +328,17 @@ def test_exact_tail_is_the_measured_truncation_error(name, p, basis, smearing):
     constant = periodic_corrections(
         [system], species, pipeline.potential, pipeline.basis, pipeline.center_term, pipeline.hypers.center_atom_weight
     )
-    error2, norm2 = _coherent_tails(system, species, pipeline.kspace_weight, points.k[order], weights, constant)
+    norms = norms[order]
+    starts = np.flatnonzero(np.diff(norms) > 1e-9 * norms[1:]) + 1  # shells but the first
+    shells = np.concatenate([[0], starts])
+    kspace = pipeline.kspace_weight
+    error2, norm2 = _coherent_tails(system, species, kspace, points.k[order], norms, shells, weights, constant)
 
     def values(k_cutoff):
         return gplode.LodeCalculator(backend="reference", k_cutoff=k_cutoff, **hypers).compute(atoms).values
 
     whole = values(k_max)
     np.testing.assert_allclose(norm2, (whole**2).sum(), rtol=1e-9)
-    norms = norms[order]
-    starts = np.flatnonzero(np.diff(norms) > 1e-9 * norms[1:]) + 1
     assert len(starts) >= 2
     for start in starts:
         measured = ((values(0.5 * (norms[start - 1] + norms[start])) - whole) ** 2).sum()
