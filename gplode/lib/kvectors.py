@@ -68,11 +68,15 @@ class KPoints(NamedTuple):
     position: object
     #: integer mesh frequencies (m1, m2, m3), ``(n_k, 3)``
     frequencies: object
-    #: wave vectors in Å⁻¹, ``(n_k, 3)``
+    #: wave vectors in Å⁻¹, ``(n_k, 3)`` (``None`` where not asked for)
     k: object
+    #: their squared norms |k|² in Å⁻², ``(n_k,)`` (through each cell's metric)
+    norm2: object
 
 
-def selected_kpoints(cells: np.ndarray, shape: tuple[int, int, int], k_cutoff: float, xp=np) -> KPoints:
+def selected_kpoints(
+    cells: np.ndarray, shape: tuple[int, int, int], k_cutoff: float, xp=np, vectors: bool = True
+) -> KPoints:
     r"""The points :math:`0 < |k| < k_c` of the ``rfftn`` half spectra of cells sharing a mesh.
 
     A shell of vectors lying on the sphere (:math:`|k|^2 \ge k_c^2(1 - \epsilon)`,
@@ -87,6 +91,8 @@ def selected_kpoints(cells: np.ndarray, shape: tuple[int, int, int], k_cutoff: f
     :param shape: the common mesh shape (M1, M2, M3)
     :param k_cutoff: k_c in Å⁻¹, one for all cells or one per cell ``(n_cells,)``
     :param xp: array module of the results
+    :param vectors: also the wave vectors ``k`` (else ``None``: the norms and frequencies
+        are enough for the truncation model, and k costs more than the rest on the CPU)
     """
     recip = 2.0 * np.pi * np.linalg.inv(cells).transpose(0, 2, 1)  # rows b_i
     limit = np.broadcast_to(np.asarray(k_cutoff, dtype=float) ** 2 * (1.0 - SHELL_TOLERANCE), (len(cells),))
@@ -103,10 +109,11 @@ def selected_kpoints(cells: np.ndarray, shape: tuple[int, int, int], k_cutoff: f
     # FFT is not defined by one half spectrum, and cuFFT and pocketfft treat them apart
     inside &= (2 * abs(m[0]) < shape[0]) & (2 * abs(m[1]) < shape[1]) & (2 * m[2] < shape[2])
     structure, position = xp.nonzero(inside.reshape(len(cells), -1))
-    del norm2, inside
+    norm2 = norm2.reshape(len(cells), -1)[structure, position]
+    del inside
     if structure.size == 0:
-        return KPoints(structure, position, xp.zeros((0, 3)), xp.zeros((0, 3)))
+        return KPoints(structure, position, xp.zeros((0, 3)), xp.zeros((0, 3)) if vectors else None, norm2)
     i1, i2, i3 = xp.unravel_index(position, (shape[0], shape[1], shape[2] // 2 + 1))
     frequencies = xp.stack([m[0].ravel()[i1], m[1].ravel()[i2], m[2].ravel()[i3]], axis=1)
-    k = xp.einsum("ki,kij->kj", frequencies, xp.asarray(recip)[structure])
-    return KPoints(structure, position, frequencies, k)
+    k = xp.einsum("ki,kij->kj", frequencies, xp.asarray(recip)[structure]) if vectors else None
+    return KPoints(structure, position, frequencies, k, norm2)

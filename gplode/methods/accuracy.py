@@ -249,11 +249,12 @@ def _radii(systems, species, weight, constants, accuracy, k_max, beyond: float):
     """
     n = len(systems)
     cells = np.stack([system.cell for system in systems])
-    points = selected_kpoints(cells, sphere_shape(cells, k_max), k_max)
-    norms = np.linalg.norm(points.k, axis=1)
-    order = np.lexsort((norms, points.structure))
+    points = selected_kpoints(cells, sphere_shape(cells, k_max), k_max, vectors=False)
+    norms = np.sqrt(points.norm2)
+    # by cell (the points come cell after cell), then by norm: one sort of cell + |k|/(2 max |k|)
+    # (~5x faster than a lexsort; ties it may swap lie within 1e-13 of each other: one shell)
+    order = np.argsort(points.structure + norms / (2.0 * norms.max(initial=1.0)))
     cell, norms, frequencies = points.structure[order], norms[order], points.frequencies[order]
-    vectors = points.k[order]
     counts = np.bincount(cell, minlength=n)
     offsets = np.concatenate([[0], np.cumsum(counts)])
     rank = np.arange(norms.size) - offsets[cell]  # position of each vector within its cell
@@ -277,7 +278,8 @@ def _radii(systems, species, weight, constants, accuracy, k_max, beyond: float):
     for i in np.flatnonzero((counts > 0) & (cost <= _COHERENT_BUDGET)):
         rows = slice(offsets[i], offsets[i + 1])
         starts = np.flatnonzero(shell[rows])
-        vectors_of = (vectors[rows], norms[rows], starts, pairs[rows])
+        vectors = frequencies[rows] @ (2.0 * np.pi * np.linalg.inv(cells[i]).T)  # k = Σ m_d b_d
+        vectors_of = (vectors, norms[rows], starts, pairs[rows])
         exact, norm2[i] = _coherent_tails(systems[i], species, weight, *vectors_of, constants[i])
         tails[i, : counts[i]], share[i] = exact, COHERENT_TRUNCATION_SHARE
     tail = tails[cell, rank]  # Σ over the cell's vectors from this one on
@@ -452,13 +454,18 @@ def _spectra(systems, species, cell, frequencies) -> np.ndarray:
             table = np.empty(angles.shape, dtype=np.complex128)
             table.real, table.imag = np.cos(angles), np.sin(angles)
             tables.append(table)
-        plane = (tables[0][:, :, :, None] * tables[1][:, :, None, :]).reshape(len(chunk), -1, width[0] * width[1])
+        # (cells, m₁, m₂, atoms): contiguous for the product, no transposed copy
+        plane = tables[0].transpose(0, 2, 1)[:, :, None, :] * tables[1].transpose(0, 2, 1)[:, None, :, :]
         line = (onehot[:, :, :, None] * tables[2][:, :, None, :]).reshape(len(chunk), -1, n_kinds * width[2])
-        rho = np.matmul(plane.transpose(0, 2, 1), line).reshape(len(chunk), width[0] * width[1], n_kinds, width[2])
+        rho = np.matmul(plane.reshape(len(chunk), width[0] * width[1], -1), line).ravel()  # (cells, m₁m₂, kinds, m₃)
         rows = slice(offsets[start], offsets[stop])
         shifted = m[rows] - low[cell[rows]]
-        at = rho[cell[rows] - start, shifted[:, 0] * width[1] + shifted[:, 1], :, shifted[:, 2]]  # (n_k, kinds)
-        out[rows] = (at.real**2 + at.imag**2).sum(axis=1)
+        at = ((cell[rows] - start) * width[0] + shifted[:, 0]) * width[1] + shifted[:, 1]
+        at = at * (n_kinds * width[2]) + shifted[:, 2]  # of each vector's first species
+        out[rows] = 0.0
+        for a in range(n_kinds):
+            value = rho[at + a * width[2]]
+            out[rows] += value.real**2 + value.imag**2
         start = stop
     return out
 
