@@ -19,6 +19,7 @@ __all__ = [
     "selected_kpoints",
     "sphere_shape",
     "sphere_shape_for_lengths",
+    "sphere_shapes",
 ]
 
 #: relative tolerance on |k|² at the k-sphere: vectors with |k|² ≥ k_c²(1 − ε) are not summed
@@ -39,11 +40,16 @@ def default_k_cutoff(smearing: float, accuracy: float) -> float:
 
 def sphere_shape(cells: np.ndarray, k_cutoff) -> tuple[int, int, int]:
     r"""Smallest grid whose half spectrum holds every :math:`|k| < k_c` of all ``cells``
-    (:func:`sphere_shape_for_lengths` of the largest :math:`k_c|a_i|` along each axis;
-    ``k_cutoff``: one for all cells or one per cell)."""
+    (the largest of their :func:`sphere_shapes`; ``k_cutoff``: one for all cells or one per cell)."""
+    return tuple(int(m) for m in sphere_shapes(cells, k_cutoff).max(axis=0))
+
+
+def sphere_shapes(cells: np.ndarray, k_cutoff) -> np.ndarray:
+    r"""Each cell's own :func:`sphere_shape_for_lengths`, ``(n_cells, 3)`` integers (one array
+    operation for many cells; ``k_cutoff``: one for all cells or one per cell)."""
     cells = np.asarray(cells).reshape(-1, 3, 3)
     reach = np.linalg.norm(cells, axis=2) * np.broadcast_to(np.asarray(k_cutoff, dtype=float), (len(cells),))[:, None]
-    return sphere_shape_for_lengths(reach.max(axis=0), 1.0)
+    return np.array([sphere_shape_for_lengths(lengths, 1.0) for lengths in reach.tolist()], dtype=np.int64)
 
 
 def sphere_shape_for_lengths(lengths, k_cutoff: float) -> tuple[int, int, int]:

@@ -34,7 +34,7 @@ import numpy as np
 from scipy import fft
 
 from ..lib.bspline import bspline_fourier, stencil
-from ..lib.kvectors import half_sphere_count, selected_kpoints, sphere_shape
+from ..lib.kvectors import half_sphere_count, selected_kpoints, sphere_shape, sphere_shapes
 from ..lib.spherical_harmonics import real_spherical_harmonics
 from ..systems import atom_owners
 from .corrections import species_index, species_slots
@@ -177,9 +177,11 @@ def sphere_radii(systems, species, weight: KSpaceWeight, constant, accuracy: flo
     """
     radii = [None] * len(systems)
     groups = {}
-    for i, system in enumerate(systems):
-        if modelled(system, k_max):
-            groups.setdefault(sphere_shape(system.cell, _FIRST_PASS * k_max), []).append(i)
+    members = [i for i, system in enumerate(systems) if modelled(system, k_max)]
+    if members:  # by each cell's own first-pass grid
+        shapes = sphere_shapes(np.stack([systems[i].cell for i in members]), _FIRST_PASS * k_max)
+        for i, shape in zip(members, shapes.tolist(), strict=True):
+            groups.setdefault(tuple(shape), []).append(i)
     offsets = np.concatenate([[0], np.cumsum([system.n_atoms for system in systems])])
     constants = [constant[offsets[i] : offsets[i + 1]] for i in range(len(systems))]
 
@@ -262,7 +264,11 @@ def _radii(systems, species, weight, constants, accuracy, k_max, beyond: float):
     n_atoms = np.array([system.n_atoms for system in systems])
     k_max = np.broadcast_to(np.asarray(k_max, dtype=float), (n,))
     pairs = np.where(frequencies[:, 2] > 0, 2.0, 1.0)  # ±k: both halves of the spectrum
-    weights = pairs * weight(norms, volumes[cell])
+    # the first vector of each shell (equal |k| to round-off): W(|k|) once per shell
+    shell = np.diff(norms, prepend=-1.0) > 1e-9 * norms
+    shell[1:] |= np.diff(cell) != 0
+    first = np.flatnonzero(shell)
+    weights = pairs * np.repeat(weight(norms[first], volumes[cell[first]]), np.diff(np.append(first, norms.size)))
     _, n_a = _species_counts(systems, species)
     spectrum = _structure_factors(systems, species, cell, frequencies)
     terms = np.zeros((n, int(counts.max(initial=0)) + 1))  # a row per cell, so that each sum is its own
@@ -272,8 +278,6 @@ def _radii(systems, species, weight, constants, accuracy, k_max, beyond: float):
     norm2 = tails[:, 0] + constant_norm2
     share = np.full(n, TRUNCATION_SHARE)
     channels = weight.radial(np.zeros(1), 0).shape[1] * (weight.max_angular + 1) ** 2
-    # the first vector of each shell (equal |k| to round-off)
-    shell = np.concatenate([[True], (np.diff(norms) > 1e-9 * norms[1:]) | (np.diff(cell) != 0)])
     cost = counts.astype(float) ** 2 * (2 * n_atoms * (n_a > 0).sum(axis=1) + channels)
     for i in np.flatnonzero((counts > 0) & (cost <= _COHERENT_BUDGET)):
         rows = slice(offsets[i], offsets[i + 1])
@@ -478,6 +482,8 @@ def _structure_factors(systems, species, cell, frequencies) -> np.ndarray:
     offsets = np.concatenate([[0], np.cumsum(counts)])
     n_atoms = np.array([system.n_atoms for system in systems])
     large = counts * n_atoms > _STRUCTURE_FACTOR_BUDGET
+    if not large.any():
+        return _spectra(systems, species, cell, frequencies)
     out = np.empty(cell.size)
     small = ~large[cell]
     if small.any():
