@@ -36,11 +36,21 @@ class CpuDevice(Device):
     3.6 s)."""
 
     name = "numpy"
-    #: measured on the 2-core development machine: direct sum ~0.5 ns per (atom, species,
-    #: k-vector, channel) plus ~20 ns per (atom, k-vector) for the phases; the mesh ~12 ns
-    #: per (channel, mesh point) plus ~1.1 ns per (channel, atom, stencil point). Small
-    #: cells (≲ 40 atoms) are faster directly.
-    costs = Costs(direct_term=0.5e-9, direct_phase=20e-9, direct_species=0.0, mesh_point=12e-9, mesh_stencil=1.1e-9)
+    #: fitted to each method alone on rattled NaCl supercells of 216–1,728 atoms (2-core
+    #: development machine, σ = 1 Å, 36–392 channels, accuracy 1e-3 to 1e-8; each within
+    #: ~0.75–1.3× of the measured time): the direct sum ~0.035 ns per (atom, species,
+    #: k-vector, channel) plus ~40 ns per (atom, k-vector) for the phases and element-wise
+    #: products (85 ns with values in float64); the mesh ~21 ns per (channel, mesh point) plus
+    #: ~1 ns per (channel, atom, stencil point). So NaCl takes the direct sum up to ~1,000
+    #: atoms at 1e-3 (512 atoms: 0.10 s against the mesh's 0.25 s), the mesh from ~1,700.
+    costs = Costs(
+        direct_term=3.5e-11,
+        direct_phase=40e-9,
+        direct_species=0.0,
+        mesh_point=21e-9,
+        mesh_stencil=1.0e-9,
+        direct_phase_double=85e-9,
+    )
     default_max_batch_bytes = 2**27
     keep_workspace = True
     #: two batches at once, 64 MiB each: their NumPy array work on both cores (one batch keeps

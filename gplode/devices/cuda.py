@@ -78,7 +78,14 @@ class CudaDevice(Device):
     #: per channel and mesh point (spectra, inverse FFT) and ~20 per (channel, atom, stencil
     #: point) (interpolation). By these a 140-atom cell takes the direct sum, NaCl with
     #: 4,096 atoms the mesh.
-    costs = Costs(direct_term=1e-13, direct_phase=0.0, direct_species=3.2e-11, mesh_point=2.4e-11, mesh_stencil=1.3e-11)
+    costs = Costs(
+        direct_term=1e-13,
+        direct_phase=0.0,
+        direct_species=3.2e-11,
+        mesh_point=2.4e-11,
+        mesh_stencil=1.3e-11,
+        direct_phase_double=0.0,
+    )
     #: kernel launches and FFT plans cost more than ~15 % extra mesh points
     default_round_shapes = True
 

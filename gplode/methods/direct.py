@@ -613,9 +613,11 @@ class DirectKSum:
         return system.n_atoms * half_sphere_count(self.k_cutoff_of(system), system.volume) * n_species * self.n_channels
 
     def cost(self, system, n_species: int, params=None) -> float:
-        """Estimated seconds on the device (:class:`gplode.devices.base.Costs`)."""
+        """Estimated seconds on the device (:class:`gplode.devices.base.Costs`; the phases' cost
+        by the precision of the structure's values, :meth:`values_real`)."""
         c = self.device.costs
-        per_atom_k = c.direct_term * n_species * self.n_channels + c.direct_phase + c.direct_species * n_species
+        phase = c.direct_phase if self.values_real(system) == np.float32 else c.direct_phase_double
+        per_atom_k = c.direct_term * n_species * self.n_channels + phase + c.direct_species * n_species
         return system.n_atoms * half_sphere_count(self.k_cutoff_of(system), system.volume) * per_atom_k
 
     def check(self, system, n_species: int, advice: str) -> None:

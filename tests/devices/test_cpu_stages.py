@@ -6,7 +6,7 @@ from helpers import half_sphere_kvectors
 
 from gplode.devices import CpuDevice
 from gplode.lib.bspline import ORDERS, bspline_fourier, bspline_stencil
-from gplode.lib.kvectors import selected_kpoints
+from gplode.lib.kvectors import selected_kpoints, sphere_shape, sphere_shapes
 from gplode.methods.mesh import choose_mesh
 
 CPU = CpuDevice()
@@ -79,7 +79,8 @@ def test_selected_kpoints_and_mesh_choice():
     # a batch of two cells: each one's points, with the mirror -k of every point off the
     # m3 = 0 plane (which the half spectrum stands for), are exactly its full k-sphere
     cells = np.stack([cell, 1.1 * cell[::-1]])
-    points = selected_kpoints(cells, params.shape, params.k_cutoff)
+    shape = sphere_shape(cells, params.k_cutoff)  # holds both spheres (the mesh is the first cell's)
+    points = selected_kpoints(cells, shape, params.k_cutoff)
     for b in range(2):
         mine = points.structure == b
         m = points.frequencies[mine].astype(int)
@@ -88,11 +89,30 @@ def test_selected_kpoints_and_mesh_choice():
         exact = np.round(half_sphere_kvectors(cells[b], params.k_cutoff) @ cells[b].T / (2 * np.pi)).astype(int)
         assert full == {tuple(v) for v in exact} | {tuple(-v) for v in exact}
         # flat positions index the half spectrum (M1, M2, M3//2 + 1)
-        half = (params.shape[0], params.shape[1], params.shape[2] // 2 + 1)
-        np.testing.assert_array_equal(np.ravel_multi_index(tuple((m % params.shape).T), half), points.position[mine])
+        half = (shape[0], shape[1], shape[2] // 2 + 1)
+        np.testing.assert_array_equal(np.ravel_multi_index(tuple((m % shape).T), half), points.position[mine])
+        np.testing.assert_allclose(points.norm2[mine], (points.k[mine] ** 2).sum(axis=1), rtol=1e-13)
     # a tighter accuracy never gives a coarser mesh
     finer = choose_mesh(cell, smearing=0.8, accuracy=1e-9, n_atoms=100, costs=CPU.costs)
     assert finer.n_points >= params.n_points
+
+
+def test_sphere_shapes_are_each_cells_own_grid():
+    """kvectors.sphere_shapes (all cells at once) is each cell's sphere_shape, whose largest is
+    the batch's grid, and that grid holds every vector of each cell's own sphere."""
+    rng = np.random.default_rng(7)
+    cells = np.stack([np.diag(rng.uniform(3.0, 12.0, 3)) + rng.uniform(-1.0, 1.0, (3, 3)) for _ in range(6)])
+    k_cutoffs = rng.uniform(1.0, 6.0, 6)
+    shapes = sphere_shapes(cells, k_cutoffs)
+    assert shapes.dtype == np.int64 and shapes.shape == (6, 3)
+    for cell, k_cutoff, shape in zip(cells, k_cutoffs, shapes, strict=True):
+        assert tuple(shape) == sphere_shape(cell, k_cutoff)
+        m = selected_kpoints(cell[None], tuple(shape), k_cutoff).frequencies.astype(int)
+        exact = np.round(half_sphere_kvectors(cell, k_cutoff) @ cell.T / (2 * np.pi)).astype(int)
+        assert {tuple(v) for v in m} | {tuple(-v) for v in m[m[:, 2] > 0]} == {tuple(v) for v in exact} | {
+            tuple(-v) for v in exact
+        }
+    assert sphere_shape(cells, k_cutoffs) == tuple(shapes.max(axis=0))
 
 
 @pytest.mark.parametrize("seed", range(4))
