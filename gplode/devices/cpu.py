@@ -36,20 +36,21 @@ class CpuDevice(Device):
     3.6 s)."""
 
     name = "numpy"
-    #: fitted to each method alone on rattled NaCl supercells of 216–1,728 atoms (2-core
-    #: development machine, σ = 1 Å, 36–392 channels, accuracy 1e-3 to 1e-8; each within
-    #: ~0.75–1.3× of the measured time): the direct sum ~0.035 ns per (atom, species,
-    #: k-vector, channel) plus ~40 ns per (atom, k-vector) for the phases and element-wise
-    #: products (85 ns with values in float64); the mesh ~21 ns per (channel, mesh point) plus
-    #: ~1 ns per (channel, atom, stencil point). So NaCl takes the direct sum up to ~1,000
-    #: atoms at 1e-3 (512 atoms: 0.10 s against the mesh's 0.25 s), the mesh from ~1,700.
+    #: fitted to each method alone (``benchmarks/calibrate_costs.py``, ``results/costs.json``:
+    #: rattled NaCl supercells of 216–1,728 atoms, σ = 1 Å, 36–392 channels, accuracy 1e-3
+    #: and 1e-6, 2-core development machine; every prediction within 0.74–1.23× of the
+    #: measured time): the direct sum ~0.035 ns per (atom, species, k-vector, channel) plus
+    #: ~33 ns per (atom, k-vector) for the phases and element-wise products (77 ns with values
+    #: in float64); the mesh ~15 ns per (channel, mesh point) plus ~1.1 ns per (channel, atom,
+    #: stencil point). So NaCl takes the direct sum up to ~1,000 atoms at 1e-3 (512 atoms:
+    #: 0.10 s against the mesh's 0.25 s), the mesh from ~1,700 (0.77 s against 1.45 s).
     costs = Costs(
         direct_term=3.5e-11,
-        direct_phase=40e-9,
+        direct_phase=33e-9,
         direct_species=0.0,
-        mesh_point=21e-9,
-        mesh_stencil=1.0e-9,
-        direct_phase_double=85e-9,
+        mesh_point=15e-9,
+        mesh_stencil=1.1e-9,
+        direct_phase_double=77e-9,
     )
     default_max_batch_bytes = 2**27
     keep_workspace = True
