@@ -377,9 +377,9 @@ class DensityAliasing:
     def __init__(self, system, species, weight: KSpaceWeight, constant_norm2: float, k_cutoff: float):
         self.system, self.species = system, species
         cell = system.cell[None]
-        points = selected_kpoints(cell, sphere_shape(cell, k_cutoff), k_cutoff)
+        points = selected_kpoints(cell, sphere_shape(cell, k_cutoff), k_cutoff, vectors=False)
         self.frequencies = points.frequencies
-        norms = np.linalg.norm(points.k, axis=1)
+        norms = np.sqrt(points.norm2)
         self.weights = np.where(self.frequencies[:, 2] > 0, 2.0, 1.0) * weight(norms, system.volume)  # ±k
         self._density = None  # beyond the budget of _spectra: S and the images' S from one density mesh
         if len(self.frequencies) * system.n_atoms > _STRUCTURE_FACTOR_BUDGET:
