@@ -42,7 +42,7 @@ from .mesh import fast_length
 
 __all__ = [
     "ALIASING_SHARE",
-    "COHERENT_TRUNCATION_SHARE",
+    "COHERENT_ERROR_SHARE",
     "MODEL_VECTORS",
     "RADIUS_BOUND",
     "SINGLE_PRECISION_ACCURACY",
@@ -52,20 +52,31 @@ __all__ = [
     "DensityAliasing",
     "modelled",
     "single_precision_roundoff",
+    "single_precision_roundoff_of",
     "sphere_radii",
 ]
 
 #: the share of ``accuracy`` given to the truncation of the k-sum (the rest: splines, mesh)
 TRUNCATION_SHARE = 0.3
-#: the truncation's share where the model computes its error exactly (:func:`_coherent_tails`): the
-#: rest covers the float32 values' round-off (at most 0.5 × accuracy) and the splines (~1e-11)
-COHERENT_TRUNCATION_SHARE = 0.6
-#: structures whose exact tail costs at most this many operations, n_k² (2 N n_a + channels) in its
-#: Gram matrices (n_k vectors of the half sphere, N atoms, n_a species present; ~0.5 ms), get it
-#: (:func:`_coherent_tails`): cells at σ comparable to them, and perfect crystals of a few atoms
-#: at low accuracy; the others the model of cross terms neglected (with 4·10⁶, the 8-atom cells of
-#: the dataset benchmark would take it, ~0.8 ms each, about what their features cost)
-_COHERENT_BUDGET = 2_000_000
+#: where the model computes the truncation error exactly (:func:`_coherent_tails`), the share of
+#: ``accuracy`` that truncation, the values' round-off and the mesh's aliasing take together (in
+#: quadrature): the truncation gets :math:`\sqrt{0.9^2 - a^2 - \rho^2}` of it, with a =
+#: :data:`ALIASING_SHARE` and ρ the structure's predicted float32 round-off over ``accuracy``
+#: (0 in float64), at least :data:`TRUNCATION_SHARE` (a fixed 0.6 left e.g. a skewed 4-atom cell at
+#: σ = 3 Å at 0.012 × the accuracy, where the sphere one shell smaller measured 0.69 ×)
+COHERENT_ERROR_SHARE = 0.9
+#: structures whose exact tail (:func:`_coherent_tails`) is predicted to cost at most this many
+#: seconds by Gram matrices (:func:`_coherent_cost`; ~2·10⁶ operations) get it: cells at σ
+#: comparable to them, few vectors; the others the model of cross terms neglected (with twice
+#: that, the 8-atom cells of the dataset benchmark would take it, ~0.8 ms each, about what
+#: their features cost)
+_COHERENT_BUDGET = 3e-4
+#: supercells of perfect crystals (at least this fraction of their vectors with vanishing
+#: structure factors, below 10⁻⁶ ⟨S⟩) get the exact tail within this many seconds, the cheaper
+#: of its two ways: the incoherent model overestimates their tails up to ~10× (their l ≠ 0
+#: components cancel over a shell) and their shells hold many vectors (the 8-atom NaCl cell:
+#: ~0.3 ms by shells up to accuracy 1e-8, where its Gram matrices took ~5 ms)
+_CRYSTAL_BUDGET, _CRYSTAL_VANISHING = 1e-3, 0.1
 #: from this ``accuracy`` up the direct sum's values and the free-space meshes run in float32
 #: (measured round-off 3–7e-7 of the coefficients' RMS)
 SINGLE_PRECISION_ACCURACY = 1e-5
@@ -156,10 +167,13 @@ def _per_volume(volume) -> np.ndarray:
     return (4 * np.pi) ** 2 / (np.asarray(volume, dtype=float) * (2 * np.pi) ** 3)
 
 
-def sphere_radii(systems, species, weight: KSpaceWeight, constant, accuracy: float, k_max: float, map_groups=map):
+def sphere_radii(
+    systems, species, weight: KSpaceWeight, constant, accuracy: float, k_max: float, map_groups=map, roundoff=None
+):
     r"""For each of ``systems``, the smallest k-sphere radius (Å⁻¹) whose predicted relative RMS
     error (module docstring) is at most :data:`TRUNCATION_SHARE` × ``accuracy``
-    (:data:`COHERENT_TRUNCATION_SHARE` where it is computed exactly, :func:`_coherent_tails`):
+    (where it is computed exactly, :func:`_coherent_tails`, what :data:`COHERENT_ERROR_SHARE`
+    leaves of the accuracy to the truncation):
     midway between the last shell kept and the
     first left out, rounded up to a ladder of 1 % steps below ``k_max`` (so that similar
     cells share a radius and a mesh), never beyond ``k_max`` (the calculator's bound, which
@@ -175,6 +189,9 @@ def sphere_radii(systems, species, weight: KSpaceWeight, constant, accuracy: flo
         structure after the other, ``(total atoms, n_species, n_radial)`` (the l = 0 terms)
     :param map_groups: ``map`` or one like it that runs the groups of cells concurrently
         (:meth:`gplode.devices.base.Device.map_batches`)
+    :param roundoff: ``(n_atoms, gain) -> ρ``, the predicted relative RMS round-off of the values
+        of a structure of that round-off gain (:meth:`gplode.methods.direct.DirectKSum.roundoff`;
+        None: 0)
     """
     radii = [None] * len(systems)
     groups = {}
@@ -190,16 +207,20 @@ def sphere_radii(systems, species, weight: KSpaceWeight, constant, accuracy: flo
         out, passes = [], np.full(len(members), _FIRST_PASS * k_max)
         while members:
             group = [systems[i] for i in members]
-            found, needed, gain = _radii(
-                group, species, weight, [constants[i] for i in members], accuracy, passes, k_max
+            found, needed, gain, left_out = _radii(
+                group, species, weight, [constants[i] for i in members], accuracy, passes, k_max, roundoff
             )
             done = (found <= _FIRST_PASS_KEEP * passes) | (passes >= k_max)
             out += [
-                (i, _ladder(radius, k_max), g)
-                for i, radius, g in zip(np.asarray(members)[done], found[done], gain[done], strict=True)
+                (i, _ladder(radius, k_max, below), g)
+                for i, radius, g, below in zip(
+                    np.asarray(members)[done], found[done], gain[done], left_out[done], strict=True
+                )
             ]
-            # again: as far as the vectors beyond could matter (NaN), else (the answer at the edge) to k_max
-            passes = np.where(np.isnan(found), np.minimum(k_max, np.maximum(needed, 1.25 * passes)), k_max)[~done]
+            # again: as far as the vectors beyond could matter (NaN), an answer near the edge a quarter
+            # further (its pass within the exact tails' budget, where the cell's was), none at all to k_max
+            grown = np.where(np.isnan(found), np.maximum(needed, 1.25 * passes), 1.25 * passes)
+            passes = np.minimum(k_max, np.where(np.isnan(found) | (found < passes), grown, k_max))[~done]
             members = [i for i, finished in zip(members, done, strict=True) if not finished]
         return out
 
@@ -213,9 +234,13 @@ def sphere_radii(systems, species, weight: KSpaceWeight, constant, accuracy: flo
 def single_precision_roundoff(system) -> float:
     """The predicted relative RMS round-off of ``system``'s values in float32
     (:data:`SINGLE_PRECISION_ROUNDOFF`; a structure without a round-off gain: the floor)."""
+    return single_precision_roundoff_of(system.n_atoms, system.roundoff_gain)
+
+
+def single_precision_roundoff_of(n_atoms: int, gain: float | None) -> float:
+    """:func:`single_precision_roundoff` of a structure of ``n_atoms`` atoms and round-off gain ``gain``."""
     floor, slope = SINGLE_PRECISION_ROUNDOFF
-    gain = system.roundoff_gain
-    return floor if gain is None else floor + slope * (system.n_atoms / 24) ** 0.25 * gain
+    return floor if gain is None else floor + slope * (n_atoms / 24) ** 0.25 * gain
 
 
 def _species_counts(systems, species):
@@ -232,7 +257,7 @@ def modelled(system, k_max: float) -> bool:
     return half_sphere_count(_MODEL_PASS * k_max, system.volume) <= MODEL_VECTORS
 
 
-def _radii(systems, species, weight, constants, accuracy, k_max, beyond: float):
+def _radii(systems, species, weight, constants, accuracy, k_max, beyond: float, roundoff=None):
     r""":func:`sphere_radii` of ``systems`` on their vectors below ``k_max`` (one per system;
     ``k_max`` when none suffices; ``constants``: each one's l = 0 terms), not rounded, the
     radius up to which a next pass must look, and the gain of the structure's round-off:
@@ -240,7 +265,8 @@ def _radii(systems, species, weight, constants, accuracy, k_max, beyond: float):
     \|c_{k=0} + c_\mathrm{centre}\|^2)/\|c\|^2}` with :math:`\langle S\rangle = \sum_a N_a`, the
     growth of the k-sum's error from rounding its structure factors, relative to a featureless
     density: large where the density lives on weakly weighted Bragg peaks and vanishes where
-    W(k) is large (a perfect 4,096-atom NaCl supercell at σ = 2 Å).
+    W(k) is large (a perfect 4,096-atom NaCl supercell at σ = 2 Å); and the norm of the first
+    shell left out (inf where none is).
 
     The radius is NaN where the vectors between ``k_max`` and ``beyond`` could matter: their sum
     is bounded by :math:`N\sum_a N_a^2\sum W` over them (:math:`|\rho_a|^2 \le N_a^2`, e.g. a
@@ -278,78 +304,118 @@ def _radii(systems, species, weight, constants, accuracy, k_max, beyond: float):
     constant_norm2 = np.array([float((c**2).sum()) for c in constants])
     norm2 = tails[:, 0] + constant_norm2
     share = np.full(n, TRUNCATION_SHARE)
-    channels = weight.radial(np.zeros(1), 0).shape[1] * (weight.max_angular + 1) ** 2
-    cost = counts.astype(float) ** 2 * (2 * n_atoms * (n_a > 0).sum(axis=1) + channels)
-    for i in np.flatnonzero((counts > 0) & (cost <= _COHERENT_BUDGET)):
+    n_lm = (weight.max_angular + 1) ** 2
+    channels = weight.radial(np.zeros(1), 0).shape[1] * n_lm
+    n_shells = np.bincount(cell[first], minlength=n)
+    gram, by_shells = _coherent_cost(counts, n_shells, n_atoms * (n_a > 0).sum(axis=1), n_lm, channels)
+    # a perfect crystal's supercell: structure factors that vanish (a rattled cell has none)
+    vanishing = np.bincount(cell, weights=spectrum <= 1e-6 * n_a.sum(axis=1)[cell], minlength=n)
+    crystal = vanishing >= _CRYSTAL_VANISHING * counts
+    coherent = (gram <= _COHERENT_BUDGET) | (crystal & (np.minimum(gram, by_shells) <= _CRYSTAL_BUDGET))
+    for i in np.flatnonzero((counts > 0) & coherent):
         rows = slice(offsets[i], offsets[i + 1])
         starts = np.flatnonzero(shell[rows])
         vectors = frequencies[rows] @ (2.0 * np.pi * np.linalg.inv(cells[i]).T)  # k = Σ m_d b_d
         vectors_of = (vectors, norms[rows], starts, pairs[rows])
-        exact, norm2[i] = _coherent_tails(systems[i], species, weight, *vectors_of, constants[i])
-        tails[i, : counts[i]], share[i] = exact, COHERENT_TRUNCATION_SHARE
+        exact, norm2[i] = _coherent_tails(
+            systems[i], species, weight, *vectors_of, constants[i], by_shells=bool(by_shells[i] <= gram[i])
+        )
+        tails[i, : counts[i]] = exact
+    # round-off of ρ_a(k) is that of a featureless density, |δρ|² ~ ε² Σ_a N_a at every k
+    featureless = np.bincount(cell, weights=n_atoms[cell] * weights * n_a.sum(axis=1)[cell], minlength=n)
+    gain = np.sqrt(np.divide(featureless + constant_norm2, norm2, out=np.ones(n), where=norm2 > 0))
+    for i in np.flatnonzero((counts > 0) & coherent):  # what round-off and aliasing leave
+        rho = 0.0 if roundoff is None else roundoff(int(n_atoms[i]), float(gain[i])) / accuracy
+        share[i] = np.sqrt(max(COHERENT_ERROR_SHARE**2 - ALIASING_SHARE**2 - rho**2, TRUNCATION_SHARE**2))
     tail = tails[cell, rank]  # Σ over the cell's vectors from this one on
     allowed = np.where(norm2 > 0.0, (share * accuracy) ** 2 * norm2, np.inf)  # all zero: the first shell only
     # the first vector of each shell but the first, whose tail is allowed
     enough = np.flatnonzero(shell & (rank > 0) & (tail <= allowed[cell]))
-    radii = k_max.copy()
+    radii, left_out = k_max.copy(), np.full(n, np.inf)
     owners, first = np.unique(cell[enough], return_index=True)
     radii[owners] = 0.5 * (norms[enough[first] - 1] + norms[enough[first]])
+    left_out[owners] = norms[enough[first]]
     # Σ W over the unseen shell (twice its mean-density integral) × the largest S
     worst = n_atoms * 2.0 * (n_a**2).sum(axis=1)
     unseen = worst * weight.shell_sum(k_max, beyond, volumes)
     # also when nothing was seen (allowed infinite, unseen > 0); never for a cell without vectors
     radii[(counts > 0) & ~(unseen <= 0.1 * allowed)] = np.nan
     safe = np.divide(0.1 * allowed, worst, out=np.full(n, np.inf), where=worst > 0)
-    # round-off of ρ_a(k) is that of a featureless density, |δρ|² ~ ε² Σ_a N_a at every k
-    featureless = np.bincount(cell, weights=n_atoms[cell] * weights * n_a.sum(axis=1)[cell], minlength=n)
-    gain = np.sqrt(np.divide(featureless + constant_norm2, norm2, out=np.ones(n), where=norm2 > 0))
-    return radii, weight.shell_radius(np.minimum(safe, 1e300), beyond, volumes), gain
+    return radii, weight.shell_radius(np.minimum(safe, 1e300), beyond, volumes), gain, left_out
 
 
-def _coherent_tails(system, species, weight, k, norms, starts, w, constant):
+def _coherent_cost(n_k, n_shells, n_rows, n_lm: int, channels: int):
+    """Estimated seconds of :func:`_coherent_tails` for ``n_k`` vectors in ``n_shells`` shells,
+    ``n_rows`` = N n_a atom × species-present rows, (L+1)² = ``n_lm`` and C = ``channels``: by
+    Gram matrices of the vectors, and by shells (both array-like; measured on the development
+    machine, :data:`_COHERENT_BUDGET`)."""
+    n_k, n_shells, n_rows = (np.asarray(x, dtype=float) for x in (n_k, n_shells, n_rows))
+    gram = 1.2e-10 * n_k**2 * (2 * n_rows + channels) + 6e-9 * n_k**2
+    shells = 2e-9 * n_rows * n_k * n_lm + 1.2e-10 * n_shells**2 * (n_rows * n_lm + channels)
+    return gram, shells
+
+
+def _coherent_tails(system, species, weight, k, norms, starts, w, constant, by_shells: bool = True):
     r"""The squared error of the direct sum truncated before each of ``system``'s vectors ``k``
     (``(n_k, 3)`` of the half sphere, sorted by their ``norms``, shells beginning at the indices
     ``starts``, weights ``w`` 1 or 2) and the squared norm
     of all coefficients, without neglecting cross terms: with
-    :math:`g_{nlm}(k) = w\frac{4\pi}{\Omega}\hat v_p\tilde I_{nl}Y_{lm}(\hat k)` and
-    :math:`s_{ia}(k) = e^{ik\cdot r_i}\rho_a(k)^*`, the tail
+    :math:`g_{nlm}(k) = \frac{4\pi}{\Omega}\hat v_p\tilde I_{nl}Y_{lm}(\hat k) = f_{nl}(|k|)Y_{lm}(\hat k)`
+    and :math:`s_{ia}(k) = w\,e^{ik\cdot r_i}\rho_a(k)^*`, the tail
     :math:`T_{ianlm}(r) = \sum_{k\ge r}g_{nlm}(k)\,\Re[i^l s_{ia}(k)]` and the error
     :math:`\|T(r)\|^2`, the norm :math:`\|T(0) + c_{k=0} + c_\mathrm{centre}\|^2` (``constant``,
     the l = 0 terms ``(N, n_species, n_radial)``). The incoherent sum of the module docstring
     overestimates a perfect crystal's tail (its l ≠ 0 components cancel over a shell, by the
     sites' symmetry) and a large smearing's few tail vectors by up to ~10×: these are exact.
 
-    As Gram matrices: :math:`\Re[i^l s]` is ±Re s for even l and ±Im s for odd l, so
-    :math:`\|T(r)\|^2 = \sum_{k,k'\ge r}(A_e\circ B_e + A_o\circ B_o)_{kk'}` with
-    :math:`A_e = \Re s^T\Re s`, :math:`A_o = \Im s^T\Im s` (over atoms and species) and
-    :math:`B_{e,o} = \sum_{nlm}g_{nlm}(k)g_{nlm}(k')` over the even or odd l: O(n_k²(N n_a + C))
-    in matrix products (:data:`_COHERENT_BUDGET`), summed by shells."""
+    :math:`\Re[i^l s]` is ±Re s for even l and ±Im s for odd l (a sign per l, which the squares
+    do not see). Two ways to the same numbers (:func:`_coherent_cost` says which is cheaper):
+
+    - ``by_shells``: summed over a shell j, :math:`T_{ianlm}` takes
+      :math:`f_{nl}(j)\,V_{ialm}(j)`, :math:`V_{ialm}(j) = \sum_{k\in j}\Re[i^l s_{ia}(k)]Y_{lm}(\hat k)`,
+      and the tails are reverse cumulative sums over the shells: O(N n_a (n_k (L+1)² + n_shells C))
+      for C channels (cheap for crystals, whose shells hold many vectors);
+    - else as Gram matrices: :math:`\|T(r)\|^2 = \sum_{k,k'\ge r}(A_e\circ B_e + A_o\circ B_o)_{kk'}` with
+      :math:`A_e = \Re s\,\Re s^T`, :math:`A_o = \Im s\,\Im s^T` (over atoms and species) and
+      :math:`B_{e,o} = \sum_{nlm}g_{nlm}(k)g_{nlm}(k')` over the even or odd l: O(n_k² (N n_a + C))
+      in matrix products, summed by shells (cheap for few vectors of many shells)."""
     kind, present = species_index(system.numbers, species)
     kinds = np.unique(kind[present])
     if not kinds.size:  # no neighbour species: no k-sum
         return np.zeros(len(k)), float((constant**2).sum())
     phase = np.exp(1j * (system.positions @ k.T))  # (N, n_k)
     rho = np.stack([phase[present & (kind == a)].sum(axis=0) for a in kinds])  # (n_a, n_k)
-    s = (phase[:, None, :] * rho.conj()[None]).reshape(-1, len(k))  # (N n_a, n_k)
-    sizes = np.diff(np.append(starts, len(k)))
-    shell = np.repeat(np.arange(len(starts)), sizes)  # each vector's shell
-    base = w * (4 * np.pi / system.volume) * weight.vhat(norms[starts])[shell]
-    ylm = real_spherical_harmonics(k, weight.max_angular)
-    factors = [
-        (base[:, None, None] * ylm[:, l * l : (l + 1) ** 2, None] * weight.radial(norms[starts], l)[shell, None, :])
-        for l in range(weight.max_angular + 1)
-    ]
-    factors = [f.reshape(len(k), -1) for f in factors]
-    pairs = np.zeros((len(k), len(k)))
-    for parity, part in ((0, s.real), (1, s.imag)):
-        g = np.concatenate(factors[parity::2], axis=1) if factors[parity::2] else np.zeros((len(k), 0))
-        pairs += (part.T @ part) * (g @ g.T)
-    shells = np.add.reduceat(np.add.reduceat(pairs, starts, axis=0), starts, axis=1)
-    beyond = shells[::-1, ::-1].cumsum(axis=0).cumsum(axis=1)[::-1, ::-1]  # Σ over shells ≥ both
-    error2 = np.repeat(np.diagonal(beyond), sizes)
-    whole = (s.real @ factors[0]).reshape(constant.shape[0], len(kinds), -1)  # T(0), l = 0
-    norm2 = float(beyond[0, 0] + 2.0 * (whole * constant[:, kinds]).sum() + (constant**2).sum())
-    return error2, norm2
+    s = (phase.T[:, :, None] * (w[:, None] * rho.T.conj())[:, None, :]).reshape(len(k), -1)  # (n_k, N n_a)
+    L, sizes = weight.max_angular, np.diff(np.append(starts, len(k)))
+    ylm = real_spherical_harmonics(k, L)  # (n_k, (L+1)²)
+    base = (4 * np.pi / system.volume) * weight.vhat(norms[starts])  # per shell
+    radial = [base[:, None] * weight.radial(norms[starts], l) for l in range(L + 1)]  # f_nl per shell
+    parts = [s.imag if l % 2 else s.real for l in range(L + 1)]
+    if by_shells:  # V(j) and the shells' Gram matrices
+        v = np.empty((len(k), ylm.shape[1], s.shape[1]))  # Re[i^l s] Y_lm up to a sign, (n_k, (L+1)², N n_a)
+        for l in range(L + 1):
+            np.multiply(ylm[:, l * l : (l + 1) ** 2, None], parts[l][:, None, :], out=v[:, l * l : (l + 1) ** 2])
+        v = np.add.reduceat(v, starts, axis=0)  # (n_shells, (L+1)², N n_a)
+        shells = np.zeros((len(starts), len(starts)))
+        for l in range(L + 1):
+            vl = v[:, l * l : (l + 1) ** 2].reshape(len(starts), -1)
+            shells += (vl @ vl.T) * (radial[l] @ radial[l].T)
+        whole = v[:, 0].T @ radial[0]  # T(0), l = 0: (N n_a, n_radial)
+    else:  # the vectors' Gram matrices, summed by shells
+        shell = np.repeat(np.arange(len(starts)), sizes)  # each vector's shell
+        factors = [
+            (ylm[:, l * l : (l + 1) ** 2, None] * radial[l][shell, None, :]).reshape(len(k), -1) for l in range(L + 1)
+        ]
+        pairs = np.zeros((len(k), len(k)))
+        for parity in (0, 1):
+            g = np.concatenate(factors[parity::2], axis=1) if factors[parity::2] else np.zeros((len(k), 0))
+            pairs += (parts[parity] @ parts[parity].T) * (g @ g.T)
+        shells = np.add.reduceat(np.add.reduceat(pairs, starts, axis=0), starts, axis=1)
+        whole = s.real.T @ factors[0]
+    error2 = np.diagonal(shells[::-1, ::-1].cumsum(axis=0).cumsum(axis=1)[::-1, ::-1])  # Σ over shells ≥ both
+    whole = whole.reshape(constant.shape[0], len(kinds), -1)
+    norm2 = float(error2[0] + 2.0 * (whole * constant[:, kinds]).sum() + (constant**2).sum())
+    return np.repeat(error2, sizes), norm2
 
 
 class DensityAliasing:
@@ -572,7 +638,10 @@ def _image_spectra(system, species, frequencies, shape, density=None) -> np.ndar
     return np.concatenate([density.spectra(m, shape[d] * np.eye(3)[d]) for d in range(3)])
 
 
-def _ladder(radius: float, bound: float) -> float:
-    """The smallest ``bound`` × (1 + step)^-j (j ≥ 0) not below ``radius``."""
+def _ladder(radius: float, bound: float, below: float = np.inf) -> float:
+    """The smallest ``bound`` × (1 + step)^-j (j ≥ 0) not below ``radius``, if it lies below
+    ``below`` (the first shell left out: rounding up must not take it in, a sphere more accurate
+    than asked for by a whole shell), else ``radius``."""
     steps = np.floor(np.log(bound / radius) / np.log1p(_LADDER_STEP))
-    return float(min(bound, bound * (1.0 + _LADDER_STEP) ** -max(steps, 0.0)))
+    rung = float(min(bound, bound * (1.0 + _LADDER_STEP) ** -max(steps, 0.0)))
+    return rung if rung < below else float(radius)

@@ -27,7 +27,7 @@ import numpy as np
 from ..lib.kvectors import half_sphere_count, selected_kpoints, sphere_shape, sphere_shape_for_lengths
 from ..lib.spherical_harmonics import real_spherical_harmonics, solid_harmonics_gradient
 from ..systems import atom_owners
-from .accuracy import single_precision_roundoff
+from .accuracy import single_precision_roundoff, single_precision_roundoff_of
 from .corrections import species_index, species_slots
 from .kspace_derivatives import contracted_strain_kernel, strain_kernel, strain_rate_kernel
 
@@ -589,9 +589,18 @@ class DirectKSum:
     def values_real(self, system):
         """The floating type of ``system``'s values: ``values_dtype``, unless its predicted
         round-off there exceeds ``single_roundoff`` (then ``dtype``; batches are grouped by it)."""
-        if self._values_real == self.real or single_precision_roundoff(system) <= self.single_roundoff:
-            return self._values_real
-        return self.real
+        return self._values_real if self._single(single_precision_roundoff(system)) else self.real
+
+    def roundoff(self, n_atoms: int, gain: float | None) -> float:
+        """The predicted relative RMS round-off of the values of a structure of ``n_atoms`` atoms
+        and round-off gain ``gain``: where they run in float32 (:meth:`values_real`),
+        :func:`~gplode.methods.accuracy.single_precision_roundoff_of`, else 0 (float64)."""
+        predicted = single_precision_roundoff_of(n_atoms, gain)
+        return predicted if np.dtype(self._values_real).itemsize == 4 and self._single(predicted) else 0.0
+
+    def _single(self, roundoff: float) -> bool:
+        """Whether values of this predicted float32 round-off run in ``values_dtype``."""
+        return self._values_real == self.real or roundoff <= self.single_roundoff
 
     def grow(self, batch, system, params=None):
         """The summary of a batch with ``system`` added (``batch`` None: a new batch):

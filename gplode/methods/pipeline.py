@@ -354,7 +354,7 @@ class Pipeline:
         """``systems`` with the radius of each bulk structure's k-sphere (``System.k_cutoff``):
         the smallest whose predicted truncation error is a share of ``accuracy``
         (:data:`~gplode.methods.accuracy.TRUNCATION_SHARE`, or for small cells, whose error is
-        computed exactly, :data:`~gplode.methods.accuracy.COHERENT_TRUNCATION_SHARE`;
+        computed exactly, what :data:`~gplode.methods.accuracy.COHERENT_ERROR_SHARE` leaves to the truncation;
         :func:`gplode.methods.accuracy.sphere_radii`; cells sized for the mesh keep the
         σ-only one), or the explicit ``k_cutoff``, refused (``ValueError``) when it holds no
         k-vector of a structure: never a silently empty sum."""
@@ -371,7 +371,14 @@ class Pipeline:
             modelled_systems, species, self.potential, self.basis, self.center_term, h.center_atom_weight
         )
         radii, gains = sphere_radii(
-            modelled_systems, species, self.kspace_weight, constant, h.accuracy, self.k_bound, self.device.map_batches
+            modelled_systems,
+            species,
+            self.kspace_weight,
+            constant,
+            h.accuracy,
+            self.k_bound,
+            self.device.map_batches,
+            self.direct.roundoff,
         )
         out = list(systems)
         for i, radius, gain in zip(bulk, radii, gains, strict=True):
