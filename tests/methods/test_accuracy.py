@@ -77,18 +77,17 @@ def _smaller_sphere_misses(name, hypers, k_cutoff, exact, accuracy) -> bool:
 
 def _band(cases, accuracies, backends):
     """Measured error / accuracy of every case, and whether it is in the band or exempt (the
-    band's lower end: 1/20 of the accuracy, 1/200 for the perfect crystal)."""
+    band's lower end: 1/20 of the accuracy)."""
     rows = []
     for name, p, basis, (sigma, r0) in cases:
         hypers, exact = _hypers(p, basis, sigma, r0), _converged(name, p, basis, sigma, r0)
         species = np.unique(STRUCTURES[name].numbers)
-        floor = 0.005 if name == "perfect NaCl" else 0.05
         for backend in backends:
             for accuracy in accuracies:
                 calc = gplode.LodeCalculator(backend=backend, accuracy=accuracy, **hypers)
                 ratio = _error(calc.compute(STRUCTURES[name]).values, exact) / accuracy
                 k_cutoff = calc.pipeline.with_spheres(as_systems(STRUCTURES[name]), species)[0].k_cutoff
-                lower = ratio >= floor or _smaller_sphere_misses(name, hypers, k_cutoff, exact, accuracy)
+                lower = ratio >= 0.05 or _smaller_sphere_misses(name, hypers, k_cutoff, exact, accuracy)
                 rows.append((f"{name} p={p} {basis} σ={sigma} {backend} {accuracy:g}", ratio, lower))
     return rows
 
@@ -99,7 +98,7 @@ def _check(rows):
     ratios = np.array([ratio for _, ratio, _ in rows])
     assert 0.05 <= np.median(ratios) <= 1.0
     outside = [(label, f"{ratio:.3g}") for label, ratio, lower in rows if not lower]
-    assert len(outside) <= 0.15 * len(rows), f"{len(outside)} of {len(rows)} below the band: {outside}"
+    assert len(outside) <= 0.02 * len(rows), f"{len(outside)} of {len(rows)} below the band: {outside}"
 
 
 EXPONENTS = [
@@ -277,6 +276,42 @@ def test_float32_values_only_where_their_round_off_fits():
         np.testing.assert_allclose(features.values[features.system == i], alone, atol=tolerance * np.abs(alone).max())
 
 
+def test_the_truncation_share_leaves_room_for_the_predicted_round_off():
+    """The direct sum's predicted round-off, which the exact model's truncation share leaves room
+    for: float32's where the values run in it (accuracy 1e-3, within half of it), 0 in float64."""
+    from gplode.methods.accuracy import single_precision_roundoff_of
+
+    hypers = dict(exponent=1.0, smearing=1.0, cutoff=4.0, max_radial=3, max_angular=3)
+    single = gplode.LodeCalculator(backend="numpy", accuracy=1e-3, **hypers).pipeline.direct
+    assert single.roundoff(24, 10.0) == single_precision_roundoff_of(24, 10.0) > 0
+    assert single.roundoff(24, 1e5) == 0.0  # beyond half the accuracy: float64
+    assert gplode.LodeCalculator(backend="numpy", accuracy=1e-6, **hypers).pipeline.direct.roundoff(24, 10.0) == 0.0
+    forced = gplode.LodeCalculator(backend="numpy", accuracy=1e-6, dtype="float32", **hypers).pipeline.direct
+    assert forced.roundoff(24, 1e5) == single_precision_roundoff_of(24, 1e5)
+
+
+def test_rounding_the_radius_up_never_takes_in_the_next_shell():
+    """The ladder of radii (1 % steps) rounds up, but not past the first shell left out: the
+    skewed 4-atom cell at σ = 3 Å has shells at 1.658, 1.663 and 1.680 Å⁻¹, and the sphere
+    without the last measured 0.69 × accuracy 1e-3 (rounded up, it was kept: 0.012 ×)."""
+    from gplode.methods.accuracy import _ladder
+
+    rung = _ladder(1.6715, 3.6)
+    assert 1.6715 < rung <= 1.6715 * 1.01 and _ladder(rung, 3.6) == rung
+    assert _ladder(1.6715, 3.6, below=1.680) == rung  # the rung lies below the next shell
+    assert _ladder(1.6715, 3.6, below=rung) == 1.6715  # it does not: the radius itself
+    hypers = _hypers(1.0, "gto", 3.0, 6.0)
+    atoms = STRUCTURES["skewed"]
+    calc = gplode.LodeCalculator(backend="numpy", accuracy=1e-3, **hypers)
+    (system,) = calc.pipeline.with_spheres(as_systems(atoms), np.unique(atoms.numbers))
+    cell = system.cell[None]
+    norms = np.linalg.norm(selected_kpoints(cell, sphere_shape(cell, 2.0), 2.0).k, axis=1)
+    shell = norms[(norms > 1.675) & (norms < 1.69)].min()  # 1.680 Å⁻¹, left out
+    assert norms[norms < shell].max() < system.k_cutoff < shell
+    error = _error(calc.compute(atoms).values, _converged("skewed", 1.0, "gto", 3.0, 6.0))
+    assert 0.5 <= error / 1e-3 <= 1.0
+
+
 def test_mesh_structure_factors_match_the_phases():
     """:func:`_mesh_spectra` (plain, and at the images m ± s) against :func:`_spectra` (the
     atoms' separable phases), on a perfect and a rattled skewed supercell: measured 3·10⁻³
@@ -304,14 +339,15 @@ def test_mesh_structure_factors_match_the_phases():
         assert exact.max() > 0.5 * system.n_atoms**2 / 2  # the peaks are there: N_a² each
 
 
+@pytest.mark.parametrize("by_shells", [True, False])
 @pytest.mark.parametrize(
     "name, p, basis, smearing", [("perfect NaCl", 1.0, "gto", (1.0, 4.0)), ("skewed", 6.0, "monomial", (3.0, 6.0))]
 )
-def test_exact_tail_is_the_measured_truncation_error(name, p, basis, smearing):
-    """The small cells' model (cross terms kept): its squared error of the sphere truncated
-    before each shell, and its squared norm, are those of the reference sums (the perfect
-    crystal's l ≠ 0 components cancel over its shells: the incoherent model overestimated its
-    tail by up to ~10×)."""
+def test_exact_tail_is_the_measured_truncation_error(name, p, basis, smearing, by_shells):
+    """The small cells' model (cross terms kept), both ways (by shells and by the vectors' Gram
+    matrices): its squared error of the sphere truncated before each shell, and its squared
+    norm, are those of the reference sums (the perfect crystal's l ≠ 0 components cancel over
+    its shells: the incoherent model overestimated its tail by up to ~10×)."""
     from gplode.methods.accuracy import _coherent_tails
     from gplode.methods.corrections import periodic_corrections
 
@@ -332,7 +368,8 @@ def test_exact_tail_is_the_measured_truncation_error(name, p, basis, smearing):
     starts = np.flatnonzero(np.diff(norms) > 1e-9 * norms[1:]) + 1  # shells but the first
     shells = np.concatenate([[0], starts])
     kspace = pipeline.kspace_weight
-    error2, norm2 = _coherent_tails(system, species, kspace, points.k[order], norms, shells, weights, constant)
+    vectors = (points.k[order], norms, shells, weights)
+    error2, norm2 = _coherent_tails(system, species, kspace, *vectors, constant, by_shells=by_shells)
 
     def values(k_cutoff):
         return gplode.LodeCalculator(backend="reference", k_cutoff=k_cutoff, **hypers).compute(atoms).values
