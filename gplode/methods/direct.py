@@ -41,17 +41,26 @@ MAX_WORK = 1e13
 
 
 def memory_bytes(
-    n_atoms: int, n_species: int, n_channels: int, n_kpoints: float, n_grid: float, itemsize: int = 8
+    n_atoms: int,
+    n_species: int,
+    n_channels: int,
+    n_kpoints: float,
+    n_grid: float,
+    itemsize: int = 8,
+    n_table: float | None = None,
 ) -> int:
     """Peak memory of one structure in :func:`kspace_sum` (bytes); in a batch every member
     counts with the largest member's ``n_atoms``, ``n_kpoints`` and ``n_grid`` (padding).
 
-    Counts, per k chunk, the phases, the structure-factor products, one l's kernel; the
-    k-point data; the |k|² grid of :func:`gplode.lib.kvectors.selected_kpoints` (``n_grid`` points,
-    with its temporaries); and the output.
+    Counts, per k chunk, the phases (float32 values; with ``n_table``, float64 ones from tables
+    of that many entries per atom, and their gathers), the structure-factor products, one l's
+    kernel; the k-point data; the
+    |k|² grid of :func:`gplode.lib.kvectors.selected_kpoints` (``n_grid`` points, with its
+    temporaries); and the output.
     """
     width = min(K_CHUNK, n_kpoints)
-    chunk = n_atoms * width * 32 + n_atoms * n_species * width * 16 + width * n_channels * itemsize
+    phases = 32 if n_table is None else 80 + 16 * n_table / max(width, 1)  # per atom and k
+    chunk = n_atoms * width * phases + n_atoms * n_species * width * 16 + width * n_channels * itemsize
     kdata = 1.1 * n_kpoints * (8 * 16 + 8 * n_channels)
     return int(chunk + kdata + 32 * n_grid + 2 * n_atoms * n_species * n_channels * itemsize)
 
@@ -117,6 +126,8 @@ class _PaddedBatch:
         self.onehot_real = xp.asarray(onehot)
 
         cells = np.stack([system.cell for system in systems])
+        self.inverse = np.linalg.inv(cells)
+        self._tables = None  # the phase tables of the float64 passes (_phase_tables)
         points = self.points = selected_kpoints(cells, sphere_shape(cells, k_cutoff), k_cutoff, xp)
         self.n_k = np.bincount(device.to_host(points.structure), minlength=self.n_batch)
         self.rank = xp.arange(points.structure.size) - xp.asarray(np.cumsum(self.n_k) - self.n_k)[points.structure]
@@ -180,22 +191,21 @@ class _PaddedBatch:
             k = xp.zeros((n_batch * width, 3))
             k[slot_k] = self.points.k[take]
             k = k.reshape(n_batch, width, 3)
-            theta = workspace.view("theta", (n_batch, n_max, width), np.float64)
-            self.device.matmul(self.positions, k.transpose(0, 2, 1), out=theta)  # k·r_i
             if real == np.float32:
+                theta = workspace.view("theta", (n_batch, n_max, width), np.float64)
+                self.device.matmul(self.positions, k.transpose(0, 2, 1), out=theta)  # k·r_i
                 cos, sin = _single_phases(xp, theta, workspace)
                 # ρ summed in float64: a crystal's ρ_a(k) off its Bragg peaks is a near-cancelling
                 # sum, whose float32 accumulation doubled the round-off of the coefficients
                 rho_re = self.device.matmul(self.onehot_real, cos.astype(np.float64)).astype(real)
                 rho_im = self.device.matmul(self.onehot_real, sin.astype(np.float64)).astype(real)
             else:
-                cos = xp.cos(theta, out=workspace.view("cos", theta.shape, real))
-                sin = xp.sin(theta, out=workspace.view("sin", theta.shape, real))
+                cos, sin = self._double_phases(take, slot_k, width, workspace)
                 rho_re, rho_im = self.device.matmul(self.onehot_real, cos), self.device.matmul(self.onehot_real, sin)
             # Re s = cos Re ρ + sin Im ρ, Im s = sin Re ρ − cos Im ρ, species by species (no complex temporaries)
             s_re = workspace.view("s_re", (n_batch, n_max, n_species, width), real)
             s_im = workspace.view("s_im", (n_batch, n_max, n_species, width), real)
-            other = workspace.view("s_other", theta.shape, real)
+            other = workspace.view("s_other", cos.shape, real)
             for a in range(n_species):
                 xp.multiply(cos, rho_re[:, None, a], out=s_re[:, :, a])
                 s_re[:, :, a] += xp.multiply(sin, rho_im[:, None, a], out=other)
@@ -205,6 +215,44 @@ class _PaddedBatch:
             phase = (cos + 1j * sin).astype(self.complex) if phases else None
             parts = (s_re.reshape(n_batch, n_max * n_species, width), s_im.reshape(n_batch, n_max * n_species, width))
             yield _Chunk(take, slot_k, xp.nonzero(free)[0], width, k, phase, rho, parts)
+
+    def _double_phases(self, take, slot_k, width: int, workspace):
+        r"""cos and sin of k·r_i in float64 for the k-points ``take`` at their padded slots
+        ``slot_k`` (padding slots and atoms: k·r = 0), ``(n_batch, n_max, width)`` each:
+        :math:`e^{ik\cdot r} = e^{2\pi i(m_1f_1 + m_2f_2)}\,e^{2\pi i m_3f_3}` (fractional coordinates
+        f, integer frequencies m), one product of two entries of :meth:`_phase_tables`, accurate to
+        a few ulp (float64 cos and sin of every k·r cost ~4× more on the 2-core machine)."""
+        xp, n_batch, n_max = self.xp, self.n_batch, self.n_max
+        (plane, line), reach = self._phase_tables()
+        m = xp.zeros((n_batch * width, 3), dtype=np.int64)
+        m[slot_k] = xp.rint(self.points.frequencies[take]).astype(np.int64)
+        m = m.reshape(n_batch, width, 3)
+        in_plane = (m[:, :, 0] + reach[0]) * (2 * reach[1] + 1) + m[:, :, 1] + reach[1]  # (n_batch, width)
+        rows = xp.arange(n_batch * n_max).reshape(n_batch, n_max, 1)
+        phase = plane.ravel()[rows * plane.shape[1] + in_plane[:, None, :]]
+        phase *= line.ravel()[rows * line.shape[1] + m[:, None, :, 2]]
+        cos = workspace.view("cos", phase.shape, np.float64)
+        sin = workspace.view("sin", phase.shape, np.float64)
+        cos[...], sin[...] = phase.real, phase.imag
+        return cos, sin
+
+    def _phase_tables(self):
+        r""":math:`e^{2\pi i(m_1f_1 + m_2f_2)}` over the batch's (m₁, m₂) plane, ``(n_batch · n_max,
+        (2r₁+1)(2r₂+1))``, and :math:`e^{2\pi i m_3f_3}` over its m₃ ≥ 0 line (the half spectrum),
+        ``(n_batch · n_max, r₃+1)``, of every padded atom (r: the largest |m_d| of the batch), and r;
+        built on first use, each entry from its own reduced angle."""
+        if self._tables is None:
+            xp = self.xp
+            fractional = xp.matmul(self.positions, xp.asarray(self.inverse)).reshape(-1, 3)
+            reach = [int(r) for r in self.device.to_host(xp.abs(xp.rint(self.points.frequencies)).max(axis=0))]
+
+            def table(d, low):
+                turns = fractional[:, d, None] * xp.arange(low, reach[d] + 1)[None, :]
+                return xp.exp((2j * np.pi) * (turns - xp.rint(turns)))
+
+            plane = (table(0, -reach[0])[:, :, None] * table(1, -reach[1])[:, None, :]).reshape(fractional.shape[0], -1)
+            self._tables = (plane, table(2, 0)), reach
+        return self._tables
 
     def padded_k(self, workspace, name, values, chunk, dtype):
         """``values`` of the chunk's k-points ``(n_take, ...)`` in the padded layout
@@ -578,9 +626,12 @@ class DirectKSum:
         self._local = threading.local()  # per-thread work buffers (CPU)
 
     def sizes(self, system) -> tuple[float, ...]:
-        """(atoms, expected k-vectors, k_c × the three lattice-vector lengths) of ``system``."""
+        """(atoms, expected k-vectors, k_c × the three lattice-vector lengths, bytes of a float of
+        its values) of ``system``."""
         k_cutoff = self.k_cutoff_of(system)
-        return (system.n_atoms, half_sphere_count(k_cutoff, system.volume), *(k_cutoff * n for n in system.lengths))
+        lengths = (k_cutoff * n for n in system.lengths)
+        itemsize = np.dtype(self.values_real(system)).itemsize
+        return (system.n_atoms, half_sphere_count(k_cutoff, system.volume), *lengths, itemsize)
 
     def k_cutoff_of(self, system) -> float:
         """The radius of ``system``'s k-sphere (Å⁻¹): its own (chosen by the pipeline), else this sum's."""
@@ -612,10 +663,13 @@ class DirectKSum:
 
     def batch_bytes(self, batch, n_species: int) -> int:
         """Peak memory of a batch (bytes) from its :meth:`grow` summary (:func:`memory_bytes`)."""
-        count, (n_atoms, n_k, *reach) = batch
-        n_grid = math.prod(sphere_shape_for_lengths(reach, 1.0)) / 2  # per member
+        count, (n_atoms, n_k, *reach, values_itemsize) = batch
+        grid = sphere_shape_for_lengths(reach, 1.0)
+        n_grid = math.prod(grid) / 2  # per member
         itemsize = np.dtype(self.real).itemsize
-        return count * memory_bytes(n_atoms, n_species, self.n_channels, n_k, n_grid, itemsize)
+        # float64 values: the phase tables' plane and line
+        n_table = (grid[0] + 1) * (grid[1] + 1) + grid[2] // 2 + 1 if values_itemsize == 8 else None
+        return count * memory_bytes(n_atoms, n_species, self.n_channels, n_k, n_grid, itemsize, n_table)
 
     def work(self, system, n_species: int) -> float:
         """Terms of the sum: (atoms) × (k-vectors) × (species) × (channels)."""

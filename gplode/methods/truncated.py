@@ -341,6 +341,10 @@ class TruncatedKSum(DirectKSum):
         super().__init__(device, None, radial, k_cutoff, max_angular, n_radial, dtype, (None, dradial))
         self.potential = potential
 
+    def values_real(self, system):
+        """The floating type of the values: ``dtype`` (slabs and wires have no float32 pass)."""
+        return self.real
+
     @functools.lru_cache(maxsize=64)  # noqa: B019 (one method object per calculator)
     def _kernel(self, geometry: str, radius: float) -> TruncatedPowerLaw:
         return TruncatedPowerLaw(self.potential, geometry, radius)

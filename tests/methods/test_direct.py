@@ -24,6 +24,39 @@ def test_single_precision_phases_are_float32_round_off():
     assert np.abs(sin - np.sin(theta)).max() < 1e-7
 
 
+def test_double_precision_phases_are_cos_and_sin_of_k_dot_r():
+    """The float64 passes' phases, products of plane and line tables over the frequencies, are
+    cos and sin of k·r_i to a few ulp on a padded batch of cells of different sizes, shapes and
+    spheres (padding atoms and slots: k·r = 0)."""
+    from gplode.devices.cpu import CpuDevice
+    from gplode.methods.direct import _PaddedBatch
+
+    frames = [
+        ase.build.bulk("NaCl", "rocksalt", a=5.64, cubic=True).repeat((1, 1, 2)),
+        ase.build.bulk("Cu", "fcc", a=3.6),
+    ]
+    frames[1].set_cell(frames[1].cell @ np.array([[1, 0.1, 0], [0, 1, 0.2], [0.05, 0, 1]]), scale_atoms=True)
+    for frame in frames:
+        frame.rattle(0.1, seed=3)
+    systems = as_systems(frames)
+    batch = _PaddedBatch(
+        systems,
+        np.array([11, 17, 29]),
+        lambda k: np.ones_like(k),
+        [3.0, 4.5],
+        2,
+        CpuDevice(),
+        np.complex128,
+    )
+    workspace = Workspace()
+    chunks = list(batch.chunks(workspace, phases=True))
+    assert len(chunks) == 1 and batch.n_k[0] != batch.n_k[1]
+    (chunk,) = chunks
+    theta = np.matmul(batch.positions, chunk.k.transpose(0, 2, 1))
+    np.testing.assert_allclose(chunk.phase.real, np.cos(theta), rtol=0, atol=2e-14)
+    np.testing.assert_allclose(chunk.phase.imag, np.sin(theta), rtol=0, atol=2e-14)
+
+
 def test_values_run_in_float32_from_the_single_precision_accuracy():
     """From SINGLE_PRECISION_ACCURACY up the values' pass is float32; on the same k-spheres and
     splines its coefficients agree with float64 to 0.2 × that accuracy, relative RMS: measured
