@@ -38,19 +38,21 @@ class CpuDevice(Device):
     name = "numpy"
     #: fitted to each method alone (``benchmarks/calibrate_costs.py``, ``results/costs.json``:
     #: rattled NaCl supercells of 216–1,728 atoms, σ = 1 Å, 36–392 channels, accuracy 1e-3
-    #: and 1e-6, 2-core development machine; every prediction within 0.74–1.23× of the
-    #: measured time): the direct sum ~0.035 ns per (atom, species, k-vector, channel) plus
-    #: ~33 ns per (atom, k-vector) for the phases and element-wise products (77 ns with values
-    #: in float64); the mesh ~15 ns per (channel, mesh point) plus ~1.1 ns per (channel, atom,
-    #: stencil point). So NaCl takes the direct sum up to ~1,000 atoms at 1e-3 (512 atoms:
-    #: 0.10 s against the mesh's 0.25 s), the mesh from ~1,700 (0.77 s against 1.45 s).
+    #: and 1e-6, 2-core development machine; every prediction within 0.62–1.26× of the
+    #: measured time): the direct sum ~0.019 ns per (atom, species, k-vector, channel) plus
+    #: ~16 ns per (atom, k-vector) for the phases and element-wise products (27 ns with values
+    #: in float64, their phases from tables: 77 ns with cos and sin of every k·r, on a slower
+    #: day of the same machine); the mesh ~12 ns per (channel, mesh point) plus ~0.8 ns per
+    #: (channel, atom, stencil point). So NaCl takes the direct sum up to ~1,000 atoms at 1e-3
+    #: (1,000 atoms, 150 channels: 0.22 s against the mesh's 0.32 s), the mesh from ~1,700
+    #: (0.60 s against 0.71 s); at 1e-6, 512 atoms: 0.22 s against 0.54 s.
     costs = Costs(
-        direct_term=3.5e-11,
-        direct_phase=33e-9,
+        direct_term=1.9e-11,
+        direct_phase=16e-9,
         direct_species=0.0,
-        mesh_point=15e-9,
-        mesh_stencil=1.1e-9,
-        direct_phase_double=77e-9,
+        mesh_point=12e-9,
+        mesh_stencil=0.8e-9,
+        direct_phase_double=27e-9,
     )
     default_max_batch_bytes = 2**27
     keep_workspace = True

@@ -119,9 +119,10 @@ def test_overrides_and_memory_error():
 
 
 def test_route_choice():
-    """Small cells take the direct k-sum, large ones the mesh."""
+    """Small cells take the direct k-sum, large ones the mesh (at the default accuracy, in
+    float64: 512 atoms take the direct sum, 0.22 s measured against the mesh's 0.54 s)."""
     calc = gplode.LodeCalculator(backend="numpy", exponent=1.0, smearing=1.0, cutoff=4.0, max_radial=5, max_angular=4)
-    for repeat, route in ((1, "direct"), (4, "mesh")):
+    for repeat, route in ((1, "direct"), (4, "direct"), (6, "mesh")):
         atoms = ase.build.bulk("NaCl", "rocksalt", a=5.64, cubic=True).repeat(repeat)
         system = gplode.systems.as_systems(atoms)[0]
         assert calc.pipeline.method_for(system, np.array([11, 17]))[0].name == route
