@@ -312,7 +312,8 @@ def _radii(systems, species, weight, constants, accuracy, k_max, beyond: float, 
     vanishing = np.bincount(cell, weights=spectrum <= 1e-6 * n_a.sum(axis=1)[cell], minlength=n)
     crystal = vanishing >= _CRYSTAL_VANISHING * counts
     coherent = (gram <= _COHERENT_BUDGET) | (crystal & (np.minimum(gram, by_shells) <= _CRYSTAL_BUDGET))
-    for i in np.flatnonzero((counts > 0) & coherent):
+    coherent = np.flatnonzero((counts > 0) & coherent)
+    for i in coherent:
         rows = slice(offsets[i], offsets[i + 1])
         starts = np.flatnonzero(shell[rows])
         vectors = frequencies[rows] @ (2.0 * np.pi * np.linalg.inv(cells[i]).T)  # k = Σ m_d b_d
@@ -324,7 +325,7 @@ def _radii(systems, species, weight, constants, accuracy, k_max, beyond: float, 
     # round-off of ρ_a(k) is that of a featureless density, |δρ|² ~ ε² Σ_a N_a at every k
     featureless = np.bincount(cell, weights=n_atoms[cell] * weights * n_a.sum(axis=1)[cell], minlength=n)
     gain = np.sqrt(np.divide(featureless + constant_norm2, norm2, out=np.ones(n), where=norm2 > 0))
-    for i in np.flatnonzero((counts > 0) & coherent):  # what round-off and aliasing leave
+    for i in coherent:  # what round-off and aliasing leave
         rho = 0.0 if roundoff is None else roundoff(int(n_atoms[i]), float(gain[i])) / accuracy
         share[i] = np.sqrt(max(COHERENT_ERROR_SHARE**2 - ALIASING_SHARE**2 - rho**2, TRUNCATION_SHARE**2))
     tail = tails[cell, rank]  # Σ over the cell's vectors from this one on
@@ -373,8 +374,9 @@ def _coherent_tails(system, species, weight, k, norms, starts, w, constant, by_s
 
     - ``by_shells``: summed over a shell j, :math:`T_{ianlm}` takes
       :math:`f_{nl}(j)\,V_{ialm}(j)`, :math:`V_{ialm}(j) = \sum_{k\in j}\Re[i^l s_{ia}(k)]Y_{lm}(\hat k)`,
-      and the tails are reverse cumulative sums over the shells: O(N n_a (n_k (L+1)² + n_shells C))
-      for C channels (cheap for crystals, whose shells hold many vectors);
+      so that the shells' Gram matrices :math:`\sum_l (V_l V_l^T)\circ(f_l f_l^T)` replace the
+      vectors': O(N n_a n_k (L+1)² + n_shells² (N n_a (L+1)² + C)) for C channels (cheap for
+      crystals, whose shells hold many vectors);
     - else as Gram matrices: :math:`\|T(r)\|^2 = \sum_{k,k'\ge r}(A_e\circ B_e + A_o\circ B_o)_{kk'}` with
       :math:`A_e = \Re s\,\Re s^T`, :math:`A_o = \Im s\,\Im s^T` (over atoms and species) and
       :math:`B_{e,o} = \sum_{nlm}g_{nlm}(k)g_{nlm}(k')` over the even or odd l: O(n_k² (N n_a + C))
@@ -409,7 +411,8 @@ def _coherent_tails(system, species, weight, k, norms, starts, w, constant, by_s
         pairs = np.zeros((len(k), len(k)))
         for parity in (0, 1):
             g = np.concatenate(factors[parity::2], axis=1) if factors[parity::2] else np.zeros((len(k), 0))
-            pairs += (parts[parity] @ parts[parity].T) * (g @ g.T)
+            part = (s.real, s.imag)[parity]
+            pairs += (part @ part.T) * (g @ g.T)
         shells = np.add.reduceat(np.add.reduceat(pairs, starts, axis=0), starts, axis=1)
         whole = s.real.T @ factors[0]
     error2 = np.diagonal(shells[::-1, ::-1].cumsum(axis=0).cumsum(axis=1)[::-1, ::-1])  # Σ over shells ≥ both
