@@ -506,9 +506,11 @@ class Pipeline:
     @staticmethod
     def _atoms_of(members, offsets) -> np.ndarray:
         """Rows of the atoms of the systems ``members``."""
-        if not members:
-            return np.zeros(0, dtype=np.int64)
-        return np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in members])
+        members = np.asarray(members, dtype=np.int64)
+        starts, counts = offsets[members], offsets[members + 1] - offsets[members]
+        # each member's first row, then steps of one within it (one arange, not one per member)
+        within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        return np.repeat(starts, counts) + within
 
     def vjp(self, systems, species, weights):
         r"""Vector–Jacobian product of all coefficients: for

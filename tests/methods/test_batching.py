@@ -330,3 +330,19 @@ def test_route_costs_the_direct_sum_over_the_species_present():
     mesh = pipeline.mesh.cost(system, len(species), pipeline.mesh_for(system, species))
     assert pipeline.direct.cost(system, 2) < mesh < pipeline.direct.cost(system, len(species))
     assert pipeline.method_for(system, species)[0] is pipeline.direct
+
+
+def test_rows_of_members_are_their_atoms_in_member_order():
+    """``Pipeline._atoms_of``: the output rows of the chosen systems' atoms, each system's in
+    order, systems in the order given (how the batches' blocks are scattered into the output)."""
+    from gplode.methods.pipeline import Pipeline
+
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        counts = rng.integers(1, 6, rng.integers(1, 9))
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        members = [int(i) for i in rng.permutation(counts.size)[: rng.integers(0, counts.size + 1)]]
+        expected = [row for i in members for row in range(offsets[i], offsets[i + 1])]
+        rows = Pipeline._atoms_of(members, offsets)
+        assert rows.dtype == np.int64
+        assert rows.tolist() == expected
