@@ -328,6 +328,11 @@ def _coincident_error(system: System, pair) -> ValueError:
 def atom_owners(systems) -> tuple[np.ndarray, np.ndarray]:
     """For the atoms of ``systems`` taken one system after the other: the index of each
     atom's system and its index within that system."""
-    counts = np.array([system.n_atoms for system in systems])
-    owner = np.repeat(np.arange(len(systems)), counts)
+    return segment_slots(np.array([system.n_atoms for system in systems], dtype=np.int64))
+
+
+def segment_slots(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For consecutive segments of ``counts`` items each: the segment of every item and its
+    index within that segment (both ``(counts.sum(),)``)."""
+    owner = np.repeat(np.arange(len(counts)), counts)
     return owner, np.arange(owner.size) - (np.cumsum(counts) - counts)[owner]

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..lib.kvectors import default_k_cutoff, half_sphere_count, selected_kpoints, sphere_shape, sphere_shape_for_lengths
 from ..lib.splines import K_FLOOR, PotentialSpline, RadialIntegralSpline
+from ..systems import segment_slots
 from ..truncated import smearing_margin
 from .accuracy import (
     ALIASING_SHARE,
@@ -507,10 +508,8 @@ class Pipeline:
     def _atoms_of(members, offsets) -> np.ndarray:
         """Rows of the atoms of the systems ``members``."""
         members = np.asarray(members, dtype=np.int64)
-        starts, counts = offsets[members], offsets[members + 1] - offsets[members]
-        # each member's first row, then steps of one within it (one arange, not one per member)
-        within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-        return np.repeat(starts, counts) + within
+        owner, slot = segment_slots(offsets[members + 1] - offsets[members])
+        return offsets[members][owner] + slot
 
     def vjp(self, systems, species, weights):
         r"""Vector–Jacobian product of all coefficients: for
