@@ -181,6 +181,15 @@ class Device:
         (operands may be strided views), into ``out`` if given."""
         return self.xp.matmul(a, b, out=out)
 
+    def take_columns(self, tables, columns, out):
+        """``out[b, i, w] = tables[b, i, columns[b, w]]``: each structure's columns of its atoms'
+        tables, ``tables`` ``(n, p, q)``, ``columns`` int ``(n, r)``, ``out`` ``(n, p, r)``
+        (the direct sum's phase tables; here one broadcast gather)."""
+        xp = self.xp
+        n, p = tables.shape[:2]
+        out[...] = tables[xp.arange(n)[:, None, None], xp.arange(p)[None, :, None], columns[:, None, :]]
+        return out
+
     def stencil(self, fractional, shape, order):
         """The first stage (:meth:`Stages.stencil`), the same array code on every device."""
         return stencil(fractional, shape, order, self.xp)

@@ -52,15 +52,16 @@ def memory_bytes(
     """Peak memory of one structure in :func:`kspace_sum` (bytes); in a batch every member
     counts with the largest member's ``n_atoms``, ``n_kpoints`` and ``n_grid`` (padding).
 
-    Counts, per k chunk, the phases (float32 values; with ``n_table``, float64 ones from tables
-    of that many entries per atom, and their gathers), the structure-factor products, one l's
-    kernel; the k-point data; the
+    Counts, per k chunk, the phases (float32 values: k·r and its reduction, cos, the complex
+    phases and their complex128 copy for ρ; with ``n_table``, float64 ones from tables of that
+    many entries per atom, and their gathers), the structure-factor products (complex, and
+    their real and imaginary parts), one l's kernel; the k-point data; the
     |k|² grid of :func:`gplode.lib.kvectors.selected_kpoints` (``n_grid`` points, with its
     temporaries); and the output.
     """
     width = min(K_CHUNK, n_kpoints)
-    phases = 32 if n_table is None else 80 + 16 * n_table / max(width, 1)  # per atom and k
-    chunk = n_atoms * width * phases + n_atoms * n_species * width * 16 + width * n_channels * itemsize
+    phases = 52 if n_table is None else 80 + 16 * n_table / max(width, 1)  # per atom and k
+    chunk = n_atoms * width * phases + n_atoms * n_species * width * 32 + width * n_channels * itemsize
     kdata = 1.1 * n_kpoints * (8 * 16 + 8 * n_channels)
     return int(chunk + kdata + 32 * n_grid + 2 * n_atoms * n_species * n_channels * itemsize)
 
@@ -71,8 +72,8 @@ def _re_i_power(n: int, parts):
 
 
 def _single_phases(xp, theta, workspace):
-    r"""cos θ and sin θ in float32 from float64 ``theta`` (overwritten): θ reduced to [-π, π] in
-    float64, rounded to float32 (a), then cos θ = cos a − δ sin a and sin θ = sin a + δ cos a
+    r""":math:`e^{i\theta}` in complex64 from float64 ``theta`` (overwritten): θ reduced to [-π, π]
+    in float64, rounded to float32 (a), then cos θ = cos a − δ sin a and sin θ = sin a + δ cos a
     with δ = θ − a (float32 cos and sin are SIMD: ~3 ns against ~27 ns in float64 on the 2-core
     machine; the first-order term keeps the error at float32 round-off, not the ~1e-7 rad of
     rounding θ)."""
@@ -83,11 +84,11 @@ def _single_phases(xp, theta, workspace):
     delta = workspace.view("delta", theta.shape, np.float32)
     delta[...] = xp.subtract(theta, reduced, out=turns)
     cos = xp.cos(reduced, out=workspace.view("cos", theta.shape, np.float32))
-    sin = xp.sin(reduced, out=workspace.view("sin", theta.shape, np.float32))
-    cos_delta = xp.multiply(cos, delta, out=reduced)
-    cos -= xp.multiply(sin, delta, out=delta)
-    sin += cos_delta
-    return cos, sin
+    sin = xp.sin(reduced, out=reduced)
+    phase = workspace.view("phase", theta.shape, np.complex64)
+    xp.subtract(cos, xp.multiply(sin, delta, out=phase.imag), out=phase.real)
+    xp.add(sin, xp.multiply(cos, delta, out=delta), out=phase.imag)
+    return phase
 
 
 class _PaddedBatch:
@@ -194,47 +195,47 @@ class _PaddedBatch:
             if real == np.float32:
                 theta = workspace.view("theta", (n_batch, n_max, width), np.float64)
                 self.device.matmul(self.positions, k.transpose(0, 2, 1), out=theta)  # k·r_i
-                cos, sin = _single_phases(xp, theta, workspace)
+                phase = _single_phases(xp, theta, workspace)
                 # ρ summed in float64: a crystal's ρ_a(k) off its Bragg peaks is a near-cancelling
                 # sum, whose float32 accumulation doubled the round-off of the coefficients
-                rho_re = self.device.matmul(self.onehot_real, cos.astype(np.float64)).astype(real)
-                rho_im = self.device.matmul(self.onehot_real, sin.astype(np.float64)).astype(real)
+                wide = workspace.view("phase_wide", phase.shape, np.complex128)
+                wide[...] = phase
             else:
-                cos, sin = self._double_phases(take, slot_k, width, workspace)
-                rho_re, rho_im = self.device.matmul(self.onehot_real, cos), self.device.matmul(self.onehot_real, sin)
-            # Re s = cos Re ρ + sin Im ρ, Im s = sin Re ρ − cos Im ρ, species by species (no complex temporaries)
-            s_re = workspace.view("s_re", (n_batch, n_max, n_species, width), real)
-            s_im = workspace.view("s_im", (n_batch, n_max, n_species, width), real)
-            other = workspace.view("s_other", cos.shape, real)
-            for a in range(n_species):
-                xp.multiply(cos, rho_re[:, None, a], out=s_re[:, :, a])
-                s_re[:, :, a] += xp.multiply(sin, rho_im[:, None, a], out=other)
-                xp.multiply(sin, rho_re[:, None, a], out=s_im[:, :, a])
-                s_im[:, :, a] -= xp.multiply(cos, rho_im[:, None, a], out=other)
-            rho = (rho_re + 1j * rho_im).astype(self.complex)
-            phase = (cos + 1j * sin).astype(self.complex) if phases else None
+                phase = wide = self._double_phases(take, slot_k, width, workspace)
+            # ρ_a = Σ_j onehot_aj e^{ik·r_j}: one real product over the (Re, Im) pairs
+            rho = self.device.matmul(self.onehot_real, wide.view(np.float64)).view(np.complex128)
+            # s = e^{ik·r_i} ρ_a(k)^*: one complex product, then its parts contiguous for the products
+            # (8 cells × 54 atoms × 2 species × 1,007 k in float64: 6.2 ms against 11.3 ms for
+            # Re s = cos Re ρ + sin Im ρ and Im s = sin Re ρ − cos Im ρ species by species)
+            s = workspace.view("s", (n_batch, n_max, n_species, width), self.complex)
+            xp.multiply(phase[:, :, None, :], xp.conj(rho).astype(self.complex)[:, None, :, :], out=s)
+            s_re = workspace.view("s_re", s.shape, real)
+            s_im = workspace.view("s_im", s.shape, real)
+            s_re[...], s_im[...] = s.real, s.imag
             parts = (s_re.reshape(n_batch, n_max * n_species, width), s_im.reshape(n_batch, n_max * n_species, width))
-            yield _Chunk(take, slot_k, xp.nonzero(free)[0], width, k, phase, rho, parts)
+            rho = rho.astype(self.complex)
+            yield _Chunk(take, slot_k, xp.nonzero(free)[0], width, k, phase if phases else None, rho, parts)
 
     def _double_phases(self, take, slot_k, width: int, workspace):
-        r"""cos and sin of k·r_i in float64 for the k-points ``take`` at their padded slots
-        ``slot_k`` (padding slots and atoms: k·r = 0), ``(n_batch, n_max, width)`` each:
+        r""":math:`e^{ik\cdot r_i}` in complex128 for the k-points ``take`` at their padded slots
+        ``slot_k`` (padding slots and atoms: k·r = 0), ``(n_batch, n_max, width)``:
         :math:`e^{ik\cdot r} = e^{2\pi i(m_1f_1 + m_2f_2)}\,e^{2\pi i m_3f_3}` (fractional coordinates
-        f, integer frequencies m), one product of two entries of :meth:`_phase_tables`, accurate to
-        a few ulp (float64 cos and sin of every k·r cost ~4× more on the 2-core machine)."""
+        f, integer frequencies m), one product of two entries of :meth:`_phase_tables`
+        (:meth:`~gplode.devices.base.Device.take_columns`), accurate to a few ulp (float64 cos and
+        sin of every k·r cost ~4× more on the 2-core machine)."""
         xp, n_batch, n_max = self.xp, self.n_batch, self.n_max
         (plane, line), reach = self._phase_tables()
         m = xp.zeros((n_batch * width, 3), dtype=np.int64)
         m[slot_k] = xp.rint(self.points.frequencies[take]).astype(np.int64)
         m = m.reshape(n_batch, width, 3)
         in_plane = (m[:, :, 0] + reach[0]) * (2 * reach[1] + 1) + m[:, :, 1] + reach[1]  # (n_batch, width)
-        rows = xp.arange(n_batch * n_max).reshape(n_batch, n_max, 1)
-        phase = plane.ravel()[rows * plane.shape[1] + in_plane[:, None, :]]
-        phase *= line.ravel()[rows * line.shape[1] + m[:, None, :, 2]]
-        cos = workspace.view("cos", phase.shape, np.float64)
-        sin = workspace.view("sin", phase.shape, np.float64)
-        cos[...], sin[...] = phase.real, phase.imag
-        return cos, sin
+        shape = (n_batch, n_max, width)
+        phase = self.device.take_columns(
+            plane.reshape(n_batch, n_max, -1), in_plane, workspace.view("phase", shape, np.complex128)
+        )
+        line_part = workspace.view("phase_line", shape, np.complex128)
+        phase *= self.device.take_columns(line.reshape(n_batch, n_max, -1), xp.ascontiguousarray(m[:, :, 2]), line_part)
+        return phase
 
     def _phase_tables(self):
         r""":math:`e^{2\pi i(m_1f_1 + m_2f_2)}` over the batch's (m₁, m₂) plane, ``(n_batch · n_max,
@@ -281,7 +282,10 @@ class _PaddedBatch:
         padding: one past the last)."""
         xp, slots = self.xp, self.n_batch * chunk.width
         factors = xp.zeros((self.ylm.shape[1], slots), dtype=dtype)
-        factors[:, chunk.slot_k] = ((self.weight * self.vhat)[chunk.take, None] * self.ylm[chunk.take]).T
+        if chunk.take.size == self.knorm.size:  # one chunk: all the k-points, in order (no gathers)
+            factors[:, chunk.slot_k] = self.ylm.T * (self.weight * self.vhat)
+        else:
+            factors[:, chunk.slot_k] = self.ylm[chunk.take].T * (self.weight * self.vhat)[chunk.take]
         shell = xp.full(slots, self.norms.size)
         shell[chunk.slot_k] = self.shell[chunk.take]
         return factors, shell
