@@ -61,7 +61,8 @@ def memory_bytes(
     """
     width = min(K_CHUNK, n_kpoints)
     phases = 52 if n_table is None else 80 + 16 * n_table / max(width, 1)  # per atom and k
-    chunk = n_atoms * width * phases + n_atoms * n_species * width * 32 + width * n_channels * itemsize
+    products = 16 if n_table is None else 32  # s and its two parts, per atom, species and k
+    chunk = n_atoms * width * (phases + n_species * products) + width * n_channels * itemsize
     kdata = 1.1 * n_kpoints * (8 * 16 + 8 * n_channels)
     return int(chunk + kdata + 32 * n_grid + 2 * n_atoms * n_species * n_channels * itemsize)
 
