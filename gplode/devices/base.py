@@ -98,6 +98,7 @@ class Costs:
     #: direct k-sum, per (atom, k-vector, species, channel): the matrix products
     direct_term: float
     #: direct k-sum, per (atom, k-vector): the phases and element-wise products, values in float32
+    #: (the float64 phases of the tables, rounded; structure-factor products in float32)
     direct_phase: float
     #: direct k-sum, per (atom, k-vector, species): the structure-factor products
     direct_species: float
@@ -105,7 +106,7 @@ class Costs:
     mesh_point: float
     #: mesh, per (channel, atom, stencil point): interpolation
     mesh_stencil: float
-    #: :attr:`direct_phase` for values in float64 (the phases' cosines in double precision)
+    #: :attr:`direct_phase` for values in float64 (the products in double precision)
     direct_phase_double: float
 
 

@@ -38,21 +38,22 @@ class CpuDevice(Device):
     name = "numpy"
     #: fitted to each method alone (``benchmarks/calibrate_costs.py``, ``results/costs.json``:
     #: rattled NaCl supercells of 216–1,728 atoms, σ = 1 Å, 36–392 channels, accuracy 1e-3
-    #: and 1e-6, 2-core development machine; every prediction within 0.62–1.26× of the
-    #: measured time): the direct sum ~0.019 ns per (atom, species, k-vector, channel) plus
-    #: ~16 ns per (atom, k-vector) for the phases and element-wise products (27 ns with values
-    #: in float64, their phases from tables: 77 ns with cos and sin of every k·r, on a slower
-    #: day of the same machine); the mesh ~12 ns per (channel, mesh point) plus ~0.8 ns per
-    #: (channel, atom, stencil point). So NaCl takes the direct sum up to ~1,000 atoms at 1e-3
-    #: (1,000 atoms, 150 channels: 0.22 s against the mesh's 0.32 s), the mesh from ~1,700
-    #: (0.60 s against 0.71 s); at 1e-6, 512 atoms: 0.22 s against 0.54 s.
+    #: and 1e-6, 2-core development machine; every prediction within 0.62–1.28× of the
+    #: measured time): the direct sum ~0.021 ns per (atom, species, k-vector, channel) plus
+    #: ~11 ns per (atom, k-vector) for the phases and element-wise products (18.5 ns with values
+    #: in float64; both precisions' phases from the tables, two fits 10.8–11.2 and 18.5 ns);
+    #: the mesh ~12 ns per (channel, mesh point) plus ~0.8 ns per (channel, atom, stencil
+    #: point) (an earlier fit: the mesh is unchanged since, and the stencil term of the two
+    #: refits, 0.12–0.46 ns, did not repeat). So rattled NaCl (150 channels) takes the direct
+    #: sum up to ~2,700 atoms at 1e-3 (2,662 atoms: 1.24 s against the mesh's 1.26 s), at 1e-6
+    #: up to ~2,000 (2.4 s against 2.7 s), the mesh beyond.
     costs = Costs(
-        direct_term=1.9e-11,
-        direct_phase=16e-9,
+        direct_term=2.1e-11,
+        direct_phase=11e-9,
         direct_species=0.0,
         mesh_point=12e-9,
         mesh_stencil=0.8e-9,
-        direct_phase_double=27e-9,
+        direct_phase_double=18.5e-9,
     )
     default_max_batch_bytes = 2**27
     keep_workspace = True

@@ -46,22 +46,23 @@ def memory_bytes(
     n_channels: int,
     n_kpoints: float,
     n_grid: float,
+    n_table: float,
     itemsize: int = 8,
-    n_table: float | None = None,
+    values_itemsize: int = 8,
 ) -> int:
     """Peak memory of one structure in :func:`kspace_sum` (bytes); in a batch every member
     counts with the largest member's ``n_atoms``, ``n_kpoints`` and ``n_grid`` (padding).
 
-    Counts, per k chunk, the phases (float32 values: k·r and its reduction, cos, the complex
-    phases and their complex128 copy for ρ; with ``n_table``, float64 ones from tables of that
-    many entries per atom, and their gathers), the structure-factor products (complex, and
-    their real and imaginary parts), one l's kernel; the k-point data; the
-    |k|² grid of :func:`gplode.lib.kvectors.selected_kpoints` (``n_grid`` points, with its
+    Counts, per k chunk, the phases (complex128 from the phase tables of ``n_table`` entries per
+    atom, their two gathers and the frequencies; a complex64 copy for float32 values), the
+    structure-factor products (complex in the values' precision, ``values_itemsize`` bytes per
+    real, and their real and imaginary parts), one l's kernel (``itemsize``); the k-point data;
+    the |k|² grid of :func:`gplode.lib.kvectors.selected_kpoints` (``n_grid`` points, with its
     temporaries); and the output.
     """
     width = min(K_CHUNK, n_kpoints)
-    phases = 52 if n_table is None else 80 + 16 * n_table / max(width, 1)  # per atom and k
-    products = 16 if n_table is None else 32  # s and its two parts, per atom, species and k
+    phases = 80 + 16 * n_table / max(width, 1) + (8 if values_itemsize == 4 else 0)  # per atom and k
+    products = 4 * values_itemsize  # s and its two parts, per atom, species and k
     chunk = n_atoms * width * (phases + n_species * products) + width * n_channels * itemsize
     kdata = 1.1 * n_kpoints * (8 * 16 + 8 * n_channels)
     return int(chunk + kdata + 32 * n_grid + 2 * n_atoms * n_species * n_channels * itemsize)
@@ -70,26 +71,6 @@ def memory_bytes(
 def _re_i_power(n: int, parts):
     r""":math:`\Re[i^n s]` from ``parts = (Re s, Im s)``: ``(sign, part)`` with Re[i^n s] = sign · part."""
     return (1.0, -1.0, -1.0, 1.0)[n % 4], parts[n % 2]
-
-
-def _single_phases(xp, theta, workspace):
-    r""":math:`e^{i\theta}` in complex64 from float64 ``theta`` (overwritten): θ reduced to [-π, π]
-    in float64, rounded to float32 (a), then cos θ = cos a − δ sin a and sin θ = sin a + δ cos a
-    with δ = θ − a (float32 cos and sin are SIMD: ~3 ns against ~27 ns in float64 on the 2-core
-    machine; the first-order term keeps the error at float32 round-off, not the ~1e-7 rad of
-    rounding θ)."""
-    turns = xp.multiply(theta, 0.5 / np.pi, out=workspace.view("turns", theta.shape, np.float64))
-    theta -= xp.multiply(xp.rint(turns, out=turns), 2.0 * np.pi, out=turns)
-    reduced = workspace.view("reduced", theta.shape, np.float32)
-    reduced[...] = theta
-    delta = workspace.view("delta", theta.shape, np.float32)
-    delta[...] = xp.subtract(theta, reduced, out=turns)
-    cos = xp.cos(reduced, out=workspace.view("cos", theta.shape, np.float32))
-    sin = xp.sin(reduced, out=reduced)
-    phase = workspace.view("phase", theta.shape, np.complex64)
-    xp.subtract(cos, xp.multiply(sin, delta, out=phase.imag), out=phase.real)
-    xp.add(sin, xp.multiply(cos, delta, out=delta), out=phase.imag)
-    return phase
 
 
 class _PaddedBatch:
@@ -190,19 +171,18 @@ class _PaddedBatch:
             slot_k = self.points.structure[take] * width + self.rank[take] - start  # (structure, k) slot, padded
             free = xp.ones(n_batch * width, dtype=bool)
             free[slot_k] = False
-            k = xp.zeros((n_batch * width, 3))
-            k[slot_k] = self.points.k[take]
-            k = k.reshape(n_batch, width, 3)
+            k = None
+            if phases:  # the derivatives' k·ṙ
+                k = xp.zeros((n_batch * width, 3))
+                k[slot_k] = self.points.k[take]
+                k = k.reshape(n_batch, width, 3)
+            # the phases in float64 from the tables, ρ summed from them in float64 (a crystal's
+            # ρ_a(k) off its Bragg peaks is a near-cancelling sum, whose float32 accumulation
+            # doubled the round-off of the coefficients), s in the values' precision
+            phase = wide = self._phases(take, slot_k, width, workspace)
             if real == np.float32:
-                theta = workspace.view("theta", (n_batch, n_max, width), np.float64)
-                self.device.matmul(self.positions, k.transpose(0, 2, 1), out=theta)  # k·r_i
-                phase = _single_phases(xp, theta, workspace)
-                # ρ summed in float64: a crystal's ρ_a(k) off its Bragg peaks is a near-cancelling
-                # sum, whose float32 accumulation doubled the round-off of the coefficients
-                wide = workspace.view("phase_wide", phase.shape, np.complex128)
-                wide[...] = phase
-            else:
-                phase = wide = self._double_phases(take, slot_k, width, workspace)
+                phase = workspace.view("phase", wide.shape, np.complex64)
+                phase[...] = wide
             # ρ_a = Σ_j onehot_aj e^{ik·r_j}: one real product over the (Re, Im) pairs
             rho = self.device.matmul(self.onehot_real, wide.view(np.float64)).view(np.complex128)
             rho = rho.astype(self.complex, copy=False)
@@ -217,13 +197,15 @@ class _PaddedBatch:
             parts = (s_re.reshape(n_batch, n_max * n_species, width), s_im.reshape(n_batch, n_max * n_species, width))
             yield _Chunk(take, slot_k, xp.nonzero(free)[0], width, k, phase if phases else None, rho, parts)
 
-    def _double_phases(self, take, slot_k, width: int, workspace):
+    def _phases(self, take, slot_k, width: int, workspace):
         r""":math:`e^{ik\cdot r_i}` in complex128 for the k-points ``take`` at their padded slots
         ``slot_k`` (padding slots and atoms: k·r = 0), ``(n_batch, n_max, width)``:
         :math:`e^{ik\cdot r} = e^{2\pi i(m_1f_1 + m_2f_2)}\,e^{2\pi i m_3f_3}` (fractional coordinates
         f, integer frequencies m), one product of two entries of :meth:`_phase_tables`
-        (:meth:`~gplode.devices.base.Device.take_columns`), accurate to a few ulp (float64 cos and
-        sin of every k·r cost ~4× more on the 2-core machine)."""
+        (:meth:`~gplode.devices.base.Device.take_columns`), accurate to a few ulp, for both
+        precisions of the values (on the 2-core machine float64 cos and sin of every k·r cost
+        ~4× more; float32 ones, from k·r reduced in float64 and corrected to first order,
+        made 400 small cells at accuracy 1e-4 ~1.25× slower)."""
         xp, n_batch, n_max = self.xp, self.n_batch, self.n_max
         (plane, line), reach = self._phase_tables()
         m = xp.zeros((n_batch * width, 3), dtype=np.int64)
@@ -350,7 +332,7 @@ class _Chunk(NamedTuple):
     slot_k: object  # their (structure, k) slots in the padded layout
     padding: object  # the other slots
     width: int
-    k: object  # (n_batch, width, 3), padding 0
+    k: object  # (n_batch, width, 3), padding 0 (with the phases only, else None)
     phase: object  # (n_batch, n_max, width), or None; a work buffer, as parts: valid until the next chunk
     rho: object  # (n_batch, n_species, width)
     parts: tuple  # (Re s, Im s), contiguous (n_batch, n_max * n_species, width)
@@ -579,11 +561,12 @@ class Workspace:
         self._buffers = {}
 
     def view(self, name: str, shape, dtype):
-        """A C-contiguous array of ``shape`` on buffer ``name`` (contents undefined)."""
+        """A C-contiguous array of ``shape`` on buffer ``name`` of ``dtype`` (contents undefined;
+        a buffer per name and type: batches of both precisions alternate in a dataset)."""
         size, dtype = math.prod(shape), np.dtype(dtype)
-        buffer = self._buffers.get(name)
-        if buffer is None or buffer.size < size or buffer.dtype != dtype:
-            buffer = self._buffers[name] = self.xp.empty(size, dtype=dtype)
+        buffer = self._buffers.get((name, dtype))
+        if buffer is None or buffer.size < size:
+            buffer = self._buffers[(name, dtype)] = self.xp.empty(size, dtype=dtype)
         return buffer[:size].reshape(shape)
 
 
@@ -600,7 +583,8 @@ class DirectKSum:
     :param derivatives: ``(dvhat, dradial)`` for the gradients: ``(|k|, v̂ values, xp) -> dv̂/dk``
         and ``(|k|, l, xp) -> dĨ_nl/dk``
     :param values_dtype: that of the values' pass (:meth:`compute`), if not ``dtype``: float32
-        phases and products cost ~0.6× (measured round-off 3–6e-7 of the coefficients' RMS)
+        products cost ~0.6× (the phases' and element-wise work per atom and k-vector 11 against
+        18.5 ns on the 2-core machine; measured round-off 3–6e-7 of the coefficients' RMS)
     :param single_roundoff: with ``values_dtype``, the largest predicted round-off of a structure
         (:func:`gplode.methods.accuracy.single_precision_roundoff`) whose values run in it;
         the others' run in ``dtype``
@@ -672,9 +656,10 @@ class DirectKSum:
         grid = sphere_shape_for_lengths(reach, 1.0)
         n_grid = math.prod(grid) / 2  # per member
         itemsize = np.dtype(self.real).itemsize
-        # float64 values: the phase tables' plane and line
-        n_table = (grid[0] + 1) * (grid[1] + 1) + grid[2] // 2 + 1 if values_itemsize == 8 else None
-        return count * memory_bytes(n_atoms, n_species, self.n_channels, n_k, n_grid, itemsize, n_table)
+        n_table = (grid[0] + 1) * (grid[1] + 1) + grid[2] // 2 + 1  # the phase tables' plane and line
+        return count * memory_bytes(
+            n_atoms, n_species, self.n_channels, n_k, n_grid, n_table, itemsize, values_itemsize
+        )
 
     def work(self, system, n_species: int) -> float:
         """Terms of the sum: (atoms) × (k-vectors) × (species) × (channels)."""

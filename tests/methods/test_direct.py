@@ -7,27 +7,19 @@ import pytest
 
 import gplode
 from gplode.methods.accuracy import SINGLE_PRECISION_ACCURACY, single_precision_roundoff
-from gplode.methods.direct import Workspace, _single_phases
+from gplode.methods.direct import Workspace
 from gplode.systems import as_systems
 
 RNG = np.random.default_rng(11)
 HYPERS = dict(exponent=1.0, smearing=1.0, cutoff=4.0, max_radial=3, max_angular=3)
 
 
-def test_single_precision_phases_are_float32_round_off():
-    """e^{iθ} in complex64 from |θ| up to 10³ rad: cos θ and sin θ within 1e-7 of float64
-    (measured 6e-8; rounding the reduced θ to float32 without the first-order term gives 1.5e-7)."""
-    theta = RNG.uniform(-1e3, 1e3, size=(4, 7, 5000))
-    phase = _single_phases(np, theta.copy(), Workspace())
-    assert phase.dtype == np.complex64
-    assert np.abs(phase.real - np.cos(theta)).max() < 1e-7
-    assert np.abs(phase.imag - np.sin(theta)).max() < 1e-7
-
-
-def test_double_precision_phases_are_cos_and_sin_of_k_dot_r():
-    """The float64 passes' phases, products of plane and line tables over the frequencies, are
-    cos and sin of k·r_i to a few ulp on a padded batch of cells of different sizes, shapes and
-    spheres (padding atoms and slots: k·r = 0)."""
+@pytest.mark.parametrize("complex_type, atol", [(np.complex128, 2e-14), (np.complex64, 6e-8)])
+def test_phases_are_cos_and_sin_of_k_dot_r(complex_type, atol):
+    """The phases, products of plane and line tables over the frequencies, are cos and sin of
+    k·r_i to a few ulp of their precision (float64: 2e-14; float32 values: the float64 phases
+    rounded, within one float32 ulp of 1) on a padded batch of cells of different sizes,
+    shapes and spheres (padding atoms and slots: k·r = 0)."""
     from gplode.devices.cpu import CpuDevice
     from gplode.methods.direct import _PaddedBatch
 
@@ -46,15 +38,16 @@ def test_double_precision_phases_are_cos_and_sin_of_k_dot_r():
         [3.0, 4.5],
         2,
         CpuDevice(),
-        np.complex128,
+        complex_type,
     )
     workspace = Workspace()
     chunks = list(batch.chunks(workspace, phases=True))
     assert len(chunks) == 1 and batch.n_k[0] != batch.n_k[1]
     (chunk,) = chunks
+    assert chunk.phase.dtype == complex_type
     theta = np.matmul(batch.positions, chunk.k.transpose(0, 2, 1))
-    np.testing.assert_allclose(chunk.phase.real, np.cos(theta), rtol=0, atol=2e-14)
-    np.testing.assert_allclose(chunk.phase.imag, np.sin(theta), rtol=0, atol=2e-14)
+    np.testing.assert_allclose(chunk.phase.real, np.cos(theta), rtol=0, atol=atol)
+    np.testing.assert_allclose(chunk.phase.imag, np.sin(theta), rtol=0, atol=atol)
 
 
 def test_values_run_in_float32_from_the_single_precision_accuracy():
