@@ -3,7 +3,7 @@
     python benchmarks/calibrate_costs.py          # ≈ 5 min on 2 cores
 
 Each method alone (``DirectKSum.compute`` and ``MeshKSum.compute`` on one structure, best of
-3 after a warm-up) on rattled NaCl supercells of 216–1,728 atoms, σ = 1 Å, (max_angular,
+3 after a warm-up) on rattled NaCl supercells of 216–1,728 atoms (both accuracies), σ = 1 Å, (max_angular,
 n_radial) ∈ {(2, 4), (4, 6), (6, 8)}, at accuracies 1e-3 (float32 values) and 1e-6
 (float64), on the sphere and the mesh the calculator chooses. Fitted by least squares on
 relative errors:
@@ -32,6 +32,8 @@ CASES = [
     ((6, 6, 6), 1e-3),
     ((3, 3, 3), 1e-6),
     ((4, 4, 4), 1e-6),
+    ((5, 5, 5), 1e-6),
+    ((6, 6, 6), 1e-6),
 ]
 #: (max_angular, n_radial) of the bases
 BASES = [(2, 4), (4, 6), (6, 8)]

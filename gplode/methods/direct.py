@@ -584,7 +584,7 @@ class DirectKSum:
         and ``(|k|, l, xp) -> dĨ_nl/dk``
     :param values_dtype: that of the values' pass (:meth:`compute`), if not ``dtype``: float32
         products cost ~0.6× (the phases' and element-wise work per atom and k-vector 11 against
-        18.5 ns on the 2-core machine; measured round-off 3–6e-7 of the coefficients' RMS)
+        19 ns on the 2-core machine; measured round-off 3–6e-7 of the coefficients' RMS)
     :param single_roundoff: with ``values_dtype``, the largest predicted round-off of a structure
         (:func:`gplode.methods.accuracy.single_precision_roundoff`) whose values run in it;
         the others' run in ``dtype``
