@@ -76,19 +76,24 @@ def run_isolated(module: str, function: str, kwargs: dict, timeout: float = 3600
     raise RuntimeError(f"benchmark run failed:\n{proc.stderr[-2000:]}")
 
 
-def timed(function, repeats: int = 3):
-    """Run ``function`` once to warm up if it is fast, then return (median seconds, spread, result)."""
+def timed(function, repeats: int = 3, repeat_below: float = 2.0) -> tuple[dict, object]:
+    """``(timing, result)`` of ``function()``: ``first_seconds`` of its first call and, if that
+    took at most ``repeat_below`` seconds, the median ``warm_seconds`` of ``repeats`` more
+    calls and their ``spread`` (max − min); ``seconds`` is the warm median, or else the first
+    call."""
     start = time.perf_counter()
     result = function()
     first = time.perf_counter() - start
-    if first > 2.0:  # slow runs: the single measurement is the timing
-        return first, 0.0, result
+    timing = {"seconds": first, "first_seconds": first, "warm_seconds": None, "spread": 0.0}
+    if first > repeat_below:  # slow runs: the single measurement is the timing
+        return timing, result
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         result = function()
         times.append(time.perf_counter() - start)
-    return float(np.median(times)), float(np.max(times) - np.min(times)), result
+    timing.update(seconds=float(np.median(times)), warm_seconds=float(np.median(times)), spread=float(np.ptp(times)))
+    return timing, result
 
 
 def featomic_calculator(hypers: dict, p: float, k_cutoff: float, exact_radial: bool):

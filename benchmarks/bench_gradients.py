@@ -61,7 +61,7 @@ def run_one(mode: str, p: float, repeat: int = 0, n_frames: int = 0) -> dict:
     small = nacl(1)  # warm-up: the splines of v̂, Ĩ and dĨ/dk are built once per calculator
     calc.vjp(small, np.zeros(calc.compute(small).values.shape))
     if mode == "values":
-        seconds, spread, _ = timed(lambda: calc.compute(frames))
+        timing, _ = timed(lambda: calc.compute(frames))
     elif mode == "vjp":
         weights = np.random.default_rng(0).normal(size=calc.compute(frames).values.shape)
 
@@ -69,14 +69,14 @@ def run_one(mode: str, p: float, repeat: int = 0, n_frames: int = 0) -> dict:
             calc.compute(frames)
             return calc.vjp(frames, weights)
 
-        seconds, spread, _ = timed(run)
+        timing, _ = timed(run)
     elif mode == "dense":
-        seconds, spread, _ = timed(lambda: calc.compute(frames, gradients=["positions"]))
+        timing, _ = timed(lambda: calc.compute(frames, gradients=["positions"]))
     else:
         peer = featomic_calculator(HYPERS, p, k_cutoff, exact_radial=False)
-        seconds, spread, _ = timed(lambda: peer.compute(frames, gradients=["positions"]), repeats=1)
+        timing, _ = timed(lambda: peer.compute(frames, gradients=["positions"]), repeats=1)
     n_atoms = len(frames) if repeat else sum(len(f) for f in frames)
-    return {"seconds": seconds, "spread": spread, "k_cutoff": k_cutoff, "n_atoms": n_atoms}
+    return {"seconds": timing["seconds"], "spread": timing["spread"], "k_cutoff": k_cutoff, "n_atoms": n_atoms}
 
 
 def main():
