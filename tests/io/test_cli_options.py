@@ -158,7 +158,9 @@ def test_bench_quick_writes_quick_results_and_prints_the_table(tmp_path, monkeyp
         bench_cpu,
         "run_isolated",
         lambda module, function, kwargs: {
-            "seconds": 0.5,
+            "seconds": 0.4,
+            "first_seconds": 0.5,
+            "warm_seconds": 0.4,
             "spread": 0.0,
             "rms_error": 1e-6,
             "max_error": 1e-5,
@@ -172,3 +174,7 @@ def test_bench_quick_writes_quick_results_and_prints_the_table(tmp_path, monkeyp
     assert json.loads((tmp_path / "cpu_quick.json").read_text())["rows"][0]["n_atoms"] == 64
     assert out.startswith("| atoms | p | code |") and not any(line.startswith("{") for line in out.splitlines())
     assert out.splitlines()[-1] == f"results written to {tmp_path / 'cpu_quick.json'}"
+    # first calls and warm ones, each code's, and both speed-ups
+    assert "| 64 | 1 | gplode | accuracy 0.001 | 0.5 | 0.4 |" in out
+    speedup = json.loads((tmp_path / "cpu_quick.json").read_text())["summary"]["speedup"][0]
+    assert speedup["ratio"] == 1.0 and speedup["warm_ratio"] == 1.0
