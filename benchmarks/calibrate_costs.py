@@ -1,6 +1,6 @@
 """Fit the CPU device's cost constants (:class:`gplode.devices.base.Costs`) to measured times.
 
-    python benchmarks/calibrate_costs.py          # ≈ 5 min on 2 cores
+    python benchmarks/calibrate_costs.py          # ≈ 6 min on 2 cores
 
 Each method alone (``DirectKSum.compute`` and ``MeshKSum.compute`` on one structure, best of
 3 after a warm-up) on rattled NaCl supercells of 216–1,728 atoms (both accuracies), σ = 1 Å, (max_angular,
