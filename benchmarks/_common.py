@@ -92,7 +92,8 @@ def timed(function, repeats: int = 3, repeat_below: float = 2.0) -> tuple[dict, 
         start = time.perf_counter()
         result = function()
         times.append(time.perf_counter() - start)
-    timing.update(seconds=float(np.median(times)), warm_seconds=float(np.median(times)), spread=float(np.ptp(times)))
+    warm = float(np.median(times))
+    timing.update(seconds=warm, warm_seconds=warm, spread=float(np.ptp(times)))
     return timing, result
 
 

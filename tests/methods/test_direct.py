@@ -18,7 +18,7 @@ HYPERS = dict(exponent=1.0, smearing=1.0, cutoff=4.0, max_radial=3, max_angular=
 def test_phases_are_cos_and_sin_of_k_dot_r(complex_type, atol):
     """The phases, products of plane and line tables over the frequencies, are cos and sin of
     k·r_i to a few ulp of their precision (float64: 2e-14; float32 values: the float64 phases
-    rounded, within one float32 ulp of 1) on a padded batch of cells of different sizes,
+    rounded, within half a float32 ulp of 1) on a padded batch of cells of different sizes,
     shapes and spheres (padding atoms and slots: k·r = 0)."""
     from gplode.devices.cpu import CpuDevice
     from gplode.methods.direct import _PaddedBatch
