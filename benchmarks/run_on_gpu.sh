@@ -1,13 +1,12 @@
 #!/usr/bin/env bash
 # tests/gpu and benchmarks/bench_gpu.py on a GPU machine that has no package index
 # (the device tool's H100/H200: CuPy, Triton, NumPy, SciPy, pytest are there; ase and
-# mpmath, a core dependency since the GTO basis is orthonormalised in extended precision,
-# and threadpoolctl may not be).
+# threadpoolctl, core dependencies, may not be).
 #
 # Here, once per machine, from the repository root:
 #   echo /.whl/ >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
-#       --implementation cp --platform manylinux2014_x86_64 -d .whl ase==3.29.0 mpmath==1.3.0 threadpoolctl==3.6.0
+#       --implementation cp --platform manylinux2014_x86_64 -d .whl ase==3.29.0 threadpoolctl==3.6.0
 # Then on the device, from the repository root, carrying .whl (the tree is copied without
 # .git, so pass the commit being measured):
 #   GPLODE_COMMIT=<git rev-parse --short HEAD> bash benchmarks/run_on_gpu.sh

@@ -21,6 +21,7 @@ import functools
 import numpy as np
 from scipy import special as sp
 
+from ._gto_lowdin import LOWDIN
 from .lib.quadrature import gauss_legendre_panels
 
 __all__ = ["GtoBasis", "MonomialBasis", "RadialBasis", "make_basis"]
@@ -40,7 +41,17 @@ _LOWDIN_DIGITS = 40
 
 @functools.cache
 def _lowdin_matrix(max_radial: int) -> np.ndarray:
-    r""":math:`S^{-1/2}` of the normalised GTO primitives, in extended precision (mpmath).
+    """:math:`S^{-1/2}` of the normalised GTO primitives (:func:`lowdin_matrix_extended`), from
+    the table of :mod:`gplode._gto_lowdin` (its 40-digit values rounded once to float64): built
+    at run time in mpmath it cost ~0.07 s, with mpmath's import, per process."""
+    n_radial = max_radial + 1
+    return np.array([float.fromhex(x) for x in LOWDIN[max_radial]]).reshape(n_radial, n_radial)
+
+
+def lowdin_matrix_extended(max_radial: int) -> list[list[float]]:
+    r""":math:`S^{-1/2}` of the normalised GTO primitives, in extended precision (mpmath),
+    rounded once to float64 (a list of rows): how the table of :mod:`gplode._gto_lowdin` is made
+    and checked.
 
     With :math:`\sigma_n \propto \max(\sqrt n, 1)` the overlap of the normalised primitives
     depends only on ``max_radial`` (not on r₀):
@@ -52,9 +63,9 @@ def _lowdin_matrix(max_radial: int) -> np.ndarray:
         {(\sigma_n^2+\sigma_m^2)^{(n+m+3)/2}}
 
     whose condition number reaches 1e11 at max_radial 16: float64 eigenvalues would lose
-    all but ~5 digits; computed with 40 digits, then rounded once to float64.
+    all but ~5 digits; computed with 40 digits.
     """
-    import mpmath  # a dependency, imported only when a GTO basis is built
+    import mpmath  # a test dependency: the library reads the table
 
     with mpmath.workdps(_LOWDIN_DIGITS):
         n_radial = max_radial + 1
@@ -71,7 +82,7 @@ def _lowdin_matrix(max_radial: int) -> np.ndarray:
                 )
         eigval, eigvec = mpmath.eigsy(overlap)
         inverse_root = eigvec * mpmath.diag([1 / mpmath.sqrt(e) for e in eigval]) * eigvec.T
-        return np.array(inverse_root.tolist(), dtype=float)
+        return [[float(x) for x in row] for row in inverse_root.tolist()]
 
 
 class RadialBasis:

@@ -109,6 +109,26 @@ def test_center_term_against_fine_quadrature(basis, p):
     np.testing.assert_allclose(pot.center_term(basis), expected, rtol=1e-12, atol=1e-14)
 
 
+def test_gto_lowdin_table_is_the_extended_precision_matrix():
+    """The library's Löwdin matrices (:mod:`gplode._gto_lowdin`) are the 40-digit ones rounded
+    once, bitwise, for every max_radial the GTO basis takes, and orthonormalise its primitives.
+    Regenerate the table after a change of the basis with::
+
+        from gplode.basis import lowdin_matrix_extended
+        {n: tuple(x.hex() for row in lowdin_matrix_extended(n) for x in row) for n in range(12)}
+    """
+    from gplode._gto_lowdin import LOWDIN
+    from gplode.basis import GTO_MAX_RADIAL, _lowdin_matrix, lowdin_matrix_extended
+
+    assert sorted(LOWDIN) == list(range(GTO_MAX_RADIAL + 1))
+    for max_radial in range(GTO_MAX_RADIAL + 1):
+        np.testing.assert_array_equal(_lowdin_matrix(max_radial), np.array(lowdin_matrix_extended(max_radial)))
+    basis = GtoBasis(3.0, 7, 2)
+    r, w = _fine_rule(basis)
+    values = basis.evaluate(r, 0)
+    np.testing.assert_allclose((w * r**2 * values.T) @ values, np.eye(8), atol=1e-12)
+
+
 def test_make_basis_rejects_unknown_name():
     with pytest.raises(ValueError, match="radial_basis must be one of"):
         make_basis("bessel", 3.0, 2, 2)
@@ -129,6 +149,54 @@ def test_kspace_spline_better_than_1e10(basis):
         assert np.all(np.abs(spline(k, l) - exact) <= 1e-10 * scale)
     with pytest.raises(ValueError, match="k must lie in"):
         spline(np.array([13.0]), 0)
+
+
+@pytest.mark.parametrize("tolerance", [1e-7, 1e-9])
+@pytest.mark.parametrize("basis", BASES[:2], ids=IDS[:2])
+def test_kspace_spline_meets_a_looser_tolerance_with_fewer_nodes(basis, tolerance):
+    """A looser tolerance (from a larger ``accuracy``, :func:`gplode.lib.splines.spline_tolerance`)
+    starts on a coarser grid: still within its tolerance at independent points (up to the
+    ~10x between the mid-points' and the worst error of a quintic), on fewer nodes."""
+    from gplode.lib.splines import RadialIntegralSpline
+
+    spline = RadialIntegralSpline(basis, k_max=12.0, tolerance=tolerance)
+    assert spline.max_error <= tolerance
+    assert len(spline.grid) < len(RadialIntegralSpline(basis, k_max=12.0).grid)
+    k = np.random.default_rng(3).uniform(0, 12.0, 500)
+    scale = max(np.abs(basis.kspace_integral(spline.grid, l)).max() for l in range(basis.max_angular + 1))
+    for l in range(basis.max_angular + 1):
+        assert np.all(np.abs(spline(k, l) - basis.kspace_integral(k, l)) <= 10 * tolerance * scale)
+
+
+def test_spline_tolerance_follows_the_accuracy_between_its_bounds():
+    from gplode.lib.splines import POTENTIAL_TOLERANCE, RADIAL_TOLERANCE, SPLINE_CEILING, spline_tolerance
+
+    assert spline_tolerance(1e-3, RADIAL_TOLERANCE) == SPLINE_CEILING == 1e-7
+    assert spline_tolerance(1e-5, RADIAL_TOLERANCE) == pytest.approx(1e-9)
+    assert spline_tolerance(1e-8, RADIAL_TOLERANCE) == RADIAL_TOLERANCE
+    assert spline_tolerance(1e-8, POTENTIAL_TOLERANCE) == pytest.approx(1e-12)
+    assert spline_tolerance(1e-12, POTENTIAL_TOLERANCE) == POTENTIAL_TOLERANCE
+
+
+def test_spline_refinement_evaluates_each_node_once():
+    """Halving the step turns the checked mid-points into nodes: no point is evaluated twice,
+    and the result meets the tolerance at the last mid-points."""
+    from gplode.lib.splines import UniformQuinticSpline
+
+    seen = []
+
+    def function(x):
+        seen.append(np.array(x))
+        return np.sin(3 * x)[:, None] * np.array([1.0, 2.0])
+
+    spline = UniformQuinticSpline(function, 0.0, 10.0, 0.5, 1e-12, scale="column")
+    points = np.concatenate(seen)
+    assert len(seen) >= 6  # the grid and its mid-points, then the mid-points of each halving
+    assert np.unique(points).size == points.size
+    assert points.size == 2 * (len(spline.grid) - 1) + 1  # the final nodes and mid-points
+    assert spline.max_error <= 1e-12
+    x = np.linspace(0.0, 10.0, 777)
+    np.testing.assert_allclose(spline(x), function(x), rtol=0, atol=2e-11)
 
 
 @pytest.mark.parametrize("max_radial", [16, 30])

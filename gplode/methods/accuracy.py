@@ -224,8 +224,12 @@ def sphere_radii(
             members = [i for i, finished in zip(members, done, strict=True) if not finished]
         return out
 
+    def work(members) -> float:  # the first pass's atom × vector products
+        return sum(systems[i].n_atoms * half_sphere_count(_FIRST_PASS * k_max, systems[i].volume) for i in members)
+
     gains = [None] * len(systems)
-    for found in map_groups(group_radii, list(groups.values())):
+    # the costliest groups first: those running last, each beside another, are the shortest
+    for found in map_groups(group_radii, sorted(groups.values(), key=work, reverse=True)):
         for i, radius, gain in found:
             radii[i], gains[i] = radius, gain
     return radii, gains

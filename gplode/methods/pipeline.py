@@ -20,7 +20,14 @@ import threading
 import numpy as np
 
 from ..lib.kvectors import default_k_cutoff, half_sphere_count, selected_kpoints, sphere_shape, sphere_shape_for_lengths
-from ..lib.splines import K_FLOOR, PotentialSpline, RadialIntegralSpline
+from ..lib.splines import (
+    K_FLOOR,
+    POTENTIAL_TOLERANCE,
+    RADIAL_TOLERANCE,
+    PotentialSpline,
+    RadialIntegralSpline,
+    spline_tolerance,
+)
 from ..systems import segment_slots
 from ..truncated import smearing_margin
 from .accuracy import (
@@ -141,19 +148,25 @@ class Pipeline:
     @functools.cached_property
     def radial_spline(self) -> RadialIntegralSpline:
         """Splined Ĩ_nl on [0, :attr:`k_bound`]."""
-        return RadialIntegralSpline(self.basis, self.k_bound)
+        return RadialIntegralSpline(self.basis, self.k_bound, self._tolerance(RADIAL_TOLERANCE))
 
     @functools.cached_property
     def radial_derivative_spline(self) -> RadialIntegralSpline:
         """Splined dĨ_nl/dk on [0, :attr:`k_bound`] (built when derivatives are first asked for)."""
-        return RadialIntegralSpline(self.basis, self.k_bound, derivative=True)
+        return RadialIntegralSpline(self.basis, self.k_bound, self._tolerance(RADIAL_TOLERANCE), derivative=True)
 
     @functools.cached_property
     def potential_spline(self) -> PotentialSpline:
         """Splined v̂_p on [:data:`gplode.lib.splines.K_FLOOR`, k_c]. Its range does not depend on
         the structures computed, so neither do its values: a structure's features are the
         same whatever the calculator computed before."""
-        return PotentialSpline(self.potential, min(K_FLOOR, 0.5 * self.k_cutoff), self.k_bound)
+        return PotentialSpline(
+            self.potential, min(K_FLOOR, 0.5 * self.k_cutoff), self.k_bound, self._tolerance(POTENTIAL_TOLERANCE)
+        )
+
+    def _tolerance(self, floor: float) -> float:
+        """The splines' mid-point tolerance (:func:`gplode.lib.splines.spline_tolerance` of ``accuracy``)."""
+        return spline_tolerance(self.hypers.accuracy, floor)
 
     @functools.cached_property
     def kspace_weight(self) -> KSpaceWeight:
@@ -433,10 +446,15 @@ class Pipeline:
             members, method, params = plan
             return members, method.compute([systems[i] for i in members], species, params)
 
+        def cost(plan) -> float:  # of a shared batch, by the direct sum's cost model
+            members, method, _ = plan
+            return sum(method.cost(systems[i], len(species)) for i in members)
+
         together, alone = [], []
         for plan in plans:
             (together if shared(plan) else alone).append(plan)
-        yield from self.device.map_batches(compute, together)
+        # the costliest first: the batches running last, each beside another, are the shortest
+        yield from self.device.map_batches(compute, sorted(together, key=cost, reverse=True))
         yield from map(compute, alone)
 
     def _rows(self, systems):
