@@ -153,8 +153,8 @@ class RadialIntegralSpline:
             return np.stack([exact(k, l) for l in range(basis.max_angular + 1)], axis=1)
 
         # Ĩ(k) oscillates with period ~2π / support_radius: 40 nodes per period give ~2e-11 (GTO);
-        # a quintic's error goes as step⁶, so a looser tolerance starts coarser (a sixth of its
-        # root, with a margin of 1.5 on the step: ~10x on the error)
+        # a quintic's error goes as step⁶, so a looser tolerance starts coarser, by the sixth root
+        # of its ratio to RADIAL_TOLERANCE over 1.5 (a margin of ~10 on the error)
         step = 2 * np.pi / basis.support_radius / 40 * max(1.0, (tolerance / RADIAL_TOLERANCE) ** (1 / 6) / 1.5)
         self._spline = UniformQuinticSpline(integrals, 0.0, self.k_max, step, tolerance, scale="all")
         self.grid = self._spline.grid
