@@ -135,6 +135,9 @@ class Device:
     #: keep the direct k-sum's work buffers between batches (fresh host buffers cost page
     #: faults; a GPU memory pool reuses freed memory, and free memory sizes the next batch)
     keep_workspace = False
+    #: (padded atom, k-point) pairs of one k chunk of the direct sum, at most (``None``: chunks of
+    #: :data:`gplode.methods.direct.K_CHUNK` k-points; :func:`gplode.methods.direct.chunk_width`)
+    chunk_points: int | None = None
     #: bulk direct-sum batches computed at once (:meth:`map_batches`); each gets this share of
     #: the batch budget (:meth:`batch_budget`), so that together they use what one batch would
     concurrent_batches = 1

@@ -44,24 +44,22 @@ __all__ = [
 
 #: k-points per structure handled at once: bounds the (atoms, species, k) arrays
 K_CHUNK = 2048
-#: (padded atom, k-point) pairs of one chunk, at most (its complex128 phases: 8 MiB), and the
-#: fewest k-points a chunk takes (:func:`chunk_width`)
-CHUNK_POINTS, K_CHUNK_MIN = 2**19, 512
+#: the fewest k-points a chunk takes where the device caps its size (:func:`chunk_width`)
+K_CHUNK_MIN = 512
 #: largest amount of work accepted, in (atom, k-vector, species, channel) terms (over an
 #: hour on two cores): beyond it the direct sum is refused rather than run for hours
 MAX_WORK = 1e13
 
 
-def chunk_width(padded_atoms: int, n_kpoints: float) -> int:
+def chunk_width(padded_atoms: int, n_kpoints: float, chunk_points: int | None = None) -> int:
     """k-points per structure in one chunk of :func:`kspace_sum` for a batch of ``padded_atoms``
     atoms (members × the largest member's atoms) and at most ``n_kpoints`` per member:
-    :data:`K_CHUNK`, fewer where a chunk would hold more than :data:`CHUNK_POINTS` (atom,
-    k-point) pairs, not below :data:`K_CHUNK_MIN`. Fresh memory is costly on a first call
-    (the 2-core machine: ~3 µs a page): one 512-atom NaCl cell at accuracy 1e-3 took 0.19–0.24 s
-    in its first call with chunks of 2,048 k-points, 0.10 s with 1,024 (warm 0.06 s either
-    way); 1,728 atoms at p = 6: 0.77–0.85 → 0.35 s, warm 0.27 → 0.29–0.30 s (more chunks),
-    peak memory 394 → 208 MiB."""
-    width = min(K_CHUNK, max(K_CHUNK_MIN, CHUNK_POINTS // max(int(padded_atoms), 1)))
+    :data:`K_CHUNK`, fewer where a chunk would hold more than ``chunk_points`` (atom, k-point)
+    pairs (the device's :attr:`~gplode.devices.base.Device.chunk_points`; ``None``: no cap),
+    not below :data:`K_CHUNK_MIN`."""
+    width = K_CHUNK
+    if chunk_points is not None:
+        width = min(K_CHUNK, max(K_CHUNK_MIN, int(chunk_points) // max(int(padded_atoms), 1)))
     return int(max(min(width, n_kpoints), 1))
 
 
@@ -75,6 +73,7 @@ def memory_bytes(
     itemsize: int = 8,
     values_itemsize: int = 8,
     batch_atoms: int | None = None,
+    chunk_points: int | None = None,
 ) -> int:
     """Peak memory of one structure in :func:`kspace_sum` (bytes); in a batch every member
     counts with the largest member's ``n_atoms``, ``n_kpoints`` and ``n_grid`` (padding).
@@ -85,9 +84,10 @@ def memory_bytes(
     real, and their real and imaginary parts), one l's kernel (``itemsize``); the k-point data;
     the |k|² grid of :func:`gplode.lib.kvectors.selected_kpoints` (``n_grid`` points, with its
     temporaries); and the output. A chunk's width is :func:`chunk_width`'s for ``batch_atoms``
-    padded atoms in the batch (default: ``n_atoms``, a batch of one).
+    padded atoms in the batch (default: ``n_atoms``, a batch of one) and the device's
+    ``chunk_points``.
     """
-    width = chunk_width(n_atoms if batch_atoms is None else batch_atoms, n_kpoints)
+    width = chunk_width(n_atoms if batch_atoms is None else batch_atoms, n_kpoints, chunk_points)
     phases = 80 + 16 * n_table / max(width, 1) + (8 if values_itemsize == 4 else 0)  # per atom and k
     products = 4 * values_itemsize  # s and its two parts, per atom, species and k
     chunk = n_atoms * width * (phases + n_species * products) + width * n_channels * itemsize
@@ -192,7 +192,7 @@ class _PaddedBatch:
         the matrix products) and, with ``phases``, the phases :math:`e^{ik\cdot r_i}`."""
         xp, n_batch, n_max, n_species = self.xp, self.n_batch, self.n_max, self.n_species
         real = np.finfo(self.complex).dtype  # of s: float32 with complex64
-        step = chunk_width(self.n_batch * self.n_max, int(self.n_k.max(initial=0)))
+        step = chunk_width(self.n_batch * self.n_max, int(self.n_k.max(initial=0)), self.device.chunk_points)
         for start in range(0, int(self.n_k.max(initial=0)), step):
             take = xp.nonzero((self.rank >= start) & (self.rank < start + step))[0]
             width = min(step, int(self.n_k.max()) - start)
@@ -686,7 +686,16 @@ class DirectKSum:
         itemsize = np.dtype(self.real).itemsize
         n_table = (grid[0] + 1) * (grid[1] + 1) + grid[2] // 2 + 1  # the phase tables' plane and line
         return count * memory_bytes(
-            n_atoms, n_species, self.n_channels, n_k, n_grid, n_table, itemsize, values_itemsize, count * n_atoms
+            n_atoms,
+            n_species,
+            self.n_channels,
+            n_k,
+            n_grid,
+            n_table,
+            itemsize,
+            values_itemsize,
+            count * n_atoms,
+            self.device.chunk_points,
         )
 
     def work(self, system, n_species: int) -> float:

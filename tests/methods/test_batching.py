@@ -350,15 +350,17 @@ def test_rows_of_members_are_their_atoms_in_member_order():
 
 
 def test_chunks_of_a_large_batch_hold_at_most_chunk_points(monkeypatch):
-    """A batch whose padded atoms × k-points exceed CHUNK_POINTS runs in narrower chunks
-    (never below K_CHUNK_MIN k-points, never wider than K_CHUNK), with the same coefficients as
-    in one chunk, and the memory model counts the narrower chunk."""
+    """A batch whose padded atoms × k-points exceed the device's chunk_points runs in narrower
+    chunks (never below K_CHUNK_MIN k-points, never wider than K_CHUNK), with the same
+    coefficients as in one chunk, and the memory model counts the narrower chunk."""
     import gplode.methods.direct as direct
 
-    assert direct.chunk_width(512, 5000) == direct.CHUNK_POINTS // 512
-    assert direct.chunk_width(10**6, 5000) == direct.K_CHUNK_MIN
-    assert direct.chunk_width(1, 5000) == direct.K_CHUNK
-    assert direct.chunk_width(10**6, 40) == 40  # no wider than the k-points there are
+    points = CpuDevice.chunk_points
+    assert direct.chunk_width(512, 5000, points) == points // 512
+    assert direct.chunk_width(10**6, 5000, points) == direct.K_CHUNK_MIN
+    assert direct.chunk_width(1, 5000, points) == direct.K_CHUNK
+    assert direct.chunk_width(10**6, 5000) == direct.K_CHUNK  # a device without a cap
+    assert direct.chunk_width(10**6, 40, points) == 40  # no wider than the k-points there are
     atoms = ase.build.bulk("NaCl", "rocksalt", a=5.64, cubic=True).repeat(2)
     atoms.rattle(0.05, seed=1)
     calc = gplode.LodeCalculator(**dict(HYPERS, accuracy=1e-7))
@@ -373,12 +375,12 @@ def test_chunks_of_a_large_batch_hold_at_most_chunk_points(monkeypatch):
 
     monkeypatch.setattr(direct._PaddedBatch, "chunks", chunks)
     monkeypatch.setattr(direct, "K_CHUNK_MIN", 16)
-    monkeypatch.setattr(direct, "CHUNK_POINTS", 64 * 20)  # 64 atoms: 20 k-points a chunk
+    monkeypatch.setattr(CpuDevice, "chunk_points", 64 * 20)  # 64 atoms: 20 k-points a chunk
     chunked = gplode.LodeCalculator(**dict(HYPERS, accuracy=1e-7)).compute(atoms).values
     assert len(widths) > 3 and max(widths) == 20
     np.testing.assert_allclose(chunked, whole, rtol=0, atol=1e-12 * np.abs(whole).max())
     method = calc._pipeline.direct
     system = as_systems(atoms)[0]
     one = method.batch_bytes(method.grow(None, system), 2)
-    monkeypatch.setattr(direct, "CHUNK_POINTS", 2**30)
+    monkeypatch.setattr(CpuDevice, "chunk_points", None)
     assert method.batch_bytes(method.grow(None, system), 2) > one
