@@ -192,10 +192,11 @@ class _PaddedBatch:
         the matrix products) and, with ``phases``, the phases :math:`e^{ik\cdot r_i}`."""
         xp, n_batch, n_max, n_species = self.xp, self.n_batch, self.n_max, self.n_species
         real = np.finfo(self.complex).dtype  # of s: float32 with complex64
-        step = chunk_width(self.n_batch * self.n_max, int(self.n_k.max(initial=0)), self.device.chunk_points)
-        for start in range(0, int(self.n_k.max(initial=0)), step):
+        most = int(self.n_k.max(initial=0))  # k-points of the batch's largest sphere
+        step = chunk_width(n_batch * n_max, most, self.device.chunk_points)
+        for start in range(0, most, step):
             take = xp.nonzero((self.rank >= start) & (self.rank < start + step))[0]
-            width = min(step, int(self.n_k.max()) - start)
+            width = min(step, most - start)
             slot_k = self.points.structure[take] * width + self.rank[take] - start  # (structure, k) slot, padded
             free = xp.ones(n_batch * width, dtype=bool)
             free[slot_k] = False
