@@ -10,16 +10,18 @@ The stage contract (:class:`Stages`), in the order the mesh method calls the sta
 1. :meth:`~Stages.stencil` — B-spline mesh indices and weights of every atom;
 2. :meth:`~Stages.spread` — per-species density meshes :math:`Q_a(g) = \sum_{j\in a}K_P(u_j - g)`;
 3. :meth:`~Stages.rfftn` — :math:`\hat Q_a(m) \approx \hat K_P(m)\,\rho_a(k_m)^*`;
-4. :meth:`~Stages.channel_spectra_into` — for one (species, l, m) channel, the ``n_radial``
+4. :meth:`~Stages.channel_spectra_into` — for one (species, l, m) channel, into the work
+   array of :meth:`~Stages.channel_spectra`, the ``n_radial``
    spectra :math:`G_n(k) = N_{\mathrm{mesh}}\frac{4\pi}{\Omega}\hat v_p(k)\tilde I_{nl}(k)
    Y_{lm}(\hat k) i^l \hat Q_a(k)/\hat K_P(k)^2` on the selected k-points;
-5. :meth:`~Stages.irfftn`, then :meth:`~Stages.interpolate` with the plan of
+5. :meth:`~Stages.channel_meshes` (their inverse FFTs), then :meth:`~Stages.interpolate` with the plan of
    :meth:`~Stages.prepare_interpolation` — :math:`c^{(i)}_{anlm} = \sum_g
    \mathrm{IFFT}[G_n](g)\,K_P(u_i - g)`, the k-sum up to aliasing.
 
 Arrays live on the device (``xp``); meshes are C-contiguous real ``(n, M1, M2, M3)``, half
 spectra complex ``(n, M1, M2, M3//2 + 1)``, in the dtype of the weights (float64 or
-float32). Mesh coordinates are fractional coordinates × mesh shape (dimensionless).
+float32), except the channels' spectra and meshes (stages 4 and 5), ``(n_channels, points)``
+in the layout the device chooses (the CPU keeps each point's channels side by side). Mesh coordinates are fractional coordinates × mesh shape (dimensionless).
 
 The derivatives (:meth:`gplode.methods.mesh.MeshKSum.vjp` and ``jvp``) add
 :meth:`~Stages.stencil_gradient` (the weights' derivatives in the mesh coordinates,
@@ -71,8 +73,17 @@ class Stages(Protocol):
     def irfftn(self, spectra, shape: tuple[int, int, int]):
         """Inverse of :meth:`rfftn` (last three axes), real ``(n, *shape)``."""
 
+    def channel_spectra(self, n_channels: int, n_half: int, dtype):
+        """Zeroed complex spectra of ``n_channels`` channels, ``(n_channels, n_half)`` (a batch's
+        half spectra one after the other), for :meth:`channel_spectra_into` and :meth:`channel_meshes`."""
+
+    def channel_meshes(self, spectra, shape: tuple[int, int, int]):
+        """The inverse real FFT of every channel's half spectra (from :meth:`channel_spectra`):
+        real ``(n_channels, n_batch · M1·M2·M3)``, for :meth:`interpolate`."""
+
     def channel_spectra_into(self, batch, selected, prefactor, radial, ylm, l: int) -> None:
-        r"""Write :math:`G_n(k)` into ``batch[:, selected]`` (complex ``(n_radial, n_half)``).
+        r"""Write :math:`G_n(k)` into ``batch[:, selected]`` (complex ``(n_radial, n_half)``,
+        from :meth:`channel_spectra`).
 
         :param selected: flat half-spectrum positions of the k-points, int ``(n_k,)``
         :param prefactor: :math:`N_{\mathrm{mesh}}(4\pi/\Omega)\hat v_p\hat Q_a/\hat K_P^2`, complex ``(n_k,)``
@@ -81,7 +92,7 @@ class Stages(Protocol):
         """
 
     def interpolate(self, meshes, plan):
-        """Values of real ``meshes`` ``(n_meshes, ...)`` at the atoms, ``(n_meshes, n_atoms)``."""
+        """Values of real ``meshes`` ``(n_meshes, ...)`` (any layout) at the atoms, ``(n_meshes, n_atoms)``."""
 
     def spread_values(self, values, plan, n_points: int):
         r"""The adjoint of :meth:`interpolate`: meshes :math:`\sum_i v_{ni}\,W_i(g)`,
@@ -193,6 +204,16 @@ class Device:
         n, p = tables.shape[:2]
         out[...] = tables[xp.arange(n)[:, None, None], xp.arange(p)[None, :, None], columns[:, None, :]]
         return out
+
+    def channel_spectra(self, n_channels, n_half, dtype):
+        """Channel-first spectra (:meth:`Stages.channel_spectra`)."""
+        return self.xp.zeros((n_channels, n_half), dtype=dtype)
+
+    def channel_meshes(self, spectra, shape):
+        """One batched :meth:`Stages.irfftn` of the channel-first spectra (:meth:`Stages.channel_meshes`)."""
+        n_channels = spectra.shape[0]
+        half = spectra.reshape(-1, shape[0], shape[1], shape[2] // 2 + 1)
+        return self.irfftn(half, shape).reshape(n_channels, -1)
 
     def stencil(self, fractional, shape, order):
         """The first stage (:meth:`Stages.stencil`), the same array code on every device."""

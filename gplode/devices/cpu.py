@@ -15,6 +15,10 @@ from .base import Costs, Device
 
 __all__ = ["CpuDevice", "host_memory"]
 
+#: :meth:`CpuDevice.interpolate` gives a thread a block of at least this many atoms (a thread
+#: costs ~0.1 ms)
+_ROWS_PER_THREAD = 256
+
 
 def host_memory() -> int:
     """Bytes of memory available to this process (``MemAvailable``, else physical memory)."""
@@ -125,16 +129,27 @@ class CpuDevice(Device):
         return mesh.reshape(n_species, *shape).astype(weights.dtype, copy=False)  # bincount sums in float64
 
     def prepare_interpolation(self, indices, weights, n_points):
-        """A sparse (CSR) matrix of the interpolation, rows sorted by mesh position, and the
-        row order: consecutive atoms then read neighbouring mesh memory (measured 7x faster
-        than an unsorted gather for 13,824 atoms on a 135³ mesh)."""
+        """A sparse (CSR) matrix of the interpolation, rows sorted by mesh position, the row
+        order, and the matrix cut into row blocks of consecutive rows (views of its arrays),
+        one per core from :data:`_ROWS_PER_THREAD` rows each: consecutive atoms then read
+        neighbouring mesh memory (measured 7x faster than an unsorted gather for 13,824 atoms
+        on a 135³ mesh), and each core reads its block's stencils once for all meshes."""
         order = np.argsort(indices[:, 0], kind="stable")
         n_atoms, width = indices.shape
-        pointers = np.arange(0, n_atoms * width + 1, width)
-        matrix = sparse.csr_matrix(
-            (weights[order].ravel(), indices[order].ravel(), pointers), shape=(n_atoms, n_points)
-        )
-        return matrix, order
+        index_type = np.int32 if n_points <= np.iinfo(np.int32).max and n_atoms * width < 2**31 else np.int64
+        columns, data = indices[order].astype(index_type).ravel(), weights[order].ravel()
+        pointers = np.arange(0, n_atoms * width + 1, width, dtype=index_type)
+        matrix = sparse.csr_matrix((data, columns, pointers), shape=(n_atoms, n_points))
+        n_blocks = max(1, min(os.cpu_count() or 1, n_atoms // _ROWS_PER_THREAD))
+        bounds = np.linspace(0, n_atoms, n_blocks + 1).astype(int)
+        blocks = [
+            sparse.csr_matrix(
+                (data[a * width : b * width], columns[a * width : b * width], pointers[: b - a + 1]),
+                shape=(b - a, n_points),
+            )
+            for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+        ]
+        return matrix, order, blocks, bounds
 
     def rfftn(self, meshes):
         return fft.rfftn(meshes, axes=(1, 2, 3), workers=-1)
@@ -142,24 +157,41 @@ class CpuDevice(Device):
     def irfftn(self, spectra, shape):
         return fft.irfftn(spectra, s=shape, axes=(1, 2, 3), workers=-1)
 
+    def channel_spectra(self, n_channels, n_half, dtype):
+        """Channel-last storage, seen as ``(n_channels, n_half)``: the inverse FFT then writes
+        each mesh point's channels side by side, and :meth:`interpolate` reads the stencils
+        once for all of them."""
+        return np.zeros((n_half, n_channels), dtype=dtype).T
+
+    def channel_meshes(self, spectra, shape):
+        """The inverse FFTs over the first three axes of the channel-last spectra (4,096 atoms,
+        64³, 6 channels: 6.2 ms against 7.2 ms channel-first), channel-last meshes seen as
+        ``(n_channels, n_points)``."""
+        n_channels = spectra.shape[0]
+        half = spectra.T.reshape(-1, shape[0], shape[1], shape[2] // 2 + 1, n_channels)
+        return fft.irfftn(half, s=shape, axes=(1, 2, 3), workers=-1).reshape(-1, n_channels).T
+
     def channel_spectra_into(self, batch, selected, prefactor, radial, ylm, l):
         phase = (1.0, 1j, -1.0, -1j)[l % 4]  # i^l
-        batch[:, selected] = (phase * prefactor * ylm)[None, :] * radial.T
+        batch.T[selected] = (phase * prefactor * ylm)[:, None] * radial
 
     def interpolate(self, meshes, plan):
-        matrix, order = plan
-        values = np.empty((meshes.shape[0], order.size), dtype=meshes.dtype)
-        # one sparse mat-vec per mesh (no transposed copy); SciPy releases the GIL there, so
-        # threads give ~1.8x on 2 cores (measured, 4,096 atoms, 90³ mesh, P = 10)
-        products = _threads().map(lambda mesh: matrix @ mesh.ravel(), meshes)
-        for i, product in enumerate(products):
-            values[i, order] = product
-        return values
+        """One sparse product of each row block with all meshes, the blocks on threads
+        (SciPy releases the GIL there), the meshes channel-last (a copy if they are not):
+        4,096 atoms, 64³, P = 8, 6 meshes: 6.9 ms against 10.8 ms for a threaded mat-vec per
+        mesh, 12 meshes 8.5 against 15.3 ms (2 cores)."""
+        _, order, blocks, bounds = plan
+        columns = np.ascontiguousarray(meshes.reshape(meshes.shape[0], -1).T)  # (n_points, n_meshes)
+        values = np.empty((order.size, meshes.shape[0]), dtype=np.result_type(meshes, blocks[0]))
+        products = _threads().map(lambda block: block @ columns, blocks)
+        for a, b, product in zip(bounds[:-1], bounds[1:], products, strict=True):
+            values[order[a:b]] = product
+        return values.T
 
     def spread_values(self, values, plan, n_points):
         """The transposed sparse interpolation matrix times each row of ``values`` (threads, as
         :meth:`interpolate`): measured ~4x faster than a ``bincount`` per row."""
-        matrix, order = plan
+        matrix, order = plan[:2]
         transposed = matrix.T  # CSC: its mat-vec scatters without a conversion
         meshes = np.empty((values.shape[0], n_points), dtype=values.dtype)
         for i, mesh in enumerate(_threads().map(lambda row: transposed @ row[order], values)):

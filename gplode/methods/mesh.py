@@ -398,7 +398,7 @@ class MeshKSum:
         if not batch.knorm.size:
             return
         device, xp, shape = self.device, self.device.xp, batch.params.shape
-        work = xp.zeros((self.n_radial, batch.spectra.shape[1]), dtype=batch.spectra.dtype)
+        work = device.channel_spectra(self.n_radial, batch.spectra.shape[1], batch.spectra.dtype)
 
         def fields(l, radial):
             for a in range(batch.spectra.shape[0]):
@@ -406,8 +406,7 @@ class MeshKSum:
                     device.channel_spectra_into(
                         work, batch.destination, batch.prefactors[a], radial, batch.ylm[:, lm], l
                     )
-                    meshes = device.irfftn(work.reshape(self.n_radial * batch.n_batch, *shape[:2], -1), shape)
-                    yield a, lm, meshes.reshape(self.n_radial, -1)
+                    yield a, lm, device.channel_meshes(work, shape)
 
         for l in range(self.hypers.max_angular + 1):
             radial = self._radial(batch.knorm, l, xp).astype(self.real)
@@ -459,7 +458,7 @@ class MeshKSum:
         spectra = spectra[:, batch.destination]
         strain_rate = xp.asarray(np.asarray(strain, dtype=float))[batch.kpoints.structure]  # ε̇ per k-point
         dv = self._derivatives[0](batch.knorm, batch.vhat, xp)
-        work = xp.zeros((n_radial, batch.spectra.shape[1]), dtype=batch.spectra.dtype)
+        work = device.channel_spectra(n_radial, batch.spectra.shape[1], batch.spectra.dtype)
         for l, radial, fields in self._channels(batch):
             # Σ_ab ε̇_ab k_b ∂_a G, (n_k, 2l+1, n_radial)
             strained = strain_rate_kernel(*self._derivative_parts(batch, l, radial, dv), strain_rate, xp)
@@ -470,8 +469,7 @@ class MeshKSum:
                     (batch.base * batch.ylm[:, lm])[None, :] * radial.T * spectra[a][None, :]
                     - batch.scale[None, :] * strained[:, lm - l * l, :].T * batch.spectra[a, batch.destination][None, :]
                 )
-                field = device.irfftn(work.reshape(n_radial * n_batch, *shape[:2], -1), shape)
-                out[:, a, lm, :] += device.interpolate(field.reshape(n_radial, -1), plan).T
+                out[:, a, lm, :] += device.interpolate(device.channel_meshes(work, shape), plan).T
         return out
 
     def vjp(self, systems, species, params: MeshParameters, weights) -> tuple[np.ndarray, np.ndarray]:

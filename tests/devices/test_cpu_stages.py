@@ -1,10 +1,13 @@
 """Mesh-pipeline stages on the CPU device: B-spline kernel, spreading, interpolation, mesh choice."""
 
+import os
+
 import numpy as np
 import pytest
 from helpers import half_sphere_kvectors
 
 from gplode.devices import CpuDevice
+from gplode.devices.base import Device
 from gplode.lib.bspline import ORDERS, bspline_fourier, bspline_stencil
 from gplode.lib.kvectors import selected_kpoints, sphere_shape, sphere_shapes
 from gplode.methods.mesh import choose_mesh
@@ -53,6 +56,30 @@ def test_spread_and_interpolate_are_adjoint():
     for atom in range(7):
         single = CPU.spread(indices[atom : atom + 1], weights[atom : atom + 1], np.zeros(1, int), 1, shape)
         np.testing.assert_allclose((single[0] * field).sum(axis=(1, 2, 3)), values[:, atom], rtol=1e-13)
+
+
+def test_channel_last_meshes_and_blocked_interpolation_match_the_plain_stages():
+    """The CPU's channel-last spectra and meshes, interpolated by row blocks on threads, give the
+    generic channel-first stages' values (a batch of two meshes, 600 atoms: three row blocks
+    on three cores, two on two), bitwise up to the FFT's and the product's rounding."""
+    shape, order, n_channels, n_batch = (10, 12, 9), 6, 4, 2
+    n_half = n_batch * shape[0] * shape[1] * (shape[2] // 2 + 1)
+    spectra = RNG.normal(size=(n_channels, n_half)) + 1j * RNG.normal(size=(n_channels, n_half))
+    work = CPU.channel_spectra(n_channels, n_half, complex)
+    assert work.shape == (n_channels, n_half) and work.T.flags.c_contiguous and not work.any()
+    work[...] = spectra
+    meshes = CPU.channel_meshes(work, shape)
+    expected = Device.channel_meshes(CPU, spectra, shape)  # channel-first, one batched irfftn
+    assert meshes.shape == expected.shape == (n_channels, n_batch * np.prod(shape))
+    np.testing.assert_allclose(meshes, expected, rtol=0, atol=1e-13 * np.abs(expected).max())
+    indices, weights = CPU.stencil(RNG.uniform(size=(600, 3)), shape, order)
+    indices = indices + RNG.integers(0, n_batch, 600)[:, None] * int(np.prod(shape))  # into the batch
+    plan = CPU.prepare_interpolation(indices, weights, n_batch * int(np.prod(shape)))
+    assert len(plan[2]) == min(os.cpu_count() or 1, 600 // 256)
+    values = CPU.interpolate(meshes, plan)
+    direct = np.einsum("is,cis->ci", weights, expected[:, indices])
+    np.testing.assert_allclose(values, direct, rtol=0, atol=1e-13 * np.abs(direct).max())
+    np.testing.assert_array_equal(CPU.interpolate(np.ascontiguousarray(meshes), plan), values)
 
 
 def test_interpolation_of_a_plane_wave():
