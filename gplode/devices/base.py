@@ -21,7 +21,8 @@ The stage contract (:class:`Stages`), in the order the mesh method calls the sta
 Arrays live on the device (``xp``); meshes are C-contiguous real ``(n, M1, M2, M3)``, half
 spectra complex ``(n, M1, M2, M3//2 + 1)``, in the dtype of the weights (float64 or
 float32), except the channels' spectra and meshes (stages 4 and 5), ``(n_channels, points)``
-in the layout the device chooses (the CPU keeps each point's channels side by side). Mesh coordinates are fractional coordinates × mesh shape (dimensionless).
+in the layout the device chooses (the CPU keeps each point's channels side by side).
+Mesh coordinates are fractional coordinates × mesh shape (dimensionless).
 
 The derivatives (:meth:`gplode.methods.mesh.MeshKSum.vjp` and ``jvp``) add
 :meth:`~Stages.stencil_gradient` (the weights' derivatives in the mesh coordinates,
