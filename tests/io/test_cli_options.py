@@ -154,6 +154,7 @@ def test_bench_quick_writes_quick_results_and_prints_the_table(tmp_path, monkeyp
     monkeypatch.setattr(bench_cpu, "machine", lambda: {"memory_gib": 64.0})
     monkeypatch.setattr(bench_cpu, "exact_values", lambda p: np.zeros((8, 2, 25, 6)))
     monkeypatch.setattr(bench_cpu, "featomic_fine_k_cutoff", lambda p, exact: 5.0)
+    monkeypatch.setattr(bench_cpu, "featomic_default_error", lambda p, exact: 3e-4)
     monkeypatch.setattr(
         bench_cpu,
         "run_isolated",
@@ -175,6 +176,7 @@ def test_bench_quick_writes_quick_results_and_prints_the_table(tmp_path, monkeyp
     assert out.startswith("| atoms | p | code |") and not any(line.startswith("{") for line in out.splitlines())
     assert out.splitlines()[-1] == f"results written to {tmp_path / 'cpu_quick.json'}"
     # first calls and warm ones, each code's, and both speed-ups
-    assert "| 64 | 1 | gplode | accuracy 0.001 | 0.5 | 0.4 |" in out
+    # gplode's "default" run asks for featomic's measured error at its default k_c
+    assert "| 64 | 1 | gplode | accuracy 0.0003 | 0.5 | 0.4 |" in out
     speedup = json.loads((tmp_path / "cpu_quick.json").read_text())["summary"]["speedup"][0]
     assert speedup["ratio"] == 1.0 and speedup["warm_ratio"] == 1.0
