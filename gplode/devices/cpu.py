@@ -42,22 +42,21 @@ class CpuDevice(Device):
     name = "numpy"
     #: fitted to each method alone (``benchmarks/calibrate_costs.py``, ``results/costs.json``:
     #: rattled NaCl supercells of 216–1,728 atoms, σ = 1 Å, 36–392 channels, accuracy 1e-3
-    #: and 1e-6, 2-core development machine; every prediction within 0.68–1.25× of the
-    #: measured time): the direct sum ~0.024 ns per (atom, species, k-vector, channel) plus
-    #: ~11 ns per (atom, k-vector) for the phases and element-wise products (19 ns with values
-    #: in float64; both precisions' phases from the tables); the mesh ~11 ns per (channel, mesh
-    #: point) plus ~0.5 ns per (channel, atom, stencil point). So NaCl (150 channels) takes the
-    #: direct sum up to ~1,000–1,700 atoms (1,728 atoms at 1e-6: 1.85 s predicted against the
-    #: mesh's 1.48 s; p = 6 at 1e-3 and 1e-5 keeps it to ~2,700), the mesh beyond. A fit
-    #: without the 1e-6 cells of 1,000 and 1,728 atoms took 1,728 atoms at 1e-6 to the direct
-    #: sum, measured 2.5 s against the mesh's 1.7 s.
+    #: and 1e-6, 2-core development machine; every prediction within 0.63–1.30× of the
+    #: measured time): the direct sum ~0.025 ns per (atom, species, k-vector, channel) plus
+    #: ~11 ns per (atom, k-vector) for the phases and element-wise products (18 ns with values
+    #: in float64; both precisions' phases from the tables); the mesh ~10 ns per (channel, mesh
+    #: point) plus ~0.26 ns per (channel, atom, stencil point) (0.54 ns before the channel-last
+    #: interpolation). So NaCl (150 channels) takes the direct sum up to ~1,000 atoms at p = 1
+    #: (1,728 atoms at 1e-3 on the mesh: 0.55 s measured against the direct sum's 0.74 s) and
+    #: ~1,700 at p = 6 and 1e-3 (0.36 s against the mesh's 0.55 s), the mesh beyond.
     costs = Costs(
-        direct_term=2.4e-11,
-        direct_phase=11.4e-9,
+        direct_term=2.5e-11,
+        direct_phase=10.9e-9,
         direct_species=0.0,
-        mesh_point=10.7e-9,
-        mesh_stencil=0.54e-9,
-        direct_phase_double=19.2e-9,
+        mesh_point=9.8e-9,
+        mesh_stencil=0.26e-9,
+        direct_phase_double=18.4e-9,
     )
     default_max_batch_bytes = 2**27
     keep_workspace = True

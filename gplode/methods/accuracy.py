@@ -217,9 +217,10 @@ def sphere_radii(
                     np.asarray(members)[done], found[done], gain[done], left_out[done], strict=True
                 )
             ]
-            # again: as far as the vectors beyond could matter (NaN), an answer near the edge a quarter
-            # further (its pass within the exact tails' budget, where the cell's was), none at all to k_max
-            grown = np.where(np.isnan(found), np.maximum(needed, 1.25 * passes), 1.25 * passes)
+            # again: 2 % beyond where the vectors beyond could matter (NaN; at least 5 % further), an answer near
+            # the edge a quarter further (its pass within the exact tails' budget, where the cell's was),
+            # none at all to k_max
+            grown = np.where(np.isnan(found), np.maximum(1.02 * needed, 1.05 * passes), 1.25 * passes)
             passes = np.minimum(k_max, np.where(np.isnan(found) | (found < passes), grown, k_max))[~done]
             members = [i for i, finished in zip(members, done, strict=True) if not finished]
         return out
@@ -624,7 +625,7 @@ class _DensityMesh:
                     weighted = (weights * charge[chunk, None]).ravel()
                     density.real += np.bincount(flat, weights=weighted.real, minlength=size)
                     density.imag += np.bincount(flat, weights=weighted.imag, minlength=size)
-            spectrum = (fft.rfftn if shift is None else fft.fftn)(density.reshape(shape)).ravel()
+            spectrum = (fft.rfftn if shift is None else fft.fftn)(density.reshape(shape), workers=-1).ravel()
             for i, at in enumerate(rows):
                 out[i] += spectrum[at].real ** 2 + spectrum[at].imag ** 2
         khat = np.prod([bspline_fourier(m[:, d], _MESH_SPECTRA_ORDER, shape[d]) for d in range(3)], axis=0)
