@@ -247,7 +247,8 @@ class Pipeline:
         # the mesh over all of them
         present = len(set(system.numbers.tolist()).intersection(np.asarray(species).tolist()))
         direct = self.direct.cost(system, max(present, 1))
-        # the mesh's own before its refinement for the structure's density, which only adds cost
+        # the mesh's own first (a cheap test; the one for the structure's density may cost a
+        # little less, at a lower order on the same shape, or more)
         if direct >= self.mesh.cost_floor(system, n_species):  # else no mesh is cheaper: none chosen
             own = self.mesh.parameters(system.cell, system.n_atoms, system.k_cutoff)
             if self.mesh.cost(system, n_species, own) < direct:
@@ -260,14 +261,16 @@ class Pipeline:
         return self.mesh, self.mesh_for(system, species)
 
     def mesh_for(self, system, species, own: MeshParameters | None = None) -> MeshParameters:
-        """The particle mesh of a bulk ``system``: the cell's own (:meth:`MeshKSum.parameters`:
-        its aliasing estimate assumes a featureless density spectrum), refined — a higher
-        B-spline order, then 8 % steps of finer meshes — until the aliasing of the structure's
-        own density (:class:`gplode.methods.accuracy.DensityAliasing`: e.g. a crystal's Bragg
-        peaks) is predicted below :data:`ALIASING_SHARE` × ``accuracy``; not for a sphere of
-        more than :data:`MODEL_VECTORS` vectors (σ small against the cell: the components
-        inside it are not weak). A user's ``mesh_spacing`` or ``interpolation_order`` is taken
-        as it is. ``own``: the cell's own mesh, when the caller has it already."""
+        """The particle mesh of a bulk ``system``: the first of the cell's own
+        (:meth:`MeshKSum.parameters`: its aliasing estimate assumes a featureless density
+        spectrum) and its refinements (:meth:`MeshKSum.refinements`: the other B-spline orders
+        on its shape, the cheaper first, then 8 % steps of finer meshes) whose aliasing on the
+        structure's own density (:class:`gplode.methods.accuracy.DensityAliasing`: e.g. a
+        crystal's Bragg peaks) is predicted below :data:`ALIASING_SHARE` × ``accuracy``; the
+        own as it is for a sphere of more than :data:`MODEL_VECTORS` vectors (σ small against
+        the cell: the components inside it are not weak). A user's ``mesh_spacing`` or
+        ``interpolation_order`` is taken as it is. ``own``: the cell's own mesh, when the
+        caller has it already."""
         h = self.hypers
         params = self.mesh.parameters(system.cell, system.n_atoms, system.k_cutoff) if own is None else own
         if h.mesh_spacing is not None or h.interpolation_order is not None:
@@ -279,7 +282,7 @@ class Pipeline:
         )
         target = ALIASING_SHARE * h.accuracy
         aliasing = DensityAliasing(system, species, self.kspace_weight, float((constant**2).sum()), params.k_cutoff)
-        for candidate in self.mesh.refinements(params):
+        for candidate in self.mesh.refinements(system, len(species), params):
             if aliasing(candidate.shape, candidate.order) <= target:
                 return candidate
         return candidate  # none met the target: the finest of them
